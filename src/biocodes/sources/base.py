@@ -1,0 +1,141 @@
+"""The plane-source interface: what every reader adapter must provide.
+
+Readers differ; the walk does not. An adapter opens one image and exposes its
+scenes as :class:`SceneInfo` plus random access to single 2D planes. All format
+quirks (axis names, RGB samples, pyramids, page layouts) stay inside adapters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from biocodes.errors import EmptyImageError, UnreadableError, UnsupportedError
+
+#: dtypes the IMAGEWALK spec requires (§6.2), plus 64-bit integers, which we
+#: encode the same way: 8 bytes, big-endian, two's complement for signed.
+SUPPORTED_DTYPES = frozenset(
+    np.dtype(t).str[1:]
+    for t in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f4", "f8")
+)
+
+
+def check_dtype(path: str, dtype: np.dtype) -> np.dtype:
+    """Return the native-order dtype, or refuse one IMAGEWALK has no encoding for.
+
+    bool, float16, complex and structured types have no agreed canonical bytes,
+    so hashing them would produce codes no other implementation can reproduce.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.str[1:] not in SUPPORTED_DTYPES:
+        raise UnsupportedError(
+            path,
+            f"pixel type {dtype} is not supported by IMAGEWALK "
+            "(supported: uint8/16/32/64, int8/16/32/64, float32, float64)",
+        )
+    return dtype.newbyteorder("=")
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """Shape and type of one scene, with RGB samples already counted as channels."""
+
+    index: int
+    name: str
+    size_t: int
+    size_c: int
+    size_z: int
+    size_y: int
+    size_x: int
+    dtype: np.dtype
+    #: samples per pixel in the source (3 for RGB); size_c includes them
+    samples: int = 1
+
+    @property
+    def planes(self) -> int:
+        return self.size_z * self.size_c * self.size_t
+
+    @property
+    def plane_nbytes(self) -> int:
+        return self.size_y * self.size_x * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.planes * self.plane_nbytes
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {
+            "T": self.size_t,
+            "C": self.size_c,
+            "Z": self.size_z,
+            "Y": self.size_y,
+            "X": self.size_x,
+        }
+
+
+def make_scene(
+    path: str,
+    index: int,
+    name: str,
+    sizes: dict[str, int],
+    dtype: np.dtype,
+    samples: int = 1,
+) -> SceneInfo:
+    """Build a validated SceneInfo from per-axis sizes (missing axes count as 1)."""
+    dtype = check_dtype(path, dtype)
+    t, c, z = (int(sizes.get(k, 1)) for k in "TCZ")
+    y, x = int(sizes.get("Y", 0)), int(sizes.get("X", 0))
+    shape = {"T": t, "C": c * samples, "Z": z, "Y": y, "X": x}
+    if samples < 1 or min(shape.values()) < 1:
+        raise EmptyImageError(
+            path, f"scene {index} has a zero-size dimension {shape}, S={samples}"
+        )
+    return SceneInfo(index, name, t, c * samples, z, y, x, dtype, samples)
+
+
+class PlaneSource(ABC):
+    """One opened image: its scenes, and single planes on request."""
+
+    #: short name of the access path, recorded in the catalogue's ``format``
+    format: str = "unknown"
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+
+    @property
+    @abstractmethod
+    def scenes(self) -> list[SceneInfo]:
+        """All scenes, in ascending index order."""
+
+    @abstractmethod
+    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
+        """Read one 2D (Y, X) plane; ``c`` counts RGB samples as channels."""
+
+    def read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
+        """Read one plane and check it is what the scene promised."""
+        plane = np.asarray(self._read_plane(scene, z, c, t))
+        if plane.shape != (scene.size_y, scene.size_x):
+            raise UnreadableError(
+                self.path,
+                f"scene {scene.index} plane z={z} c={c} t={t} has shape "
+                f"{plane.shape}, expected {(scene.size_y, scene.size_x)}",
+            )
+        if plane.dtype.newbyteorder("=") != scene.dtype:
+            raise UnreadableError(
+                self.path,
+                f"scene {scene.index} plane dtype {plane.dtype} differs from "
+                f"the declared {scene.dtype}",
+            )
+        return plane
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles."""
+
+    def __enter__(self) -> PlaneSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

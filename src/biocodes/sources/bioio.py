@@ -1,0 +1,96 @@
+"""Any format an installed bioio plugin reads (CZI, PNG, DV, ND2, LIF, ...).
+
+This is the fallback access path. Each plane is one small dask selection of
+the reader's lazy array, computed on its own, so memory stays at a plane (or
+at the reader's chunk, for readers whose chunks are larger).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from biocodes.errors import UnreadableError, UnsupportedError
+from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+
+#: readers are constructed with per-plane chunks where they accept it
+PLANE_CHUNKS = ["Y", "X", "S"]
+WALKED = "TCZ"
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class BioioSource(PlaneSource):
+    """An image opened through bioio's plugin system."""
+
+    def __init__(self, path: str) -> None:
+        import bioio
+
+        super().__init__(path)
+        try:
+            self._img = bioio.BioImage(path, chunk_dims=PLANE_CHUNKS)
+        except TypeError:  # reader without a chunk_dims argument
+            self._img = self._open_plain(bioio, path)
+        except Exception as exc:
+            raise UnreadableError(
+                path, f"no installed reader can open it ({_one_line(exc)})"
+            ) from None
+        reader = self._img.reader
+        self.format = type(reader).__module__.split(".")[0].replace("bioio_", "")
+        self._scenes = [self._scene(i, name) for i, name in enumerate(reader.scenes)]
+
+    @staticmethod
+    def _open_plain(bioio, path: str):  # noqa: ANN001, ANN205
+        try:
+            return bioio.BioImage(path)
+        except Exception as exc:
+            raise UnreadableError(
+                path, f"no installed reader can open it ({_one_line(exc)})"
+            ) from None
+
+    def _scene(self, index: int, name: str) -> SceneInfo:
+        try:
+            self._img.set_scene(index)
+            dims = self._img.dims
+            order, shape = dims.order, dims.shape
+            dtype = self._img.dtype
+        except Exception as exc:
+            raise UnreadableError(
+                self.path, f"cannot read scene {index}: {_one_line(exc)}"
+            ) from None
+        sizes = dict(zip(order, shape))
+        for axis, n in sizes.items():
+            if axis not in "TCZYXS" and n != 1:
+                raise UnsupportedError(
+                    self.path,
+                    f"scene {index} has a dimension {axis!r} of size {n}, which "
+                    "IMAGEWALK does not define",
+                )
+        return make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
+
+    @property
+    def scenes(self) -> list[SceneInfo]:
+        return self._scenes
+
+    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
+        img = self._img
+        try:
+            if img.current_scene_index != scene.index:
+                img.set_scene(scene.index)
+            order = img.dims.order
+            channel, sample = divmod(c, scene.samples)
+            select = {"Z": z, "C": channel, "T": t, "S": sample}
+            select = {k: v for k, v in select.items() if k in order}
+            for axis in order:  # singleton extra axes, checked in _scene
+                if axis not in "TCZYXS":
+                    select[axis] = 0
+            data = img.get_image_dask_data("YX", **select).compute()
+        except Exception as exc:
+            raise UnreadableError(
+                self.path,
+                f"cannot read scene {scene.index} plane z={z} c={c} t={t}: "
+                f"{_one_line(exc)}",
+            ) from None
+        return data

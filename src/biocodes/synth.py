@@ -1,0 +1,221 @@
+"""Write the same arrays in many formats: fixtures for tests and the example.
+
+Every writer takes scenes as numpy arrays in TCZYX order, with a trailing S
+axis for RGB. Nothing here is downloaded; every file is generated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+
+AXES = "TCZYX"
+
+
+def _scenes(scenes: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+    return [scenes] if isinstance(scenes, np.ndarray) else list(scenes)
+
+
+def random_scene(
+    shape: tuple[int, ...], dtype: str | np.dtype = "uint16", seed: int = 0
+) -> np.ndarray:
+    """Deterministic random pixels covering the dtype's range."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return (rng.standard_normal(shape) * 1000).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+
+
+def write_ome_tiff(
+    path: str | os.PathLike,
+    scenes: np.ndarray | list[np.ndarray],
+    compression: str | None = None,
+) -> Path:
+    """OME-TIFF, one OME Image (and tifffile series) per scene."""
+    import tifffile
+
+    with tifffile.TiffWriter(path, ome=True) as w:
+        for a in _scenes(scenes):
+            rgb = a.ndim == 6
+            meta = {"axes": AXES + ("S" if rgb else "")}
+            w.write(
+                a,
+                metadata=meta,
+                photometric="rgb" if rgb else "minisblack",
+                compression=compression,
+            )
+    return Path(path)
+
+
+def write_tiff(
+    path: str | os.PathLike, array: np.ndarray, compression: str | None = None
+) -> Path:
+    """A plain TIFF: 2D, a ZYX page stack, or YXS for RGB (last axis 3)."""
+    import tifffile
+
+    rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
+    tifffile.imwrite(
+        path,
+        array,
+        photometric="rgb" if rgb else "minisblack",
+        compression=compression,
+    )
+    return Path(path)
+
+
+def write_imagej_tiff(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """An ImageJ hyperstack from a TCZYX array (ImageJ stores TZCYX)."""
+    import tifffile
+
+    tifffile.imwrite(
+        path, array.transpose(0, 2, 1, 3, 4), imagej=True, metadata={"axes": "TZCYX"}
+    )
+    return Path(path)
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """PNG from a YX (gray) or YXS (RGB) array of uint8 or uint16."""
+    import imageio.v3 as iio
+
+    iio.imwrite(path, array, extension=".png")
+    return Path(path)
+
+
+def _divisor_chunk(n: int, target: int) -> int:
+    """The largest divisor of n not above target (the writer needs exact chunks)."""
+    return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
+
+
+def write_ome_zarr(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    zarr_format: int = 3,
+    levels: int = 2,
+    name: str = "Image",
+) -> Path:
+    """One OME-Zarr image (NGFF 0.4 for zarr v2, 0.5 for v3) with a pyramid."""
+    from bioio_ome_zarr.writers import OMEZarrWriter
+
+    if Path(path).exists():
+        shutil.rmtree(path)
+    shapes = [array.shape]
+    for _ in range(levels - 1):
+        t, c, z, y, x = shapes[-1]
+        shapes.append((t, c, z, max(1, y // 2), max(1, x // 2)))
+    chunks = [
+        (1, 1, 1, _divisor_chunk(s[3], 256), _divisor_chunk(s[4], 256)) for s in shapes
+    ]
+    writer = OMEZarrWriter(
+        store=str(path),
+        level_shapes=shapes,
+        dtype=array.dtype,
+        chunk_shape=chunks,
+        zarr_format=zarr_format,
+        image_name=name,
+    )
+    writer.write_full_volume(array)
+    return Path(path)
+
+
+def write_bioformats2raw(
+    path: str | os.PathLike, scenes: list[np.ndarray], zarr_format: int = 2
+) -> Path:
+    """A bioformats2raw tree: numbered OME-Zarr series under one root."""
+    import zarr
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    layout = {"bioformats2raw.layout": 3}
+    root.attrs.update(layout if zarr_format == 2 else {"ome": {"version": "0.5", **layout}})
+    for i, a in enumerate(scenes):
+        write_ome_zarr(path / str(i), a, zarr_format=zarr_format, name=f"Image:{i}")
+    (path / "OME").mkdir(exist_ok=True)
+    (path / "OME" / "METADATA.ome.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><OME xmlns='
+        '"http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+        + "".join(f'<Image ID="Image:{i}" Name="Image:{i}"/>' for i in range(len(scenes)))
+        + "</OME>"
+    )
+    return path
+
+
+def write_czi(path: str | os.PathLike, scenes: np.ndarray | list[np.ndarray]) -> Path:
+    """CZI via pylibCZIrw: gray uint8/uint16/float32, or RGB uint8 (as BGR).
+
+    Scenes are placed side by side so their bounding boxes never overlap, and
+    the scene XML is added so readers list every scene.
+    """
+    from pylibCZIrw import czi as pyczi
+
+    scenes = _scenes(scenes)
+    if Path(path).exists():
+        os.remove(path)
+    x0 = 0
+    with pyczi.create_czi(str(path), exist_ok=True) as doc:
+        for s, a in enumerate(scenes):
+            t_n, c_n, z_n = a.shape[:3]
+            for t in range(t_n):
+                for c in range(c_n):
+                    for z in range(z_n):
+                        plane = a[t, c, z]
+                        if plane.ndim == 3:  # RGB: CZI stores BGR
+                            plane = plane[..., ::-1]
+                        doc.write(
+                            data=np.ascontiguousarray(plane),
+                            plane={"T": t, "C": c, "Z": z},
+                            scene=s,
+                            location=(x0, 0),
+                        )
+            x0 += a.shape[4] + 16
+    if len(scenes) > 1:
+        _add_czi_scene_xml(path, len(scenes))
+    return Path(path)
+
+
+def _add_czi_scene_xml(path: str | os.PathLike, count: int) -> None:
+    """Add the scene list that pylibCZIrw does not write (readers name scenes by it).
+
+    The new XML goes into a metadata segment appended to the file, and the file
+    header's metadata position is pointed at it, as the CZI format allows.
+    """
+    from pylibCZIrw import czi as pyczi
+
+    with pyczi.open_czi(str(path)) as doc:
+        xml = doc.raw_metadata
+    scenes = "".join(f'<Scene Index="{i}" Name="Scene{i}"/>' for i in range(count))
+    block = f"<S><Scenes>{scenes}</Scenes></S>"
+    if "<Dimensions>" in xml:
+        xml = xml.replace("<Dimensions>", "<Dimensions>" + block, 1)
+    else:
+        xml = xml.replace("</Image>", f"<Dimensions>{block}</Dimensions></Image>", 1)
+    data = xml.encode("utf-8")
+    body = struct.pack("<ii", len(data), 0).ljust(256, b"\0") + data
+    body = body.ljust(-(-len(body) // 32) * 32, b"\0")
+    header = b"ZISRAWMETADATA".ljust(16, b"\0") + struct.pack("<qq", len(body), len(body))
+    with open(path, "r+b") as f:
+        position = f.seek(0, os.SEEK_END)
+        f.write(header + body)
+        f.seek(32 + 60)  # file header data: MetadataPosition after 60 bytes
+        f.write(struct.pack("<q", position))
+
+
+def expected_biocode(scenes: np.ndarray | list[np.ndarray]) -> list[str]:
+    """Per-scene ISCC-SUMs computed straight from the arrays: the ground truth."""
+    from biocodes.fingerprint import fingerprint_scene
+    from biocodes.sources.array import ArraySource
+
+    source = ArraySource(_scenes(scenes))
+    return [fingerprint_scene(source, s)["iscc_code"] for s in source.scenes]
+
+
+def dump_json(obj: object, path: str | os.PathLike) -> None:
+    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True))
