@@ -1,7 +1,7 @@
 """Open any image as a :class:`~biocodes.sources.base.PlaneSource`.
 
 The choice of access path is made here, once: TIFF files are read page by page
-with tifffile, zarr stores slice by slice with zarr, and everything else goes
+with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by slice with zarr, and everything else goes
 through bioio's plugins.
 """
 
@@ -44,6 +44,13 @@ def open_source(path: str | os.PathLike) -> PlaneSource:
         try:
             return TiffSource(name)
         except NotPageMappable:
+            pass
+    if p.name.lower().endswith(".czi"):
+        from biocodes.sources.czi import CziSource, NotPlaneMappable
+
+        try:
+            return CziSource(name)
+        except NotPlaneMappable:
             pass
     from biocodes.sources.bioio import BioioSource
 

@@ -14,7 +14,6 @@ from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
 
 #: readers are constructed with per-plane chunks where they accept it
 PLANE_CHUNKS = ["Y", "X", "S"]
-WALKED = "TCZ"
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -40,6 +39,7 @@ class BioioSource(PlaneSource):
         reader = self._img.reader
         self.format = type(reader).__module__.split(".")[0].replace("bioio_", "")
         self._scenes = [self._scene(i, name) for i, name in enumerate(reader.scenes)]
+        self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @staticmethod
     def _open_plain(bioio, path: str):  # noqa: ANN001, ANN205
@@ -75,22 +75,37 @@ class BioioSource(PlaneSource):
         return self._scenes
 
     def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
+        channel, sample = divmod(c, scene.samples)
+        pixels = self._read_pixels(scene, z, channel, t)
+        if scene.samples == 1:
+            return pixels
+        return pixels[..., sample]
+
+    def _read_pixels(self, scene: SceneInfo, z: int, channel: int, t: int) -> np.ndarray:
+        """One YX plane, or YXS with all samples: selecting S in the dask call
+        returned the first sample for every S in bioio-czi, so we never do.
+        The last result is kept, so the samples of an RGB plane are read once."""
+        key = (scene.index, z, channel, t)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         img = self._img
         try:
             if img.current_scene_index != scene.index:
                 img.set_scene(scene.index)
             order = img.dims.order
-            channel, sample = divmod(c, scene.samples)
-            select = {"Z": z, "C": channel, "T": t, "S": sample}
-            select = {k: v for k, v in select.items() if k in order}
+            select = {k: v for k, v in {"Z": z, "C": channel, "T": t}.items() if k in order}
             for axis in order:  # singleton extra axes, checked in _scene
                 if axis not in "TCZYXS":
                     select[axis] = 0
-            data = img.get_image_dask_data("YX", **select).compute()
+            wanted = "YXS" if "S" in order else "YX"
+            data = img.get_image_dask_data(wanted, **select).compute()
         except Exception as exc:
             raise UnreadableError(
                 self.path,
-                f"cannot read scene {scene.index} plane z={z} c={c} t={t}: "
+                f"cannot read scene {scene.index} plane z={z} c={channel} t={t}: "
                 f"{_one_line(exc)}",
             ) from None
+        if data.ndim == 3 and scene.samples == 1:
+            data = data[..., 0]
+        self._cache = (key, data)
         return data

@@ -1,0 +1,96 @@
+"""Zeiss CZI, read plane by plane with aicspylibczi.
+
+bioio-czi's lazy path returns the first sample for every S of an RGB scene,
+and its eager path reads the whole scene, so CZI gets its own adapter. CZI
+stores RGB as blue-green-red; we walk samples as red, green, blue like every
+other format. Mosaic files fall back to bioio (raise :class:`NotPlaneMappable`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from biocodes.errors import UnreadableError
+from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+
+PIXEL_TYPES = {
+    "gray8": ("uint8", 1),
+    "gray16": ("uint16", 1),
+    "gray32": ("int32", 1),
+    "gray32float": ("float32", 1),
+    "gray64float": ("float64", 1),
+    "bgr24": ("uint8", 3),
+    "bgr48": ("uint16", 3),
+    "bgr96float": ("float32", 3),
+}
+
+
+class NotPlaneMappable(Exception):
+    """A CZI layout (mosaic, unusual axes) that this adapter does not map."""
+
+
+def _scene_names(czi) -> dict[int, str]:  # noqa: ANN001
+    names = {}
+    for i, node in enumerate(czi.meta.findall(".//Dimensions/S/Scenes/Scene")):
+        names[int(node.get("Index", i))] = node.get("Name") or f"Scene:{i}"
+    return names
+
+
+class CziSource(PlaneSource):
+    """A non-mosaic CZI file."""
+
+    format = "czi"
+
+    def __init__(self, path: str) -> None:
+        import aicspylibczi
+
+        super().__init__(path)
+        try:
+            czi = aicspylibczi.CziFile(path)
+            mosaic = czi.is_mosaic()
+            shapes = czi.get_dims_shape()
+            pixel_type = str(czi.pixel_type).lower()
+            names = _scene_names(czi)
+        except Exception as exc:
+            raise UnreadableError(path, f"not a readable CZI ({exc})") from None
+        if mosaic or pixel_type not in PIXEL_TYPES:
+            raise NotPlaneMappable(f"mosaic={mosaic} pixel type {pixel_type}")
+        dtype, samples = PIXEL_TYPES[pixel_type]
+        self._czi = czi
+        self._scenes: list[SceneInfo] = []
+        for shape in shapes:
+            extra = {k: v for k, v in shape.items() if k not in "STCZYXA"}
+            if any(hi - lo != 1 for lo, hi in extra.values()):
+                raise NotPlaneMappable(f"axes {sorted(extra)}")
+            sizes = {k: hi - lo for k, (lo, hi) in shape.items() if k in "TCZYX"}
+            first, last = shape.get("S", (0, 1))
+            for s in range(first, last):
+                name = names.get(s, f"Scene:{s}")
+                self._scenes.append(make_scene(path, s, name, sizes, dtype, samples))
+        self._scenes.sort(key=lambda sc: sc.index)
+        if [s.index for s in self._scenes] != list(range(len(self._scenes))):
+            raise NotPlaneMappable("scene indices are not contiguous")
+        self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
+
+    @property
+    def scenes(self) -> list[SceneInfo]:
+        return self._scenes
+
+    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
+        channel, sample = divmod(c, scene.samples)
+        key = (scene.index, z, channel, t)
+        if self._cache is None or self._cache[0] != key:
+            try:
+                data, _ = self._czi.read_image(S=scene.index, T=t, C=channel, Z=z)
+            except Exception as exc:
+                raise UnreadableError(
+                    self.path,
+                    f"cannot read scene {scene.index} plane z={z} c={c} t={t}: {exc}",
+                ) from None
+            if scene.samples > 1:
+                data = data.reshape(data.shape[-3:])[..., ::-1]  # BGR -> RGB
+            else:
+                data = data.reshape(data.shape[-2:])
+            self._cache = (key, data)
+        data = self._cache[1]
+        return data[..., sample] if scene.samples > 1 else data

@@ -1,0 +1,17 @@
+"""Shared fixtures: every image is generated here, nothing is downloaded."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+logging.getLogger("bioio").setLevel(logging.ERROR)
+
+DTYPES = ["uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
