@@ -40,8 +40,10 @@ def ensure_venv(where: Path) -> Path:
     python = where / "bin" / "python"
     if not python.exists():
         venv.create(where, with_pip=True)
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "iscc-bio[readers]==0.2.0"],
-                   check=True)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "iscc-bio[readers]==0.2.0"],
+        check=True,
+    )
     return python
 
 
@@ -54,13 +56,22 @@ def main() -> None:
     python = ensure_venv(args.venv)
     with tempfile.TemporaryDirectory() as tmp:
         files = compat_fixtures.build(Path(tmp))
-        proc = subprocess.run([python, "-c", RUNNER, *map(str, files.values())],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [python, "-c", RUNNER, *map(str, files.values())],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         raw = json.loads(proc.stdout)
-    version = subprocess.run([python, "-c", "import iscc_bio;print(iscc_bio.__version__)"],
-                             capture_output=True, text=True).stdout.strip()
-    record = {"iscc_bio": version,
-              "results": {name: raw[str(path)] for name, path in files.items()}}
+    version = subprocess.run(
+        [python, "-c", "import iscc_bio;print(iscc_bio.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    record = {
+        "iscc_bio": version,
+        "results": {name: raw[str(path)] for name, path in files.items()},
+    }
     target = ROOT / "tests" / "data" / "iscc_bio_0.2.0.json"
     target.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     print(f"wrote {target}")

@@ -22,7 +22,9 @@ from biocodes.fingerprint import biocode
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "biocodes.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -61,12 +63,19 @@ def make_cases(tmp):
             (TruncatedError, UnreadableError),
         ),
         "trunc-raw": (
-            truncate(synth.write_ome_tiff(tmp / "raw.ome.tif", a)), TruncatedError),
+            truncate(synth.write_ome_tiff(tmp / "raw.ome.tif", a)),
+            TruncatedError,
+        ),
         "trunc-raw-plain": (
-            truncate(synth.write_tiff(tmp / "raw.tif", a[0, 0]), 0.9), TruncatedError),
+            truncate(synth.write_tiff(tmp / "raw.tif", a[0, 0]), 0.9),
+            TruncatedError,
+        ),
         "zero-size": (zero, EmptyImageError),
         "bool": (booly, UnsupportedError),
-        "trunc-png": (truncate(synth.write_png(tmp / "p.png", a[0, 0, 0])), BiocodeError),
+        "trunc-png": (
+            truncate(synth.write_png(tmp / "p.png", a[0, 0, 0])),
+            BiocodeError,
+        ),
         "trunc-czi": (truncate(synth.write_czi(tmp / "c.czi", a)), BiocodeError),
     }
 
@@ -76,8 +85,19 @@ def cases(tmp_path_factory):
     return make_cases(tmp_path_factory.mktemp("bad"))
 
 
-CASE_NAMES = ["missing", "folder", "empty", "text", "trunc-zlib", "trunc-raw",
-              "trunc-raw-plain", "zero-size", "bool", "trunc-png", "trunc-czi"]
+CASE_NAMES = [
+    "missing",
+    "folder",
+    "empty",
+    "text",
+    "trunc-zlib",
+    "trunc-raw",
+    "trunc-raw-plain",
+    "zero-size",
+    "bool",
+    "trunc-png",
+    "trunc-czi",
+]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -91,8 +111,9 @@ def test_library_raises_a_clear_error(cases, name):
 
 
 def test_cli_reports_each_failure_and_keeps_going(cases, tmp_path):
-    good = synth.write_ome_tiff(tmp_path / "good.ome.tif",
-                                synth.random_scene((1, 1, 1, 8, 8), "uint8"))
+    good = synth.write_ome_tiff(
+        tmp_path / "good.ome.tif", synth.random_scene((1, 1, 1, 8, 8), "uint8")
+    )
     paths = [good] + [cases[n][0] for n in CASE_NAMES]
     proc = run_cli("biocode", "--json", *paths)
     assert proc.returncode == 1

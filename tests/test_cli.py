@@ -12,8 +12,12 @@ from biocodes.imagewalk import canonical_bytes
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "biocodes.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "biocodes.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_help_lists_commands():

@@ -46,7 +46,9 @@ def test_simprints_are_plane_data_codes(tmp_path):
 
 
 def test_raw_file_code_equals_iscc_sum_for_a_file(tmp_path):
-    path = synth.write_ome_tiff(tmp_path / "f.ome.tif", synth.random_scene((1, 1, 3, 300, 400)))
+    path = synth.write_ome_tiff(
+        tmp_path / "f.ome.tif", synth.random_scene((1, 1, 3, 300, 400))
+    )
     ours = raw_file_code(path)
     theirs = iscc_sum.code_iscc_sum(str(path), wide=True, add_units=True)
     assert ours["iscc_code"] == theirs.iscc
@@ -55,22 +57,31 @@ def test_raw_file_code_equals_iscc_sum_for_a_file(tmp_path):
 
 
 def test_raw_file_code_of_a_store_equals_iscc_sum_tree(tmp_path):
-    store = synth.write_ome_zarr(tmp_path / "t.ome.zarr", synth.random_scene((1, 2, 2, 64, 64)))
+    store = synth.write_ome_zarr(
+        tmp_path / "t.ome.zarr", synth.random_scene((1, 2, 2, 64, 64))
+    )
     (store / ".isccignore").write_text("ignored.txt\n")
     (store / "ignored.txt").write_text("not hashed")
     (store / "meta.iscc.json").write_text("{}")
     tool = Path(sys.executable).parent / "iscc-sum"  # the tool from the same venv
-    out = subprocess.run([tool, "--tree", str(store)], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [tool, "--tree", str(store)], capture_output=True, text=True, check=True
+    ).stdout
     assert raw_file_code(store)["iscc_code"] == out.split()[0]
     assert biocode(store)["iscc_code"] == out.split()[0]
 
 
 def test_biocode_result_keys(tmp_path):
-    path = synth.write_ome_tiff(tmp_path / "k.ome.tif", synth.random_scene((1, 1, 1, 8, 8)))
+    path = synth.write_ome_tiff(
+        tmp_path / "k.ome.tif", synth.random_scene((1, 1, 1, 8, 8))
+    )
     r = biocode(path)
-    assert {"iscc_code", "units", "datahash", "filesize", "generator", "parts"} <= set(r)
+    assert {"iscc_code", "units", "datahash", "filesize", "generator", "parts"} <= set(
+        r
+    )
     part = r["parts"][0]
-    assert {"iscc_code", "units", "scene_index", "scene_name", "dims", "dtype"} <= set(part)
+    assert {"iscc_code", "units", "scene_index", "scene_name", "dims", "dtype"} <= set(
+        part
+    )
     assert part["dims"] == {"T": 1, "C": 1, "Z": 1, "Y": 8, "X": 8}
     assert part["dtype"] == "uint16"

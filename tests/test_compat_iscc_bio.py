@@ -14,7 +14,9 @@ from biocodes import synth
 from biocodes.errors import TruncatedError
 from biocodes.fingerprint import biocode
 
-RECORD = json.loads((Path(__file__).parent / "data" / "iscc_bio_0.2.0.json").read_text())
+RECORD = json.loads(
+    (Path(__file__).parent / "data" / "iscc_bio_0.2.0.json").read_text()
+)
 THEIRS = RECORD["results"]
 
 

@@ -106,8 +106,10 @@ def test_tiff_dims_match_bioio(tmp_path, name):
 
 def test_ome_tiff_and_imagej_dims(tmp_path):
     a = synth.random_scene((2, 3, 4, 8, 9), "uint16", seed=1)
-    for path in [synth.write_ome_tiff(tmp_path / "o.ome.tif", a),
-                 synth.write_imagej_tiff(tmp_path / "i.tif", a)]:
+    for path in [
+        synth.write_ome_tiff(tmp_path / "o.ome.tif", a),
+        synth.write_imagej_tiff(tmp_path / "i.tif", a),
+    ]:
         with open_source(path) as source:
             s = source.scenes[0]
             assert (s.size_t, s.size_c, s.size_z, s.size_y, s.size_x) == a.shape
@@ -120,7 +122,11 @@ def test_iter_planes_api(tmp_path):
     path = synth.write_ome_tiff(tmp_path / "p.ome.tif", a)
     planes = list(biocodes.iter_planes(path))
     assert [(p.scene_index, p.z, p.c, p.t) for p in planes] == [
-        (0, 0, 0, 0), (0, 0, 1, 0), (0, 1, 0, 0), (0, 1, 1, 0)]
+        (0, 0, 0, 0),
+        (0, 0, 1, 0),
+        (0, 1, 0, 0),
+        (0, 1, 1, 0),
+    ]
     np.testing.assert_array_equal(planes[1].array, a[0, 1, 0])
 
 

@@ -39,7 +39,10 @@ def test_vector_5_two_scenes(tmp_path):
     two = np.full((1, 1, 1, 1, 1), 2, np.uint8)
     path = write_ome_tiff(tmp_path / "two.ome.tif", [one, two])
     digests = pixhash(path, "sha256")["digests"]
-    assert digests == [hashlib.sha256(b"\x01").hexdigest(), hashlib.sha256(b"\x02").hexdigest()]
+    assert digests == [
+        hashlib.sha256(b"\x01").hexdigest(),
+        hashlib.sha256(b"\x02").hexdigest(),
+    ]
 
 
 def test_order_is_z_then_c_then_t():

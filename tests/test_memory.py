@@ -31,14 +31,33 @@ def peak_during(fn):
 def big(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("big")
     tif = tmp / "big.ome.tif"
-    tifffile.imwrite(tif, planes(), shape=(Z, Y, X), dtype="uint16", ome=True,
-                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        tif,
+        planes(),
+        shape=(Z, Y, X),
+        dtype="uint16",
+        ome=True,
+        metadata={"axes": "ZYX"},
+    )
     store = tmp / "big.ome.zarr"
     root = zarr.open_group(str(store), mode="w", zarr_format=3)
     axes = [{"name": n, "type": "space"} for n in "zyx"]
-    root.attrs["ome"] = {"version": "0.5", "multiscales": [
-        {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1, 1, 1]}]}]}]}
+    root.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "axes": axes,
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": [1, 1, 1]}
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     arr = root.create_array("0", shape=(Z, Y, X), chunks=(1, 512, 1024), dtype="uint16")
     for z, plane in enumerate(planes()):
         arr[z] = plane

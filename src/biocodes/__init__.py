@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "biocode", "iter_planes"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy, keeps `biocodes --help` fast
+def __getattr__(name: str):
     if name == "biocode":
         from biocodes.fingerprint import biocode
 

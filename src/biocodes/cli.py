@@ -59,7 +59,9 @@ def _fail(path: str, exc: BaseException) -> BiocodeError:
 
 
 def _run_each(
-    paths: tuple[str, ...], as_json: bool, work: Callable[[str], dict],
+    paths: tuple[str, ...],
+    as_json: bool,
+    work: Callable[[str], dict],
     show: Callable[[str, dict], None],
 ) -> None:
     """Apply ``work`` to every path; report each result; exit 1 if any failed."""
@@ -67,7 +69,7 @@ def _run_each(
     for path in paths:
         try:
             result = work(path)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        except Exception as exc:
             err = _fail(path, exc)
             failed += 1
             click.echo(f"biocodes: {err}", err=True)
@@ -152,7 +154,10 @@ def scenes(paths: tuple[str, ...], as_json: bool) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
-    "--algorithm", "-a", default="iscc-sum", show_default=True,
+    "--algorithm",
+    "-a",
+    default="iscc-sum",
+    show_default=True,
     type=click.Choice(["iscc-sum", "sha256", "sha1"]),
     help="Hash applied to the IMAGEWALK bytes of each scene.",
 )
@@ -171,8 +176,13 @@ def pixhash(paths: tuple[str, ...], algorithm: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
-    "-o", "--output", "out_dir", default=".", show_default=True,
-    type=click.Path(file_okay=False), help="Directory for the PNG files.",
+    "-o",
+    "--output",
+    "out_dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the PNG files.",
 )
 @click.option("--size", default=256, show_default=True, help="Longest side in pixels.")
 def thumb(paths: tuple[str, ...], out_dir: str, size: int) -> None:
@@ -182,7 +192,9 @@ def thumb(paths: tuple[str, ...], out_dir: str, size: int) -> None:
 
     def work(path: str) -> dict:
         with open_source(path) as source:
-            return {"thumbnails": [str(p) for p in write_thumbnails(source, out_dir, size)]}
+            return {
+                "thumbnails": [str(p) for p in write_thumbnails(source, out_dir, size)]
+            }
 
     def show(path: str, r: dict) -> None:
         for p in r["thumbnails"]:

@@ -53,7 +53,9 @@ def iter_planes(path: str | os.PathLike) -> Iterator[Plane]:
             yield from walk(source, scene)
 
 
-def canonical_chunks(array: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def canonical_chunks(
+    array: np.ndarray, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[bytes]:
     """Yield the plane's canonical bytes in pieces of at most ``chunk_bytes``.
 
     Row-major order and big-endian byte order, whatever the memory layout of

@@ -135,14 +135,18 @@ def write_bioformats2raw(
         shutil.rmtree(path)
     root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     layout = {"bioformats2raw.layout": 3}
-    root.attrs.update(layout if zarr_format == 2 else {"ome": {"version": "0.5", **layout}})
+    root.attrs.update(
+        layout if zarr_format == 2 else {"ome": {"version": "0.5", **layout}}
+    )
     for i, a in enumerate(scenes):
         write_ome_zarr(path / str(i), a, zarr_format=zarr_format, name=f"Image:{i}")
     (path / "OME").mkdir(exist_ok=True)
     (path / "OME" / "METADATA.ome.xml").write_text(
         '<?xml version="1.0" encoding="UTF-8"?><OME xmlns='
         '"http://www.openmicroscopy.org/Schemas/OME/2016-06">'
-        + "".join(f'<Image ID="Image:{i}" Name="Image:{i}"/>' for i in range(len(scenes)))
+        + "".join(
+            f'<Image ID="Image:{i}" Name="Image:{i}"/>' for i in range(len(scenes))
+        )
         + "</OME>"
     )
     return path
@@ -200,7 +204,9 @@ def _add_czi_scene_xml(path: str | os.PathLike, count: int) -> None:
     data = xml.encode("utf-8")
     body = struct.pack("<ii", len(data), 0).ljust(256, b"\0") + data
     body = body.ljust(-(-len(body) // 32) * 32, b"\0")
-    header = b"ZISRAWMETADATA".ljust(16, b"\0") + struct.pack("<qq", len(body), len(body))
+    header = b"ZISRAWMETADATA".ljust(16, b"\0") + struct.pack(
+        "<qq", len(body), len(body)
+    )
     with open(path, "r+b") as f:
         position = f.seek(0, os.SEEK_END)
         f.write(header + body)

@@ -59,7 +59,9 @@ def write_thumbnails(
     for scene in source.scenes:
         target = out / f"{stem}.scene{scene.index}.png"
         tmp = target.with_suffix(".png.tmp")
-        Image.fromarray(scene_thumbnail(source, scene, max_size)).save(tmp, format="PNG")
+        Image.fromarray(scene_thumbnail(source, scene, max_size)).save(
+            tmp, format="PNG"
+        )
         os.replace(tmp, target)
         paths.append(target)
     return paths

@@ -1,8 +1,8 @@
 """Open any image as a :class:`~biocodes.sources.base.PlaneSource`.
 
-The choice of access path is made here, once: TIFF files are read page by page
-with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by slice with zarr, and everything else goes
-through bioio's plugins.
+The choice of access path is made here, once: TIFF files are read page by
+page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
+slice with zarr, and everything else goes through bioio's plugins.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def open_source(path: str | os.PathLike) -> PlaneSource:
     try:
         size = p.stat().st_size
     except OSError as exc:
-        raise UnreadableError(name, f"cannot stat: {exc.strerror}", stage="open") from None
+        raise UnreadableError(
+            name, f"cannot stat: {exc.strerror}", stage="open"
+        ) from None
     if size == 0:
         raise EmptyImageError(name, "file is empty (0 bytes)", stage="open")
     if not os.access(p, os.R_OK):

@@ -23,7 +23,9 @@ class ArraySource(PlaneSource):
             if a.ndim != 6:
                 raise ValueError("scenes must be TCZYX or TCZYXS arrays")
             sizes = dict(zip("TCZYX", a.shape[:5]))
-            self._scenes.append(make_scene(path, i, f"Image:{i}", sizes, a.dtype, a.shape[5]))
+            self._scenes.append(
+                make_scene(path, i, f"Image:{i}", sizes, a.dtype, a.shape[5])
+            )
             self._arrays.append(a)
 
     @property

@@ -42,7 +42,7 @@ class BioioSource(PlaneSource):
         self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @staticmethod
-    def _open_plain(bioio, path: str):  # noqa: ANN001, ANN205
+    def _open_plain(bioio, path: str):  # noqa: ANN001
         try:
             return bioio.BioImage(path)
         except Exception as exc:
@@ -81,7 +81,9 @@ class BioioSource(PlaneSource):
             return pixels
         return pixels[..., sample]
 
-    def _read_pixels(self, scene: SceneInfo, z: int, channel: int, t: int) -> np.ndarray:
+    def _read_pixels(
+        self, scene: SceneInfo, z: int, channel: int, t: int
+    ) -> np.ndarray:
         """One YX plane, or YXS with all samples: selecting S in the dask call
         returned the first sample for every S in bioio-czi, so we never do.
         The last result is kept, so the samples of an RGB plane are read once."""
@@ -93,7 +95,9 @@ class BioioSource(PlaneSource):
             if img.current_scene_index != scene.index:
                 img.set_scene(scene.index)
             order = img.dims.order
-            select = {k: v for k, v in {"Z": z, "C": channel, "T": t}.items() if k in order}
+            select = {
+                k: v for k, v in {"Z": z, "C": channel, "T": t}.items() if k in order
+            }
             for axis in order:  # singleton extra axes, checked in _scene
                 if axis not in "TCZYXS":
                     select[axis] = 0

@@ -69,7 +69,8 @@ class ZarrSource(PlaneSource):
             for a, n in sizes.items():
                 if a not in "TCZYX" and n != 1:
                     raise UnsupportedError(
-                        path, f"image {name!r} has a non-standard axis {a!r} of size {n}"
+                        path,
+                        f"image {name!r} has a non-standard axis {a!r} of size {n}",
                     )
             self._scenes.append(make_scene(path, index, name, sizes, array.dtype))
             self._arrays.append((array, axes))
@@ -105,9 +106,7 @@ class ZarrSource(PlaneSource):
     def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         array, axes = self._arrays[scene.index]
         pos = {"Z": z, "C": c, "T": t}
-        index = tuple(
-            slice(None) if a in "YX" else pos.get(a, 0) for a in axes
-        )
+        index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
         try:
             return np.asarray(array[index])
         except Exception as exc:
