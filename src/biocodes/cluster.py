@@ -1,0 +1,59 @@
+"""The dask client factory: a local cluster, SLURM workers, or an existing cluster.
+
+Cluster settings come from the workflow config (``cluster:`` section), not from
+code, in the spirit of dask-jobqueue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def dask_client(cfg: Mapping[str, Any], threads: int = 1) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for ``cfg['kind']``: local, slurm, scheduler_file."""
+    from distributed import Client, LocalCluster
+
+    kind = cfg.get("kind", "local")
+    if kind == "scheduler_file":
+        with Client(scheduler_file=cfg["scheduler_file"]) as client:
+            yield client
+        return
+    if kind == "local":
+        cluster = LocalCluster(
+            n_workers=max(1, threads),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=cfg.get("memory_limit", "auto"),
+        )
+    elif kind == "slurm":
+        cluster = _slurm_cluster(cfg.get("slurm", {}))
+    else:
+        raise ValueError(f"unknown cluster kind {kind!r}")
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def _slurm_cluster(s: Mapping[str, Any]):  # noqa: ANN202 - dask_jobqueue type
+    from dask_jobqueue import SLURMCluster
+
+    walltime = s.get("walltime", "01:00:00")
+    cluster = SLURMCluster(
+        cores=s.get("cores", 1),
+        processes=s.get("processes", 1),
+        memory=s.get("memory", "4GB"),
+        walltime=walltime,
+        queue=s.get("queue"),
+        account=s.get("account"),
+        job_extra_directives=list(s.get("extra_directives", [])),
+        worker_extra_args=["--lifetime", s.get("lifetime", "55m"),
+                           "--lifetime-stagger", s.get("lifetime_stagger", "4m")],
+        interface=s.get("interface"),
+        log_directory=s.get("log_directory"),
+        scheduler_options={"dashboard_address": None},
+    )
+    cluster.adapt(minimum=s.get("min_workers", 0), maximum=s.get("max_workers", 4))
+    return cluster

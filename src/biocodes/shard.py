@@ -1,0 +1,122 @@
+"""Fingerprint one shard of the manifest on dask workers, into shard tables.
+
+One dask task per image: an image's failure becomes rows in ``errors`` and
+``status=error``, never an exception that stops the shard. Shard tables carry
+no run id; the merge stamps it, so a shard's tables depend only on its images.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from biocodes.catalogue import TABLES, to_table, write_atomic
+
+
+def _worker() -> tuple[str, str | None]:
+    return socket.gethostname(), os.environ.get("SLURM_JOB_ID")
+
+
+def _plane_position(offset: int, dims: Mapping[str, int]) -> tuple[int, int, int]:
+    """(z, c, t) of the plane at ``offset`` in IMAGEWALK order."""
+    z, rest = divmod(offset, dims["C"] * dims["T"])
+    c, t = divmod(rest, dims["T"])
+    return z, c, t
+
+
+def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
+    """All catalogue rows for one manifest row."""
+    from biocodes.errors import BiocodeError
+    from biocodes.fingerprint import biocode
+    from biocodes.sources import open_source
+
+    host, job = _worker()
+    image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
+    image.update(worker=host, slurm_job_id=job)
+    out: dict[str, list[dict]] = {name: [] for name in TABLES}
+    try:
+        with open_source(row["abspath"]) as source:
+            image["format"] = source.format
+        result = biocode(row["abspath"], simprints=simprints)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an error row
+        if not isinstance(exc, BiocodeError):
+            exc = BiocodeError(row["abspath"], f"internal error {type(exc).__name__}: {exc}")
+        message = str(exc).replace(row["abspath"], row["path"])
+        image.update(status="error", error=message, scene_count=0)
+        out["errors"].append({
+            "image_id": row["image_id"], "path": row["path"], "scene_index": None,
+            "stage": exc.stage, "error_type": exc.kind, "message": message,
+        })
+        out["images"].append(image)
+        return out
+    parts = result["parts"]
+    image.update(
+        status="ok" if parts else "empty", error=None, scene_count=len(parts),
+        iscc_code=result["iscc_code"], datahash=result["datahash"],
+    )
+    out["images"].append(image)
+    for p in parts:
+        d = p["dims"]
+        planes = d["T"] * d["C"] * d["Z"]
+        out["scenes"].append({
+            "image_id": row["image_id"], "path": row["path"],
+            "scene_index": p["scene_index"], "scene_name": p["scene_name"],
+            "size_t": d["T"], "size_c": d["C"], "size_z": d["Z"], "size_y": d["Y"],
+            "size_x": d["X"], "dtype": p["dtype"], "planes": planes,
+            "nbytes": sum(s["size"] for s in p.get("simprints", {}).get("DATA_NONE_V0", []))
+            or planes * d["Y"] * d["X"] * _itemsize(p["dtype"]),
+            "iscc_code": p["iscc_code"], "data_code": p["units"][0],
+            "instance_code": p["units"][1], "iscc_mixed": None,
+            "status": "ok", "error": None,
+        })
+        for s in p.get("simprints", {}).get("DATA_NONE_V0", []):
+            z, c, t = _plane_position(s["offset"], d)
+            out["simprints"].append({
+                "image_id": row["image_id"], "scene_index": p["scene_index"],
+                "offset": s["offset"], "z": z, "c": c, "t": t,
+                "simprint": s["simprint"], "size": s["size"],
+            })
+    return out
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    return np.dtype(dtype).itemsize
+
+
+def run_shard(
+    manifest: str | os.PathLike,
+    shard: int,
+    out_dir: str | os.PathLike,
+    cluster: Mapping[str, Any],
+    simprints: bool,
+    threads: int = 1,
+) -> dict[str, int]:
+    """Fingerprint every image of ``shard`` and write its tables under ``out_dir``."""
+    import pyarrow.parquet as pq
+    from distributed import as_completed
+
+    from biocodes.cluster import dask_client
+
+    rows = pq.read_table(manifest, filters=[("shard", "=", shard)]).to_pylist()
+    tables: dict[str, list[dict]] = {name: [] for name in TABLES}
+    if rows:
+        with dask_client(cluster, threads) as client:
+            futures = [
+                client.submit(fingerprint_image, r, simprints,
+                              key=f"image-{r['image_id']}", pure=False)
+                for r in rows
+            ]
+            for future in as_completed(futures):
+                for name, items in future.result().items():
+                    tables[name].extend(items)
+                future.release()
+    out = Path(out_dir)
+    for name in TABLES:
+        if name != "runs":
+            write_atomic(to_table(name, tables[name]), out / f"{name}.parquet")
+    return {name: len(items) for name, items in tables.items()}

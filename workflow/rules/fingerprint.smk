@@ -1,0 +1,16 @@
+rule fingerprint:
+    input:
+        f"{RESULTS}/manifest.parquet",
+    output:
+        directory(f"{RESULTS}/shards/{{shard}}"),
+    log:
+        f"{RESULTS}/logs/fingerprint/{{shard}}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=config["mem_mb"],
+    params:
+        shard=lambda wc: int(wc.shard),
+        cluster=config["cluster"],
+        simprints=config["simprints"],
+    script:
+        "../scripts/fingerprint.py"

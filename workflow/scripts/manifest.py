@@ -1,0 +1,11 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from biocodes.manifest import build_manifest
+
+p = snakemake.params
+rows = build_manifest(
+    snakemake.output[0], p.roots, p.shards, p.include, p.exclude, p.manifest_file
+)
+print(f"manifest: {rows} images in {p.shards} shards", file=sys.stderr)
