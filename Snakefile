@@ -13,9 +13,9 @@ include: "workflow/rules/catalogue.smk"
 
 
 rule all:
+    default_target: True
     input:
         catalogue_tables(),
-    default_target: True
 
 
 onsuccess:

@@ -6,8 +6,10 @@ rule catalogue:
         catalogue_tables(),
     log:
         f"{RESULTS}/logs/catalogue.log",
+    conda:
+        "../../envs/biocodes.yaml"
     params:
-        out_dir=f"{RESULTS}/catalogue",
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
         config=config,
     script:
         "../scripts/catalogue.py"

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
@@ -16,9 +15,7 @@ def _check_roots():
     example = config.get("example") and config["example"].get("root")
     for label, root in config["roots"].items():
         if label != example and not os.path.isdir(root):
-            raise WorkflowError(
-                f"config: roots.{label}: {root!r} is not a directory"
-            )
+            raise WorkflowError(f"config: roots.{label}: {root!r} is not a directory")
 
 
 _check_roots()

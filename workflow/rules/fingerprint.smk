@@ -5,6 +5,8 @@ rule fingerprint:
         directory(f"{RESULTS}/shards/{{shard}}"),
     log:
         f"{RESULTS}/logs/fingerprint/{{shard}}.log",
+    conda:
+        "../../envs/biocodes.yaml"
     threads: config["threads"]
     resources:
         mem_mb=config["mem_mb"],

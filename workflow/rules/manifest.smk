@@ -5,6 +5,8 @@ rule manifest:
         f"{RESULTS}/manifest.parquet",
     log:
         f"{RESULTS}/logs/manifest.log",
+    conda:
+        "../../envs/biocodes.yaml"
     params:
         roots=config["roots"],
         manifest_file=config.get("manifest"),

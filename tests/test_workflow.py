@@ -1,0 +1,93 @@
+"""The workflow, run by snakemake on a generated repository with local dask workers."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+TABLES = ["images", "scenes", "simprints", "errors", "runs"]
+
+
+def run_workflow(tmp_path, extra=None, *args):
+    config = {
+        "roots": {"example": str(tmp_path / "repo")},
+        "results": str(tmp_path / "results"),
+        "example": {"generate": True, "root": "example"},
+        "shards": 3,
+        "threads": 2,
+        **(extra or {}),
+    }
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [SNAKEMAKE, "--configfile", cfg, "--nolock", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wf")
+    proc = run_workflow(tmp, {"simprints": True})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, proc
+
+
+def table(tmp, name):
+    return pq.read_table(tmp / "results" / "catalogue" / f"{name}.parquet").to_pylist()
+
+
+def test_all_tables_and_the_corrupt_file_is_an_error_row(finished):
+    tmp, proc = finished
+    for name in TABLES:
+        assert (tmp / "results" / "catalogue" / f"{name}.parquet").exists()
+    images = table(tmp, "images")
+    assert len(images) == 8
+    bad = [i for i in images if i["status"] == "error"]
+    assert [i["path"] for i in bad] == ["corrupt/truncated.ome.tif"]
+    assert bad[0]["iscc_code"] is None
+    errors = table(tmp, "errors")
+    assert [e["path"] for e in errors] == ["corrupt/truncated.ome.tif"]
+    assert errors[0]["error_type"] == "truncated"
+    assert "8 images (7 ok, 1 failed)" in proc.stdout + proc.stderr
+    assert all(i["worker"] for i in images)
+
+
+def test_catalogue_codes_match_the_library(finished):
+    from biocodes.fingerprint import biocode
+
+    tmp, _ = finished
+    scenes = table(tmp, "scenes")
+    for path in ("tiff/two-scenes.ome.tif", "zarr/series.zarr"):
+        ours = [s["iscc_code"] for s in scenes if s["path"] == path]
+        assert ours == [p["iscc_code"] for p in biocode(tmp / "repo" / path)["parts"]]
+    same = {s["iscc_code"] for s in scenes if s["path"].startswith("tiff/cells")}
+    assert same == {s["iscc_code"] for s in scenes if s["path"] == "zarr/cells.ome.zarr"}
+    sims = table(tmp, "simprints")
+    assert sum(s["planes"] for s in scenes) == len(sims)
+
+
+def test_runs_records_versions_and_counts(finished):
+    tmp, _ = finished
+    (run,) = table(tmp, "runs")
+    assert run["images"] == 8 and run["images_error"] == 1
+    assert "iscc-sum" in run["versions"] and run["imagewalk_spec"].startswith("IMAGEWALK")
+    assert len(run["config_sha256"]) == 64
+    assert {i["run_id"] for i in table(tmp, "images")} == {run["run_id"]}
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    proc = run_workflow(tmp_path, {"shards": "many"})
+    assert proc.returncode != 0
+    assert "shards" in proc.stderr and "is not of type 'integer'" in proc.stderr
+    assert not (tmp_path / "results").exists()
+    proc = run_workflow(tmp_path, {"unknown_key": 1})
+    assert proc.returncode != 0 and "unknown_key" in proc.stderr
+    proc = run_workflow(tmp_path, {"roots": {"lab": str(tmp_path / "missing")}})
+    assert proc.returncode != 0 and "is not a directory" in proc.stderr
+    assert not (tmp_path / "results").exists()
