@@ -26,7 +26,10 @@ def run_workflow(tmp_path, extra=None, *args):
     cfg.write_text(yaml.safe_dump(config))
     return subprocess.run(
         [SNAKEMAKE, "--configfile", cfg, "--nolock", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -67,7 +70,9 @@ def test_catalogue_codes_match_the_library(finished):
         ours = [s["iscc_code"] for s in scenes if s["path"] == path]
         assert ours == [p["iscc_code"] for p in biocode(tmp / "repo" / path)["parts"]]
     same = {s["iscc_code"] for s in scenes if s["path"].startswith("tiff/cells")}
-    assert same == {s["iscc_code"] for s in scenes if s["path"] == "zarr/cells.ome.zarr"}
+    assert same == {
+        s["iscc_code"] for s in scenes if s["path"] == "zarr/cells.ome.zarr"
+    }
     sims = table(tmp, "simprints")
     assert sum(s["planes"] for s in scenes) == len(sims)
 
@@ -76,7 +81,9 @@ def test_runs_records_versions_and_counts(finished):
     tmp, _ = finished
     (run,) = table(tmp, "runs")
     assert run["images"] == 8 and run["images_error"] == 1
-    assert "iscc-sum" in run["versions"] and run["imagewalk_spec"].startswith("IMAGEWALK")
+    assert "iscc-sum" in run["versions"] and run["imagewalk_spec"].startswith(
+        "IMAGEWALK"
+    )
     assert len(run["config_sha256"]) == 64
     assert {i["run_id"] for i in table(tmp, "images")} == {run["run_id"]}
 

@@ -18,32 +18,84 @@ import pyarrow.parquet as pq
 S, I64, I32, B = pa.string(), pa.int64(), pa.int32(), pa.bool_()
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "images": pa.schema([
-        ("image_id", S), ("root", S), ("path", S), ("size", I64), ("mtime_ns", I64),
-        ("format", S), ("scene_count", I32), ("iscc_code", S), ("datahash", S),
-        ("status", S), ("error", S), ("worker", S), ("slurm_job_id", S),
-        ("run_id", S),
-    ]),
-    "scenes": pa.schema([
-        ("image_id", S), ("path", S), ("scene_index", I32), ("scene_name", S),
-        ("size_t", I64), ("size_c", I64), ("size_z", I64), ("size_y", I64),
-        ("size_x", I64), ("dtype", S), ("planes", I64), ("nbytes", I64),
-        ("iscc_code", S), ("data_code", S), ("instance_code", S), ("iscc_mixed", S),
-        ("status", S), ("error", S),
-    ]),
-    "simprints": pa.schema([
-        ("image_id", S), ("scene_index", I32), ("offset", I64), ("z", I64),
-        ("c", I64), ("t", I64), ("simprint", S), ("size", I64),
-    ]),
-    "errors": pa.schema([
-        ("image_id", S), ("path", S), ("scene_index", I32), ("stage", S),
-        ("error_type", S), ("message", S), ("run_id", S),
-    ]),
-    "runs": pa.schema([
-        ("run_id", S), ("started", S), ("finished", S), ("config_sha256", S),
-        ("versions", S), ("imagewalk_spec", S), ("images", I64), ("images_ok", I64),
-        ("images_error", I64), ("scenes", I64), ("bytes_hashed", I64),
-    ]),
+    "images": pa.schema(
+        [
+            ("image_id", S),
+            ("root", S),
+            ("path", S),
+            ("size", I64),
+            ("mtime_ns", I64),
+            ("format", S),
+            ("scene_count", I32),
+            ("iscc_code", S),
+            ("datahash", S),
+            ("status", S),
+            ("error", S),
+            ("worker", S),
+            ("slurm_job_id", S),
+            ("run_id", S),
+        ]
+    ),
+    "scenes": pa.schema(
+        [
+            ("image_id", S),
+            ("path", S),
+            ("scene_index", I32),
+            ("scene_name", S),
+            ("size_t", I64),
+            ("size_c", I64),
+            ("size_z", I64),
+            ("size_y", I64),
+            ("size_x", I64),
+            ("dtype", S),
+            ("planes", I64),
+            ("nbytes", I64),
+            ("iscc_code", S),
+            ("data_code", S),
+            ("instance_code", S),
+            ("iscc_mixed", S),
+            ("status", S),
+            ("error", S),
+        ]
+    ),
+    "simprints": pa.schema(
+        [
+            ("image_id", S),
+            ("scene_index", I32),
+            ("offset", I64),
+            ("z", I64),
+            ("c", I64),
+            ("t", I64),
+            ("simprint", S),
+            ("size", I64),
+        ]
+    ),
+    "errors": pa.schema(
+        [
+            ("image_id", S),
+            ("path", S),
+            ("scene_index", I32),
+            ("stage", S),
+            ("error_type", S),
+            ("message", S),
+            ("run_id", S),
+        ]
+    ),
+    "runs": pa.schema(
+        [
+            ("run_id", S),
+            ("started", S),
+            ("finished", S),
+            ("config_sha256", S),
+            ("versions", S),
+            ("imagewalk_spec", S),
+            ("images", I64),
+            ("images_ok", I64),
+            ("images_error", I64),
+            ("scenes", I64),
+            ("bytes_hashed", I64),
+        ]
+    ),
 }
 
 SORT_KEYS: dict[str, list[str]] = {
@@ -95,9 +147,23 @@ def read_tables(paths: Sequence[str | os.PathLike], name: str) -> pa.Table:
 
 #: packages whose versions can change codes; recorded with every run
 CODE_PACKAGES = (
-    "biocodes", "iscc-sum", "iscc-core", "numpy", "tifffile", "zarr", "numcodecs",
-    "aicspylibczi", "bioio", "bioio-base", "bioio-ome-tiff", "bioio-ome-zarr",
-    "bioio-czi", "bioio-tifffile", "bioio-imageio", "imageio", "pillow",
+    "biocodes",
+    "iscc-sum",
+    "iscc-core",
+    "numpy",
+    "tifffile",
+    "zarr",
+    "numcodecs",
+    "aicspylibczi",
+    "bioio",
+    "bioio-base",
+    "bioio-ome-tiff",
+    "bioio-ome-zarr",
+    "bioio-czi",
+    "bioio-tifffile",
+    "bioio-imageio",
+    "imageio",
+    "pillow",
 )
 
 
@@ -188,7 +254,9 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
         f"({run['images_ok']} ok, {run['images_error']} failed), "
         f"{run['scenes']} scenes, {run['bytes_hashed'] / 1e6:,.1f} MB of pixels hashed",
     ]
-    lines += [f"  failed: {e['path']}: {e['error_type']}: {e['message']}" for e in errors[:20]]
+    lines += [
+        f"  failed: {e['path']}: {e['error_type']}: {e['message']}" for e in errors[:20]
+    ]
     if len(errors) > 20:
         lines.append(f"  ... and {len(errors) - 20} more in errors.parquet")
     lines.append(f"catalogue: {out.resolve()}/{{{','.join(TABLES)}}}.parquet")

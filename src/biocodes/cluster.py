@@ -13,7 +13,7 @@ from typing import Any
 
 @contextmanager
 def dask_client(cfg: Mapping[str, Any], threads: int = 1) -> Iterator[Any]:
-    """Yield a ``distributed.Client`` for ``cfg['kind']``: local, slurm, scheduler_file."""
+    """A dask client for cfg['kind']: local, slurm or scheduler_file."""
     from distributed import Client, LocalCluster
 
     kind = cfg.get("kind", "local")
@@ -37,7 +37,7 @@ def dask_client(cfg: Mapping[str, Any], threads: int = 1) -> Iterator[Any]:
         yield client
 
 
-def _slurm_cluster(s: Mapping[str, Any]):  # noqa: ANN202 - dask_jobqueue type
+def _slurm_cluster(s: Mapping[str, Any]):
     from dask_jobqueue import SLURMCluster
 
     walltime = s.get("walltime", "01:00:00")
@@ -49,8 +49,12 @@ def _slurm_cluster(s: Mapping[str, Any]):  # noqa: ANN202 - dask_jobqueue type
         queue=s.get("queue"),
         account=s.get("account"),
         job_extra_directives=list(s.get("extra_directives", [])),
-        worker_extra_args=["--lifetime", s.get("lifetime", "55m"),
-                           "--lifetime-stagger", s.get("lifetime_stagger", "4m")],
+        worker_extra_args=[
+            "--lifetime",
+            s.get("lifetime", "55m"),
+            "--lifetime-stagger",
+            s.get("lifetime_stagger", "4m"),
+        ],
         interface=s.get("interface"),
         log_directory=s.get("log_directory"),
         scheduler_options={"dashboard_address": None},

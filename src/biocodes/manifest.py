@@ -17,7 +17,14 @@ from pathlib import Path
 from biocodes.sources.zarr import is_zarr_store
 
 DEFAULT_INCLUDE = (
-    "*.tif", "*.tiff", "*.btf", "*.czi", "*.png", "*.dv", "*.nd2", "*.lif",
+    "*.tif",
+    "*.tiff",
+    "*.btf",
+    "*.czi",
+    "*.png",
+    "*.dv",
+    "*.nd2",
+    "*.lif",
     "*.zarr",
 )
 
@@ -108,7 +115,6 @@ def scan(
     return rows
 
 
-
 def from_file(path: str | os.PathLike, shards: int) -> list[dict]:
     """Rows for a user's list of paths (CSV, TSV or Parquet with a ``path`` column).
 
@@ -123,7 +129,9 @@ def from_file(path: str | os.PathLike, shards: int) -> list[dict]:
         table = pq.read_table(path)
     else:
         delimiter = "\t" if path.suffix in (".tsv", ".tab") else ","
-        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        table = pacsv.read_csv(
+            path, parse_options=pacsv.ParseOptions(delimiter=delimiter)
+        )
     if "path" not in table.column_names:
         raise ValueError(f"{path}: manifest needs a 'path' column")
     rows = []
@@ -137,8 +145,20 @@ def from_file(path: str | os.PathLike, shards: int) -> list[dict]:
             st = full.stat()
             st_size, st_mtime, is_store = st.st_size, st.st_mtime_ns, False
         iid = image_id("manifest", given)
-        rows.append(asdict(ManifestRow(iid, "manifest", given, str(full), st_size,
-                                       st_mtime, is_store, shard_of(iid, shards))))
+        rows.append(
+            asdict(
+                ManifestRow(
+                    iid,
+                    "manifest",
+                    given,
+                    str(full),
+                    st_size,
+                    st_mtime,
+                    is_store,
+                    shard_of(iid, shards),
+                )
+            )
+        )
     return rows
 
 
@@ -155,12 +175,22 @@ def build_manifest(
 
     from biocodes.catalogue import write_atomic
 
-    rows = from_file(manifest_file, shards) if manifest_file else scan(
-        roots, shards, include, exclude)
-    schema = pa.schema([
-        ("image_id", pa.string()), ("root", pa.string()), ("path", pa.string()),
-        ("abspath", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-        ("is_store", pa.bool_()), ("shard", pa.int32()),
-    ])
+    rows = (
+        from_file(manifest_file, shards)
+        if manifest_file
+        else scan(roots, shards, include, exclude)
+    )
+    schema = pa.schema(
+        [
+            ("image_id", pa.string()),
+            ("root", pa.string()),
+            ("path", pa.string()),
+            ("abspath", pa.string()),
+            ("size", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("is_store", pa.bool_()),
+            ("shard", pa.int32()),
+        ]
+    )
     write_atomic(pa.Table.from_pylist(rows, schema=schema), out)
     return len(rows)

@@ -41,44 +41,76 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
         with open_source(row["abspath"]) as source:
             image["format"] = source.format
         result = biocode(row["abspath"], simprints=simprints)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an error row
+    except Exception as exc:
         if not isinstance(exc, BiocodeError):
-            exc = BiocodeError(row["abspath"], f"internal error {type(exc).__name__}: {exc}")
+            exc = BiocodeError(
+                row["abspath"], f"internal error {type(exc).__name__}: {exc}"
+            )
         message = str(exc).replace(row["abspath"], row["path"])
         image.update(status="error", error=message, scene_count=0)
-        out["errors"].append({
-            "image_id": row["image_id"], "path": row["path"], "scene_index": None,
-            "stage": exc.stage, "error_type": exc.kind, "message": message,
-        })
+        out["errors"].append(
+            {
+                "image_id": row["image_id"],
+                "path": row["path"],
+                "scene_index": None,
+                "stage": exc.stage,
+                "error_type": exc.kind,
+                "message": message,
+            }
+        )
         out["images"].append(image)
         return out
     parts = result["parts"]
     image.update(
-        status="ok" if parts else "empty", error=None, scene_count=len(parts),
-        iscc_code=result["iscc_code"], datahash=result["datahash"],
+        status="ok" if parts else "empty",
+        error=None,
+        scene_count=len(parts),
+        iscc_code=result["iscc_code"],
+        datahash=result["datahash"],
     )
     out["images"].append(image)
     for p in parts:
         d = p["dims"]
         planes = d["T"] * d["C"] * d["Z"]
-        out["scenes"].append({
-            "image_id": row["image_id"], "path": row["path"],
-            "scene_index": p["scene_index"], "scene_name": p["scene_name"],
-            "size_t": d["T"], "size_c": d["C"], "size_z": d["Z"], "size_y": d["Y"],
-            "size_x": d["X"], "dtype": p["dtype"], "planes": planes,
-            "nbytes": sum(s["size"] for s in p.get("simprints", {}).get("DATA_NONE_V0", []))
-            or planes * d["Y"] * d["X"] * _itemsize(p["dtype"]),
-            "iscc_code": p["iscc_code"], "data_code": p["units"][0],
-            "instance_code": p["units"][1], "iscc_mixed": None,
-            "status": "ok", "error": None,
-        })
+        out["scenes"].append(
+            {
+                "image_id": row["image_id"],
+                "path": row["path"],
+                "scene_index": p["scene_index"],
+                "scene_name": p["scene_name"],
+                "size_t": d["T"],
+                "size_c": d["C"],
+                "size_z": d["Z"],
+                "size_y": d["Y"],
+                "size_x": d["X"],
+                "dtype": p["dtype"],
+                "planes": planes,
+                "nbytes": sum(
+                    s["size"] for s in p.get("simprints", {}).get("DATA_NONE_V0", [])
+                )
+                or planes * d["Y"] * d["X"] * _itemsize(p["dtype"]),
+                "iscc_code": p["iscc_code"],
+                "data_code": p["units"][0],
+                "instance_code": p["units"][1],
+                "iscc_mixed": None,
+                "status": "ok",
+                "error": None,
+            }
+        )
         for s in p.get("simprints", {}).get("DATA_NONE_V0", []):
             z, c, t = _plane_position(s["offset"], d)
-            out["simprints"].append({
-                "image_id": row["image_id"], "scene_index": p["scene_index"],
-                "offset": s["offset"], "z": z, "c": c, "t": t,
-                "simprint": s["simprint"], "size": s["size"],
-            })
+            out["simprints"].append(
+                {
+                    "image_id": row["image_id"],
+                    "scene_index": p["scene_index"],
+                    "offset": s["offset"],
+                    "z": z,
+                    "c": c,
+                    "t": t,
+                    "simprint": s["simprint"],
+                    "size": s["size"],
+                }
+            )
     return out
 
 
@@ -107,8 +139,13 @@ def run_shard(
     if rows:
         with dask_client(cluster, threads) as client:
             futures = [
-                client.submit(fingerprint_image, r, simprints,
-                              key=f"image-{r['image_id']}", pure=False)
+                client.submit(
+                    fingerprint_image,
+                    r,
+                    simprints,
+                    key=f"image-{r['image_id']}",
+                    pure=False,
+                )
                 for r in rows
             ]
             for future in as_completed(futures):
