@@ -73,12 +73,16 @@ start_munge() {
   touch "$dir/munged.started"
 }
 
+alive() {
+  [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
 start() {
   install
   configure
   start_munge
-  slurmctld
-  slurmd
+  alive "$dir/slurmctld.pid" || slurmctld
+  alive "$dir/slurmd.pid" || slurmd
   for _ in $(seq 60); do
     state=$(sinfo -h -o %t 2>/dev/null | head -n1 || true)
     if [ "$state" = "idle" ]; then

@@ -14,6 +14,7 @@ TABLES = ["images", "scenes", "simprints", "errors", "runs"]
 
 
 def run_workflow(tmp_path, extra=None, *args):
+    """Run the workflow on the example generated under tmp_path."""
     config = {
         "roots": {"example": str(tmp_path / "repo")},
         "results": str(tmp_path / "results"),

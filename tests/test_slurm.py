@@ -1,0 +1,91 @@
+"""The workflow on a real single-node SLURM cluster (scripts/slurm-local.sh).
+
+Snakemake submits every job with sbatch (profiles/slurm), and the fingerprint
+jobs start their dask workers as further SLURM jobs through dask-jobqueue.
+Skipped only outside CI, when this machine cannot run SLURM (not root, no apt).
+"""
+
+import os
+import shutil
+import subprocess
+
+import pyarrow.parquet as pq
+import pytest
+from test_workflow import ROOT, run_workflow
+
+RUN_METADATA = {"run_id", "worker", "slurm_job_id"}
+SCRIPT = ROOT / "scripts" / "slurm-local.sh"
+
+
+def _can_run_slurm() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to install and start slurm-wlm and munge"
+    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        return "needs apt-get to install slurm-wlm"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = _can_run_slurm()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"SLURM test must run in CI: {reason}")
+        pytest.skip(reason)
+    subprocess.run(["bash", SCRIPT, "start"], check=True, timeout=900)
+    yield
+    subprocess.run(["bash", SCRIPT, "stop"], check=False, timeout=60)
+
+
+def rows(results, name):
+    table = pq.read_table(results / "catalogue" / f"{name}.parquet").to_pylist()
+    return [{k: v for k, v in r.items() if k not in RUN_METADATA} for r in table]
+
+
+@pytest.mark.slurm
+def test_slurm_run_equals_local_run(slurm, tmp_path):
+    cluster = {
+        "kind": "slurm",
+        "slurm": {
+            "cores": 1,
+            "processes": 1,
+            "memory": "2GB",
+            "walltime": "00:20:00",
+            "interface": "lo",
+            "min_workers": 1,
+            "max_workers": 2,
+            "log_directory": str(tmp_path / "workers"),
+        },
+    }
+    (tmp_path / "local").mkdir()
+    local = run_workflow(tmp_path / "local", {"shards": 2, "threads": 1})
+    assert local.returncode == 0, local.stderr[-3000:]
+    (tmp_path / "slurm").mkdir()
+    same_repo = {
+        "roots": {"example": str(tmp_path / "local" / "repo")},
+        "example": {"generate": False, "root": "example"},
+    }
+    on_slurm = run_workflow(
+        tmp_path / "slurm",
+        {"cluster": cluster, "shards": 2, "threads": 1, **same_repo},
+        "--profile",
+        "profiles/slurm",
+    )
+    assert on_slurm.returncode == 0, on_slurm.stderr[-3000:]
+    assert "submitted with SLURM jobid" in on_slurm.stdout + on_slurm.stderr
+
+    slurm_results, local_results = (
+        tmp_path / "slurm/results",
+        tmp_path / "local/results",
+    )
+    for name in ("images", "scenes", "errors"):
+        assert rows(slurm_results, name) == rows(local_results, name), name
+
+    images = pq.read_table(slurm_results / "catalogue/images.parquet").to_pylist()
+    job_ids = {r["slurm_job_id"] for r in images}
+    assert None not in job_ids
+    for job in job_ids:  # MinJobAge=600 keeps finished jobs visible to scontrol
+        shown = subprocess.run(
+            ["scontrol", "show", "job", job], capture_output=True, text=True, check=True
+        ).stdout
+        assert "JobName=dask-worker" in shown
