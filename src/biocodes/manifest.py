@@ -74,7 +74,7 @@ def scan_root(
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
 ) -> Iterator[ManifestRow]:
-    """Yield the images under one root, in sorted path order."""
+    """Yield the images under one root (directories first, then their files)."""
     base = Path(root)
     for dirpath, dirs, files in os.walk(base):
         here = Path(dirpath)
@@ -112,6 +112,7 @@ def scan(
     for label in sorted(roots):
         found = scan_root(label, roots[label], shards, include, exclude)
         rows += [asdict(r) for r in found]
+    rows.sort(key=lambda r: (r["root"], r["path"]))
     return rows
 
 
