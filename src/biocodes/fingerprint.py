@@ -56,8 +56,9 @@ def biocode(
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
-    The dict matches iscc-bio 0.2.0's ``biocode`` result, with ``scene_index``,
-    ``scene_name``, ``dims`` and ``dtype`` added to each part. Any problem with
+    The dict matches iscc-bio 0.2.0's ``biocode`` result, plus ``format`` (the
+    access path used) and, in each part, ``scene_index``, ``scene_name``,
+    ``dims`` and ``dtype``. Any problem with
     the input raises :class:`~biocodes.errors.BiocodeError`; there is no
     partial result, because a code from wrong pixels is worse than none.
     """
@@ -66,4 +67,10 @@ def biocode(
             fingerprint_scene(source, scene, simprints=simprints, progress=progress)
             for scene in source.scenes
         ]
-    return {**raw_file_code(path), "generator": GENERATOR, "parts": parts}
+        fmt = source.format
+    return {
+        **raw_file_code(path),
+        "generator": GENERATOR,
+        "format": fmt,
+        "parts": parts,
+    }

@@ -31,15 +31,12 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
     """All catalogue rows for one manifest row."""
     from biocodes.errors import BiocodeError
     from biocodes.fingerprint import biocode
-    from biocodes.sources import open_source
 
     host, job = _worker()
     image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
     image.update(worker=host, slurm_job_id=job)
     out: dict[str, list[dict]] = {name: [] for name in TABLES}
     try:
-        with open_source(row["abspath"]) as source:
-            image["format"] = source.format
         result = biocode(row["abspath"], simprints=simprints)
     except Exception as exc:
         if not isinstance(exc, BiocodeError):
