@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,3 +17,13 @@ DTYPES = ["uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "flo
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """Run the biocodes command as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "biocodes.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -1,11 +1,10 @@
 """Bad input: a one-line error naming the file and the cause, never a code."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from biocodes import synth
 from biocodes.errors import (
@@ -17,15 +16,6 @@ from biocodes.errors import (
     UnsupportedError,
 )
 from biocodes.fingerprint import biocode
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "biocodes.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def truncate(path, fraction=0.6):

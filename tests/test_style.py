@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_clean():
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "src", "tests", "scripts"],
+        [sys.executable, "-m", "ruff", "check", "."],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -18,4 +18,4 @@ def main(smk) -> None:
 
 # dask's worker processes re-import this file as __mp_main__: run only once
 if __name__ == "__main__":
-    main(snakemake)  # noqa: F821 - injected by Snakemake
+    main(snakemake)
