@@ -60,6 +60,9 @@ def test_all_tables_and_the_corrupt_file_is_an_error_row(finished):
     assert errors[0]["error_type"] == "truncated"
     assert "8 images (7 ok, 1 failed)" in proc.stdout + proc.stderr
     assert all(i["worker"] for i in images)
+    formats = {i["path"].split("/")[-1]: i["format"] for i in images}
+    assert formats["cells.ome.tif"] == "ome-tiff"
+    assert formats["two-shapes.czi"] == "czi" and formats["series.zarr"] == "ome-zarr"
 
 
 def test_catalogue_codes_match_the_library(finished):

@@ -188,46 +188,28 @@ def config_sha256(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def merge(
-    shard_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, run_row: dict
-) -> dict[str, Path]:
-    """Merge shard tables into the catalogue and append this run to ``runs``."""
-    out = Path(out_dir)
-    written = {}
-    for name in TABLES:
-        if name == "runs":
-            continue
-        rows = read_tables([Path(d) / f"{name}.parquet" for d in shard_dirs], name)
-        rows = rows.to_pylist()
-        if "run_id" in SCHEMAS[name].names:
-            for r in rows:
-                r["run_id"] = run_row["run_id"]
-        written[name] = write_atomic(to_table(name, rows), out / f"{name}.parquet")
-    runs_path = out / "runs.parquet"
-    previous = pq.read_table(runs_path).to_pylist() if runs_path.exists() else []
-    previous = [r for r in previous if r["run_id"] != run_row["run_id"]]
-    written["runs"] = write_atomic(to_table("runs", [*previous, run_row]), runs_path)
-    return written
-
-
 def merge_run(
     shard_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config: dict,
     manifest: str | os.PathLike,
 ) -> dict[str, Path]:
-    """Merge with a new ``runs`` row: id, times, config hash, versions, counts."""
+    """Merge shard tables into the catalogue and append a new ``runs`` row (id,
+    times, config hash, versions, counts). Each shard table is read once."""
     import json
     from datetime import UTC, datetime
 
     from biocodes.imagewalk import SPEC_VERSION
 
+    tables = {
+        name: read_tables([Path(d) / f"{name}.parquet" for d in shard_dirs], name)
+        for name in TABLES
+        if name != "runs"
+    }
     started = datetime.fromtimestamp(os.stat(manifest).st_mtime, UTC)
     finished = datetime.now(UTC)
     digest = config_sha256(config)
-    images = read_tables([Path(d) / "images.parquet" for d in shard_dirs], "images")
-    scenes = read_tables([Path(d) / "scenes.parquet" for d in shard_dirs], "scenes")
-    status = images.column("status").to_pylist()
+    status = tables["images"].column("status").to_pylist()
     run = {
         "run_id": f"{finished:%Y%m%dT%H%M%SZ}-{digest[:8]}",
         "started": started.isoformat(timespec="seconds"),
@@ -235,13 +217,24 @@ def merge_run(
         "config_sha256": digest,
         "versions": json.dumps(code_versions(), sort_keys=True),
         "imagewalk_spec": SPEC_VERSION,
-        "images": images.num_rows,
+        "images": len(status),
         "images_ok": status.count("ok"),
         "images_error": status.count("error"),
-        "scenes": scenes.num_rows,
-        "bytes_hashed": sum(scenes.column("nbytes").to_pylist()),
+        "scenes": tables["scenes"].num_rows,
+        "bytes_hashed": sum(tables["scenes"].column("nbytes").to_pylist()),
     }
-    return merge(shard_dirs, out_dir, run)
+    out = Path(out_dir)
+    written = {}
+    for name, table in tables.items():
+        rows = table.to_pylist()
+        if "run_id" in SCHEMAS[name].names:
+            for r in rows:
+                r["run_id"] = run["run_id"]
+        written[name] = write_atomic(to_table(name, rows), out / f"{name}.parquet")
+    runs_path = out / "runs.parquet"
+    previous = pq.read_table(runs_path).to_pylist() if runs_path.exists() else []
+    written["runs"] = write_atomic(to_table("runs", [*previous, run]), runs_path)
+    return written
 
 
 def summary(catalogue_dir: str | os.PathLike) -> str:

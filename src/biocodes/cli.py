@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import click
 
 from biocodes import __version__
-from biocodes.errors import BiocodeError
+from biocodes.errors import BiocodeError, as_biocode_error
 
 #: scenes larger than this get a progress bar on a terminal
 PROGRESS_MIN_BYTES = 100_000_000
@@ -48,14 +48,10 @@ class _Progress:
 
 
 def _fail(path: str, exc: BaseException) -> BiocodeError:
-    """Turn any failure into a one-line BiocodeError (bugs included, no traceback)."""
-    if isinstance(exc, BiocodeError):
-        return exc
-    if os.environ.get("BIOCODES_DEBUG"):
+    """Turn any failure into a one-line error; BIOCODES_DEBUG=1 re-raises bugs."""
+    if os.environ.get("BIOCODES_DEBUG") and not isinstance(exc, BiocodeError):
         raise exc
-    err = BiocodeError(path, f"internal error {type(exc).__name__}: {exc}")
-    err.kind = "internal"
-    return err
+    return as_biocode_error(path, exc)
 
 
 def _run_each(
@@ -136,10 +132,7 @@ def scenes(paths: tuple[str, ...], as_json: bool) -> None:
 
     def work(path: str) -> dict:
         with open_source(path) as source:
-            items = [
-                {**scene_entry(s), "planes": s.planes, "nbytes": s.nbytes}
-                for s in source.scenes
-            ]
+            items = [scene_entry(s) for s in source.scenes]
             return {"format": source.format, "scenes": items}
 
     def show(path: str, r: dict) -> None:

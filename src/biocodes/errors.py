@@ -26,6 +26,15 @@ class BiocodeError(Exception):
         return {"type": self.kind, "stage": self.stage, "message": str(self)}
 
 
+def as_biocode_error(path: str, exc: BaseException) -> BiocodeError:
+    """Any failure as a one-line BiocodeError; a bug becomes kind ``internal``."""
+    if isinstance(exc, BiocodeError):
+        return exc
+    err = BiocodeError(path, f"internal error {type(exc).__name__}: {exc}")
+    err.kind = "internal"
+    return err
+
+
 class NotFoundError(BiocodeError):
     kind = "not_found"
 

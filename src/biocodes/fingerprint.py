@@ -27,6 +27,8 @@ def scene_entry(scene: SceneInfo) -> dict:
         "scene_name": scene.name,
         "dims": scene.dims,
         "dtype": scene.dtype.name,
+        "planes": scene.planes,
+        "nbytes": scene.nbytes,
     }
 
 

@@ -40,6 +40,13 @@ def plane_order(scene: SceneInfo) -> Iterator[tuple[int, int, int]]:
                 yield z, c, t
 
 
+def plane_position(offset: int, size_c: int, size_t: int) -> tuple[int, int, int]:
+    """``(z, c, t)`` of the plane at ``offset`` in :func:`plane_order`."""
+    z, rest = divmod(offset, size_c * size_t)
+    c, t = divmod(rest, size_t)
+    return z, c, t
+
+
 def walk(source: PlaneSource, scene: SceneInfo) -> Iterator[Plane]:
     """Read the planes of one scene in IMAGEWALK order, one at a time."""
     for z, c, t in plane_order(scene):

@@ -20,17 +20,11 @@ def _worker() -> tuple[str, str | None]:
     return socket.gethostname(), os.environ.get("SLURM_JOB_ID")
 
 
-def _plane_position(offset: int, dims: Mapping[str, int]) -> tuple[int, int, int]:
-    """(z, c, t) of the plane at ``offset`` in IMAGEWALK order."""
-    z, rest = divmod(offset, dims["C"] * dims["T"])
-    c, t = divmod(rest, dims["T"])
-    return z, c, t
-
-
 def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
     """All catalogue rows for one manifest row."""
-    from biocodes.errors import BiocodeError
+    from biocodes.errors import as_biocode_error
     from biocodes.fingerprint import biocode
+    from biocodes.imagewalk import plane_position
 
     host, job = _worker()
     image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
@@ -38,11 +32,8 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
     out: dict[str, list[dict]] = {name: [] for name in TABLES}
     try:
         result = biocode(row["abspath"], simprints=simprints)
-    except Exception as exc:
-        if not isinstance(exc, BiocodeError):
-            exc = BiocodeError(
-                row["abspath"], f"internal error {type(exc).__name__}: {exc}"
-            )
+    except Exception as exc:  # every failure becomes an error row
+        exc = as_biocode_error(row["abspath"], exc)
         message = str(exc).replace(row["abspath"], row["path"])
         image.update(status="error", error=message, scene_count=0)
         out["errors"].append(
@@ -64,11 +55,11 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
         scene_count=len(parts),
         iscc_code=result["iscc_code"],
         datahash=result["datahash"],
+        format=result["format"],
     )
     out["images"].append(image)
     for p in parts:
         d = p["dims"]
-        planes = d["T"] * d["C"] * d["Z"]
         out["scenes"].append(
             {
                 "image_id": row["image_id"],
@@ -81,11 +72,8 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
                 "size_y": d["Y"],
                 "size_x": d["X"],
                 "dtype": p["dtype"],
-                "planes": planes,
-                "nbytes": sum(
-                    s["size"] for s in p.get("simprints", {}).get("DATA_NONE_V0", [])
-                )
-                or planes * d["Y"] * d["X"] * _itemsize(p["dtype"]),
+                "planes": p["planes"],
+                "nbytes": p["nbytes"],
                 "iscc_code": p["iscc_code"],
                 "data_code": p["units"][0],
                 "instance_code": p["units"][1],
@@ -95,7 +83,7 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
             }
         )
         for s in p.get("simprints", {}).get("DATA_NONE_V0", []):
-            z, c, t = _plane_position(s["offset"], d)
+            z, c, t = plane_position(s["offset"], d["C"], d["T"])
             out["simprints"].append(
                 {
                     "image_id": row["image_id"],
@@ -109,12 +97,6 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
                 }
             )
     return out
-
-
-def _itemsize(dtype: str) -> int:
-    import numpy as np
-
-    return np.dtype(dtype).itemsize
 
 
 def run_shard(

@@ -6,7 +6,6 @@ axis for RGB. Nothing here is downloaded; every file is generated.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
@@ -221,7 +220,3 @@ def expected_biocode(scenes: np.ndarray | list[np.ndarray]) -> list[str]:
 
     source = ArraySource(_scenes(scenes))
     return [fingerprint_scene(source, s)["iscc_code"] for s in source.scenes]
-
-
-def dump_json(obj: object, path: str | os.PathLike) -> None:
-    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True))

@@ -32,6 +32,8 @@ class ArraySource(PlaneSource):
     def scenes(self) -> list[SceneInfo]:
         return self._scenes
 
-    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        channel, sample = divmod(c, scene.samples)
-        return self._arrays[scene.index][t, channel, z, :, :, sample]
+    def _read_pixels(
+        self, scene: SceneInfo, z: int, channel: int, t: int
+    ) -> np.ndarray:
+        pixels = self._arrays[scene.index][t, channel, z]
+        return pixels if scene.samples > 1 else pixels[..., 0]

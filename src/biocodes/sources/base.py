@@ -104,6 +104,8 @@ class PlaneSource(ABC):
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
+        # the last (Y, X[, S]) read: the samples of an RGB plane are read once
+        self._last: tuple[tuple[int, int, int, int], np.ndarray] | None = None
 
     @property
     @abstractmethod
@@ -111,12 +113,23 @@ class PlaneSource(ABC):
         """All scenes, in ascending index order."""
 
     @abstractmethod
-    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        """Read one 2D (Y, X) plane; ``c`` counts RGB samples as channels."""
+    def _read_pixels(
+        self, scene: SceneInfo, z: int, channel: int, t: int
+    ) -> np.ndarray:
+        """Read one source plane: (Y, X), or (Y, X, S) with samples in R, G, B order.
+
+        ``channel`` is the source channel, before samples are counted as channels.
+        """
 
     def read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        """Read one plane and check it is what the scene promised."""
-        plane = np.asarray(self._read_plane(scene, z, c, t))
+        """Read one IMAGEWALK plane (sample ``c % S`` of source channel
+        ``c // S``) and check it is what the scene promised."""
+        channel, sample = divmod(c, scene.samples)
+        key = (scene.index, z, channel, t)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, np.asarray(self._read_pixels(scene, z, channel, t)))
+        pixels = self._last[1]
+        plane = pixels[..., sample] if scene.samples > 1 else pixels
         if plane.shape != (scene.size_y, scene.size_x):
             raise UnreadableError(
                 self.path,

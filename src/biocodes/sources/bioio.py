@@ -39,7 +39,6 @@ class BioioSource(PlaneSource):
         reader = self._img.reader
         self.format = type(reader).__module__.split(".")[0].replace("bioio_", "")
         self._scenes = [self._scene(i, name) for i, name in enumerate(reader.scenes)]
-        self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @staticmethod
     def _open_plain(bioio, path: str):  # noqa: ANN001
@@ -74,22 +73,11 @@ class BioioSource(PlaneSource):
     def scenes(self) -> list[SceneInfo]:
         return self._scenes
 
-    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        channel, sample = divmod(c, scene.samples)
-        pixels = self._read_pixels(scene, z, channel, t)
-        if scene.samples == 1:
-            return pixels
-        return pixels[..., sample]
-
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
     ) -> np.ndarray:
         """One YX plane, or YXS with all samples: selecting S in the dask call
-        returned the first sample for every S in bioio-czi, so we never do.
-        The last result is kept, so the samples of an RGB plane are read once."""
-        key = (scene.index, z, channel, t)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        returned the first sample for every S in bioio-czi, so we never do."""
         img = self._img
         try:
             if img.current_scene_index != scene.index:
@@ -111,5 +99,4 @@ class BioioSource(PlaneSource):
             ) from None
         if data.ndim == 3 and scene.samples == 1:
             data = data[..., 0]
-        self._cache = (key, data)
         return data

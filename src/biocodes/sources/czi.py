@@ -70,27 +70,21 @@ class CziSource(PlaneSource):
         self._scenes.sort(key=lambda sc: sc.index)
         if [s.index for s in self._scenes] != list(range(len(self._scenes))):
             raise NotPlaneMappable("scene indices are not contiguous")
-        self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @property
     def scenes(self) -> list[SceneInfo]:
         return self._scenes
 
-    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        channel, sample = divmod(c, scene.samples)
-        key = (scene.index, z, channel, t)
-        if self._cache is None or self._cache[0] != key:
-            try:
-                data, _ = self._czi.read_image(S=scene.index, T=t, C=channel, Z=z)
-            except Exception as exc:
-                raise UnreadableError(
-                    self.path,
-                    f"cannot read scene {scene.index} plane z={z} c={c} t={t}: {exc}",
-                ) from None
-            if scene.samples > 1:
-                data = data.reshape(data.shape[-3:])[..., ::-1]  # BGR -> RGB
-            else:
-                data = data.reshape(data.shape[-2:])
-            self._cache = (key, data)
-        data = self._cache[1]
-        return data[..., sample] if scene.samples > 1 else data
+    def _read_pixels(
+        self, scene: SceneInfo, z: int, channel: int, t: int
+    ) -> np.ndarray:
+        try:
+            data, _ = self._czi.read_image(S=scene.index, T=t, C=channel, Z=z)
+        except Exception as exc:
+            raise UnreadableError(
+                self.path,
+                f"cannot read scene {scene.index} plane z={z} c={channel} t={t}: {exc}",
+            ) from None
+        if scene.samples > 1:
+            return data.reshape(data.shape[-3:])[..., ::-1]  # BGR -> RGB
+        return data.reshape(data.shape[-2:])

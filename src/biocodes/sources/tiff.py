@@ -118,17 +118,17 @@ class TiffSource(PlaneSource):
         self.format = (
             "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
         )
-        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
 
     @property
     def scenes(self) -> list[SceneInfo]:
         return [s.info for s in self._series]
 
-    def _page(self, scene: SceneInfo, number: int) -> np.ndarray:
-        key = (scene.index, number)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        page = self._series[scene.index].pages[number]
+    def _read_pixels(
+        self, scene: SceneInfo, z: int, channel: int, t: int
+    ) -> np.ndarray:
+        series = self._series[scene.index]
+        number = series.page_number(z, channel, t)
+        page = series.pages[number]
         if page is None:
             raise TruncatedError(self.path, f"page {number} is missing")
         self._check_extent(page, number)
@@ -138,7 +138,8 @@ class TiffSource(PlaneSource):
             raise UnreadableError(
                 self.path, f"cannot decode page {number}: {exc}"
             ) from None
-        self._cache = (key, data)
+        if series.sample_axis is not None:  # planar (S, Y, X) pages: samples last
+            data = np.moveaxis(data, series.sample_axis, -1)
         return data
 
     def _check_extent(self, page, number: int) -> None:  # noqa: ANN001
@@ -154,14 +155,6 @@ class TiffSource(PlaneSource):
                     f"file is truncated: page {number} needs bytes up to "
                     f"{offset + count}, file has {self._filesize}",
                 )
-
-    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        series = self._series[scene.index]
-        channel, sample = divmod(c, scene.samples)
-        data = self._page(scene, series.page_number(z, channel, t))
-        if series.sample_axis is not None:
-            data = np.take(data, sample, axis=series.sample_axis)
-        return data
 
     def close(self) -> None:
         tif = getattr(self, "_tif", None)

@@ -103,7 +103,7 @@ class ZarrSource(PlaneSource):
     def scenes(self) -> list[SceneInfo]:
         return self._scenes
 
-    def _read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
+    def _read_pixels(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         array, axes = self._arrays[scene.index]
         pos = {"Z": z, "C": c, "T": t}
         index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
