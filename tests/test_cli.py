@@ -12,7 +12,7 @@ from biocodes.imagewalk import canonical_bytes
 
 def test_help_lists_commands():
     out = run_cli("--help").stdout
-    for cmd in ("biocode", "scenes", "pixhash", "thumb", "make-example"):
+    for cmd in ("biocode", "scenes", "pixhash", "imagecode", "views", "make-example"):
         assert cmd in out
 
 
@@ -50,11 +50,11 @@ def test_pixhash_sha256(tmp_path):
     assert iscc == synth.expected_biocode(a)[0]
 
 
-def test_thumb_writes_a_png_per_scene(tmp_path):
+def test_scenes_writes_a_preview_png_per_scene(tmp_path):
     a = synth.random_scene((1, 1, 3, 600, 300), "uint16", seed=1)
     b = synth.random_scene((30, 40, 3), "uint8", seed=1)
     path = synth.write_ome_tiff(tmp_path / "t.ome.tif", [a, b[None, None, None]])
-    proc = run_cli("thumb", "-o", tmp_path / "thumbs", path)
+    proc = run_cli("scenes", "-o", tmp_path / "thumbs", path)
     assert proc.returncode == 0, proc.stderr
     files = sorted((tmp_path / "thumbs").glob("*.png"))
     assert [f.name for f in files] == ["t.ome.tif.scene0.png", "t.ome.tif.scene1.png"]

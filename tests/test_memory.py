@@ -73,3 +73,18 @@ def test_peak_memory_is_a_few_planes(big):
         results[path.name] = result["parts"][0]["iscc_code"]
         assert peak < 4 * PLANE, f"{path.name}: peak {peak / 2**20:.0f} MiB"
     assert len(set(results.values())) == 1
+
+
+@pytest.mark.slow
+def test_views_keep_memory_bounded(big, tmp_path):
+    """Views in the same pass: working-resolution caches, not the scene."""
+    from biocodes.fingerprint import imagecode
+    from biocodes.views import ViewOptions
+
+    tif, store = big
+    opts = ViewOptions(thumbnails=str(tmp_path), max_views=5)
+    for path in (tif, store):
+        result, peak = peak_during(lambda p=path: imagecode(p, opts))
+        part = result["parts"][0]
+        assert part["views"] and part["iscc_mixed"].startswith("ISCC:")
+        assert peak < 4 * PLANE + 16 * 2**20, f"{path.name}: {peak / 2**20:.0f} MiB"

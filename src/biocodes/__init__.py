@@ -4,14 +4,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "biocode", "iter_planes"]
+__all__ = ["__version__", "biocode", "imagecode", "iter_planes"]
 
 
 def __getattr__(name: str):
-    if name == "biocode":
-        from biocodes.fingerprint import biocode
+    if name in ("biocode", "imagecode"):
+        from biocodes import fingerprint
 
-        return biocode
+        return getattr(fingerprint, name)
     if name == "iter_planes":
         from biocodes.imagewalk import iter_planes
 

@@ -122,17 +122,42 @@ def biocode(paths: tuple[str, ...], simprints: bool, as_json: bool) -> None:
     _run_each(paths, as_json, work, show)
 
 
+def _out_option(what: str) -> Callable:
+    return click.option(
+        "-o",
+        "--output",
+        "out_dir",
+        default=None,
+        type=click.Path(file_okay=False),
+        help=f"Write {what} as PNG files under this directory.",
+    )
+
+
+_size_option = click.option(
+    "--size", default=256, show_default=True, help="Longest side of a PNG in pixels."
+)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_out_option("a preview of every scene (middle Z plane, first T)")
+@_size_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
-def scenes(paths: tuple[str, ...], as_json: bool) -> None:
+def scenes(
+    paths: tuple[str, ...], out_dir: str | None, size: int, as_json: bool
+) -> None:
     """List the scenes of each image with their dims and pixel type."""
     from biocodes.fingerprint import scene_entry
     from biocodes.sources import open_source
+    from biocodes.thumbnails import write_previews
 
     def work(path: str) -> dict:
         with open_source(path) as source:
             items = [scene_entry(s) for s in source.scenes]
+            if out_dir is not None:
+                files = write_previews(source, out_dir, size)
+                for item, file in zip(items, files):
+                    item["thumbnail"] = str(file)
             return {"format": source.format, "scenes": items}
 
     def show(path: str, r: dict) -> None:
@@ -140,7 +165,117 @@ def scenes(paths: tuple[str, ...], as_json: bool) -> None:
         for s in r["scenes"]:
             dims = " ".join(f"{k}={v}" for k, v in s["dims"].items())
             click.echo(f"  {s['scene_index']}: {dims} {s['dtype']} {s['scene_name']}")
+            if "thumbnail" in s:
+                click.echo(f"     {s['thumbnail']}")
 
+    _run_each(paths, as_json, work, show)
+
+
+def _views_work(out_dir: str | None, **options: object) -> Callable[[str], dict]:
+    """Compute the views of one path; PNGs go to OUT_DIR/<file name>/."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from biocodes.fingerprint import imagecode
+    from biocodes.views import ViewOptions
+
+    try:
+        base = ViewOptions(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    def work(path: str) -> dict:
+        where = None
+        if out_dir is not None:
+            where = str(Path(out_dir) / Path(path.rstrip("/")).name)
+        return imagecode(path, replace(base, thumbnails=where))
+
+    return work
+
+
+def _show_views(part: dict) -> None:
+    for v in part["views"]:
+        where = " ".join(f"{k}={v[k]}" for k in ("z", "c", "t") if v[k] is not None)
+        click.echo(
+            f"    view {v['view_index']} {v['iscc_image']} {v['strategy']} {where}"
+            + (f" {v['thumbnail']}" if "thumbnail" in v else "")
+        )
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--max-views", default=5, show_default=True, help="Views per scene.")
+@_out_option("a thumbnail of every view")
+@_size_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
+def imagecode(
+    paths: tuple[str, ...],
+    max_views: int,
+    out_dir: str | None,
+    size: int,
+    as_json: bool,
+) -> None:
+    """ISCC-SUM, views with their ISCC-IMAGE, and ISCC-MIXED of every scene.
+
+    The views (projections, sharpest and representative planes, a channel
+    composite) are computed in the same pass as the hash; ISCC-MIXED combines
+    a scene's view codes and stays close for re-saved, cropped or rescaled
+    copies of the same scene.
+    """
+
+    def show(path: str, r: dict) -> None:
+        click.echo(f"{r['iscc_code']} *{path}")
+        for part in r["parts"]:
+            click.echo(
+                f"  scene {part['scene_index']} {part['iscc_code']} "
+                f"mixed {part['iscc_mixed']}"
+            )
+            _show_views(part)
+
+    work = _views_work(out_dir, max_views=max_views, thumbnail_size=size)
+    _run_each(paths, as_json, work, show)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--strategies",
+    default="composite,mip,best_focus,representative",
+    show_default=True,
+    help="Comma-separated view strategies, in order of preference.",
+)
+@click.option("--max-views", default=5, show_default=True, help="Views per scene.")
+@click.option("--time-point", default=0, show_default=True, help="T shown by views.")
+@_out_option("every view")
+@click.option(
+    "--size", default=512, show_default=True, help="Longest side of a PNG in pixels."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
+def views(
+    paths: tuple[str, ...],
+    strategies: str,
+    max_views: int,
+    time_point: int,
+    out_dir: str | None,
+    size: int,
+    as_json: bool,
+) -> None:
+    """Compute the representative views of every scene, optionally as PNGs."""
+    chosen = tuple(s.strip() for s in strategies.split(",") if s.strip())
+
+    def show(path: str, r: dict) -> None:
+        click.echo(path)
+        for part in r["parts"]:
+            click.echo(f"  scene {part['scene_index']}")
+            _show_views(part)
+
+    work = _views_work(
+        out_dir,
+        strategies=chosen,
+        max_views=max_views,
+        time_point=time_point,
+        thumbnail_size=size,
+    )
     _run_each(paths, as_json, work, show)
 
 
@@ -164,36 +299,6 @@ def pixhash(paths: tuple[str, ...], algorithm: str, as_json: bool) -> None:
             click.echo(f"{digest} *{path}#scene{i}")
 
     _run_each(paths, as_json, lambda p: compute(p, algorithm), show)
-
-
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Directory for the PNG files.",
-)
-@click.option("--size", default=256, show_default=True, help="Longest side in pixels.")
-def thumb(paths: tuple[str, ...], out_dir: str, size: int) -> None:
-    """Write a PNG thumbnail of every scene of each image."""
-    from biocodes.sources import open_source
-    from biocodes.thumbnails import write_thumbnails
-
-    def work(path: str) -> dict:
-        with open_source(path) as source:
-            return {
-                "thumbnails": [str(p) for p in write_thumbnails(source, out_dir, size)]
-            }
-
-    def show(path: str, r: dict) -> None:
-        for p in r["thumbnails"]:
-            click.echo(p)
-
-    _run_each(paths, False, work, show)
 
 
 @cli.command("make-example")

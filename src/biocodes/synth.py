@@ -32,6 +32,38 @@ def random_scene(
     return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
 
 
+def structured_scene(
+    shape: tuple[int, int, int, int, int],
+    dtype: str | np.dtype = "uint16",
+    seed: int = 0,
+) -> np.ndarray:
+    """Blurred blobs with a little noise, in TCZYX: a scene that looks like
+    something, so perceptual codes can tell copies from other scenes (the codes
+    of pure noise change with any crop). The middle Z plane is the sharpest."""
+    rng = np.random.default_rng(seed)
+    t, c, z, y, x = shape
+    yy, xx = np.mgrid[0:y, 0:x].astype(np.float64)
+    out = np.empty(shape, np.float64)
+    for ci in range(c):
+        n = 10
+        cy, cx = rng.uniform(0, y, n), rng.uniform(0, x, n)
+        sigma = rng.uniform(0.03, 0.12, n) * min(y, x)
+        amp = rng.uniform(0.3, 1.0, n)
+        for zi in range(z):
+            blur = 1.0 + 0.6 * abs(zi - z // 2)
+            for ti in range(t):
+                plane = np.zeros((y, x))
+                for k in range(n):
+                    r2 = (yy - cy[k] - 2 * ti) ** 2 + (xx - cx[k]) ** 2
+                    plane += amp[k] * np.exp(-r2 / (2 * (sigma[k] * blur) ** 2))
+                out[ti, ci, zi] = plane + rng.normal(0, 0.01, (y, x))
+    out = np.clip(out / out.max(), 0, 1)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return (out * 1000).astype(dtype)
+    return np.rint(out * 0.9 * np.iinfo(dtype).max).astype(dtype)
+
+
 def write_ome_tiff(
     path: str | os.PathLike,
     scenes: np.ndarray | list[np.ndarray],

@@ -1,9 +1,15 @@
-"""Small PNG previews of scenes, for people browsing a catalogue.
+"""Pixels for people: 8-bit rendering rules, scene previews and PNG files.
 
-A thumbnail reads one plane per shown channel (the middle Z, the first T), so it
-never walks the scene. Intensities are stretched between the 0.5 and 99.5
-percentiles of finite values; NaN and inf become black; a constant plane is
-mid-gray.
+The rules are the same for views, their codes and thumbnails:
+
+- intensities are stretched between the 0.5 and 99.5 percentiles of the
+  finite values, per channel;
+- NaN and -inf become 0, +inf becomes 255;
+- a flat plane (both percentiles equal) becomes black.
+
+A scene preview (``biocodes scenes -o``) reads one plane per shown channel (the
+middle Z, the first T), so it never walks the scene; views are what the full
+pass shows (:mod:`biocodes.views`).
 """
 
 from __future__ import annotations
@@ -16,52 +22,73 @@ import numpy as np
 from biocodes.sources import PlaneSource, SceneInfo
 
 MAX_SIZE = 256
+PERCENTILES = (0.5, 99.5)
 
 
-def to_uint8(plane: np.ndarray) -> np.ndarray:
-    """Percentile contrast stretch of any numeric plane to uint8."""
-    values = plane.astype(np.float64, copy=False)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(plane.shape, np.uint8)
-    lo, hi = np.percentile(values[finite], [0.5, 99.5])
-    if hi <= lo:
-        return np.full(plane.shape, 128 if finite.all() else 0, np.uint8)
-    scaled = (np.where(finite, values, lo) - lo) * (255.0 / (hi - lo))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+def stretch_limits(values: np.ndarray) -> tuple[float, float] | None:
+    """The (low, high) stretch percentiles of the finite values; None if flat."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    lo, hi = np.percentile(finite, PERCENTILES)
+    return (float(lo), float(hi)) if hi > lo else None
 
 
-def scene_thumbnail(
-    source: PlaneSource, scene: SceneInfo, max_size: int = MAX_SIZE
+def to_uint8(
+    plane: np.ndarray, limits: tuple[float, float] | str | None = "auto"
 ) -> np.ndarray:
-    """Gray (Y, X) or RGB (Y, X, 3) uint8 preview of one scene."""
+    """Map any numeric plane to uint8 between ``limits`` (default: its percentiles)."""
+    values = np.asarray(plane, dtype=np.float64)
+    if isinstance(limits, str):
+        limits = stretch_limits(values)
+    if limits is None:
+        return np.where(values == np.inf, 255, 0).astype(np.uint8)
+    lo, hi = limits
+    scaled = (values - lo) * (255.0 / (hi - lo))
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike, max_size: int) -> Path:
+    """Write a gray or RGB uint8 image as PNG, shrunk to ``max_size``; atomic."""
     from PIL import Image
 
-    z = scene.size_z // 2
-    channels = [0, 1, 2] if scene.samples == 3 else [0]
-    planes = [to_uint8(source.read_plane(scene, z, c, 0)) for c in channels]
-    image = planes[0] if len(planes) == 1 else np.dstack(planes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     pil = Image.fromarray(image)
     pil.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
-    return np.asarray(pil)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pil.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
-def write_thumbnails(
+def scene_preview(source: PlaneSource, scene: SceneInfo) -> np.ndarray:
+    """Gray (Y, X) or RGB (Y, X, 3) uint8 preview of one scene's middle plane."""
+    z = scene.size_z // 2
+    channels = [0, 1, 2] if scene.samples == 3 else [0]
+    planes = [source.read_plane(scene, z, c, 0) for c in channels]
+    if len(planes) == 1:
+        return to_uint8(planes[0])
+    rgb = np.dstack(planes)
+    if rgb.dtype == np.uint8:  # RGB as stored
+        return rgb
+    return to_uint8(rgb)  # one stretch for all samples keeps the colour balance
+
+
+def write_previews(
     source: PlaneSource, out_dir: str | os.PathLike, max_size: int = MAX_SIZE
 ) -> list[Path]:
     """One PNG per scene, named after the image and the scene index."""
-    from PIL import Image
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(source.path.rstrip("/")).name
-    paths = []
-    for scene in source.scenes:
-        target = out / f"{stem}.scene{scene.index}.png"
-        tmp = target.with_suffix(".png.tmp")
-        Image.fromarray(scene_thumbnail(source, scene, max_size)).save(
-            tmp, format="PNG"
+    return [
+        save_png(
+            scene_preview(source, scene),
+            Path(out_dir) / f"{stem}.scene{scene.index}.png",
+            max_size,
         )
-        os.replace(tmp, target)
-        paths.append(target)
-    return paths
+        for scene in source.scenes
+    ]
