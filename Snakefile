@@ -10,12 +10,14 @@ include: "workflow/rules/example.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/fingerprint.smk"
 include: "workflow/rules/catalogue.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         catalogue_tables(),
+        f"{RESULTS}/report.html",
 
 
 onsuccess:

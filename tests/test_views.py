@@ -69,7 +69,9 @@ def test_copies_are_near_and_other_scenes_far(tmp_path, shape):
     assert views_of(copies["recompressed"])[0]["iscc_mixed"] == original
     for seed in (2, 3, 4):
         other = synth.structured_scene(shape, "uint16", seed=seed)
-        d = distance(original, views_of(save(tmp_path, f"o{seed}", other))[0]["iscc_mixed"])
+        d = distance(
+            original, views_of(save(tmp_path, f"o{seed}", other))[0]["iscc_mixed"]
+        )
         assert d >= FAR, f"seed {seed}: {d} bits"
 
 
@@ -149,23 +151,32 @@ def test_cli_imagecode_views_and_scene_previews(tmp_path):
     a = synth.structured_scene((1, 2, 3, 80, 90), "uint16", seed=10)
     b = synth.structured_scene((1, 1, 1, 50, 40), "uint8", seed=11)
     path = synth.write_ome_tiff(tmp_path / "two.ome.tif", [a, b])
-    proc = run_cli("imagecode", "--json", "--max-views", "2", "-o", tmp_path / "o", path)
+    proc = run_cli(
+        "imagecode", "--json", "--max-views", "2", "-o", tmp_path / "o", path
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert [len(p["views"]) for p in result["parts"]] == [2, 1]
     assert all(p["iscc_mixed"].startswith("ISCC:EQ") for p in result["parts"])
     assert len(list((tmp_path / "o" / "two.ome.tif").glob("*.png"))) == 3
-    assert result["parts"] == views_of(path, max_views=2, thumbnails=str(tmp_path / "o" / "two.ome.tif"))
+    assert result["parts"] == views_of(
+        path, max_views=2, thumbnails=str(tmp_path / "o" / "two.ome.tif")
+    )
 
     proc = run_cli("views", "--strategies", "mip,representative", path)
-    assert proc.returncode == 0 and "mip" in proc.stdout and "composite" not in proc.stdout
+    assert (
+        proc.returncode == 0 and "mip" in proc.stdout and "composite" not in proc.stdout
+    )
     proc = run_cli("views", "--strategies", "mip,nope", path)
     assert proc.returncode == 2 and "unknown view strategies" in proc.stderr
 
     proc = run_cli("scenes", "-o", tmp_path / "s", path)
     assert proc.returncode == 0, proc.stderr
     pngs = sorted((tmp_path / "s").glob("*.png"))
-    assert [p.name for p in pngs] == ["two.ome.tif.scene0.png", "two.ome.tif.scene1.png"]
+    assert [p.name for p in pngs] == [
+        "two.ome.tif.scene0.png",
+        "two.ome.tif.scene1.png",
+    ]
 
 
 def test_bad_input_gets_an_error_not_views(tmp_path):

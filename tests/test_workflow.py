@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-TABLES = ["images", "scenes", "simprints", "errors", "runs"]
+TABLES = ["images", "scenes", "simprints", "views", "errors", "runs"]
 
 
 def run_workflow(tmp_path, extra=None, *args):
@@ -102,3 +102,48 @@ def test_bad_config_stops_before_any_job(tmp_path):
     proc = run_workflow(tmp_path, {"roots": {"lab": str(tmp_path / "missing")}})
     assert proc.returncode != 0 and "is not a directory" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_views_mixed_codes_and_thumbnails(finished):
+    from biocodes.views import mixed_code
+
+    tmp, _ = finished
+    scenes, views = table(tmp, "scenes"), table(tmp, "views")
+    by_scene = {}
+    for v in views:
+        by_scene.setdefault((v["image_id"], v["scene_index"]), []).append(v)
+    ok = [s for s in scenes if s["status"] == "ok"]
+    assert ok and all((s["image_id"], s["scene_index"]) in by_scene for s in ok)
+    for s in ok:
+        mine = by_scene[(s["image_id"], s["scene_index"])]
+        assert [v["view_index"] for v in mine] == list(range(len(mine)))
+        assert s["iscc_mixed"] == mixed_code([v["iscc_image"] for v in mine])
+    for v in views:
+        assert v["thumbnail"].startswith("thumbnails/")
+        assert (tmp / "results" / v["thumbnail"]).is_file()
+    # the same pixels as OME-TIFF and OME-Zarr: the same views
+    mixed = {s["path"]: s["iscc_mixed"] for s in scenes if s["scene_index"] == 0}
+    assert mixed["tiff/cells.ome.tif"] == mixed["zarr/cells.ome.zarr"]
+
+
+def test_report_renders_thumbnails_in_headless_chromium(finished):
+    import re
+
+    import numpy as np
+    from browser import dump_dom, screenshot
+    from PIL import Image
+
+    tmp, _ = finished
+    page = tmp / "results" / "report.html"
+    dom = dump_dom(page)
+    shown = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    loaded = int(re.search(r'data-loaded="(\d+)"', dom).group(1))
+    assert shown == len(table(tmp, "views")) and loaded == shown
+    assert "corrupt/truncated.ome.tif" in dom and "Failures (1)" in dom
+    png = screenshot(page, tmp / "report.png")
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert pixels.shape[:2] == (1400, 1280)
+    # the thumbnails, not only text on a light background, are on screen
+    dark = (pixels.max(axis=2) < 60).mean()
+    colourful = (np.ptp(pixels, axis=2) > 80).mean()
+    assert dark > 0.05 and colourful > 0.005, (dark, colourful)

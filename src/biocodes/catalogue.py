@@ -70,6 +70,20 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("size", I64),
         ]
     ),
+    "views": pa.schema(
+        [
+            ("image_id", S),
+            ("scene_index", I32),
+            ("view_index", I32),
+            ("strategy", S),
+            ("z", I64),
+            ("c", I64),
+            ("t", I64),
+            ("channels", pa.list_(I32)),
+            ("iscc_image", S),
+            ("thumbnail", S),
+        ]
+    ),
     "errors": pa.schema(
         [
             ("image_id", S),
@@ -102,6 +116,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "images": ["root", "path"],
     "scenes": ["image_id", "scene_index"],
     "simprints": ["image_id", "scene_index", "offset"],
+    "views": ["image_id", "scene_index", "view_index"],
     "errors": ["image_id", "scene_index", "stage", "message"],
     "runs": ["started", "run_id"],
 }
@@ -123,18 +138,11 @@ def to_table(name: str, rows: Iterable[dict]) -> pa.Table:
 
 def write_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
     """Write Parquet (zstd) to a temporary sibling, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from biocodes.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def read_tables(paths: Sequence[str | os.PathLike], name: str) -> pa.Table:
@@ -164,6 +172,7 @@ CODE_PACKAGES = (
     "bioio-imageio",
     "imageio",
     "pillow",
+    "pylibczirw",
 )
 
 

@@ -10,28 +10,42 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from biocodes.catalogue import TABLES, to_table, write_atomic
+from biocodes.views import ViewOptions
 
 
 def _worker() -> tuple[str, str | None]:
     return socket.gethostname(), os.environ.get("SLURM_JOB_ID")
 
 
-def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
-    """All catalogue rows for one manifest row."""
+def fingerprint_image(
+    row: Mapping[str, Any],
+    simprints: bool,
+    views: ViewOptions | None = None,
+    results_dir: str | None = None,
+) -> dict:
+    """All catalogue rows for one manifest row.
+
+    With views, thumbnails go to ``<views.thumbnails>/<image_id>/`` and the
+    ``thumbnail`` column holds their path relative to ``results_dir``.
+    """
     from biocodes.errors import as_biocode_error
     from biocodes.fingerprint import biocode
     from biocodes.imagewalk import plane_position
+
+    if views is not None and views.thumbnails is not None:
+        views = replace(views, thumbnails=f"{views.thumbnails}/{row['image_id']}")
 
     host, job = _worker()
     image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
     image.update(worker=host, slurm_job_id=job)
     out: dict[str, list[dict]] = {name: [] for name in TABLES}
     try:
-        result = biocode(row["abspath"], simprints=simprints)
+        result = biocode(row["abspath"], simprints=simprints, views=views)
     except Exception as exc:  # every failure becomes an error row
         exc = as_biocode_error(row["abspath"], exc)
         message = str(exc).replace(row["abspath"], row["path"])
@@ -77,11 +91,21 @@ def fingerprint_image(row: Mapping[str, Any], simprints: bool) -> dict:
                 "iscc_code": p["iscc_code"],
                 "data_code": p["units"][0],
                 "instance_code": p["units"][1],
-                "iscc_mixed": None,
+                "iscc_mixed": p.get("iscc_mixed"),
                 "status": "ok",
                 "error": None,
             }
         )
+        for v in p.get("views", []):
+            thumb = v.get("thumbnail")
+            out["views"].append(
+                {
+                    "image_id": row["image_id"],
+                    "scene_index": p["scene_index"],
+                    **v,
+                    "thumbnail": thumb and os.path.relpath(thumb, results_dir or "."),
+                }
+            )
         for s in p.get("simprints", {}).get("DATA_NONE_V0", []):
             z, c, t = plane_position(s["offset"], d["C"], d["T"])
             out["simprints"].append(
@@ -106,6 +130,8 @@ def run_shard(
     cluster: Mapping[str, Any],
     simprints: bool,
     threads: int = 1,
+    views: ViewOptions | None = None,
+    results_dir: str | None = None,
 ) -> dict[str, int]:
     """Fingerprint every image of ``shard`` and write its tables under ``out_dir``."""
     import pyarrow.parquet as pq
@@ -122,6 +148,8 @@ def run_shard(
                     fingerprint_image,
                     r,
                     simprints,
+                    views,
+                    results_dir,
                     key=f"image-{r['image_id']}",
                     pure=False,
                 )
@@ -136,3 +164,16 @@ def run_shard(
         if name != "runs":
             write_atomic(to_table(name, tables[name]), out / f"{name}.parquet")
     return {name: len(items) for name, items in tables.items()}
+
+
+def view_options(
+    config: Mapping[str, Any] | None, thumbnails_dir: str | None
+) -> ViewOptions | None:
+    """ViewOptions from the workflow's ``views`` config (None when disabled);
+    missing keys take the library defaults."""
+    config = dict(config or {})
+    if not config.pop("enabled", True):
+        return None
+    thumbs = config.pop("thumbnails", True)
+    config["strategies"] = tuple(config.get("strategies", ViewOptions.strategies))
+    return ViewOptions(**config, thumbnails=thumbnails_dir if thumbs else None)

@@ -53,17 +53,13 @@ def save_png(image: np.ndarray, path: str | os.PathLike, max_size: int) -> Path:
     """Write a gray or RGB uint8 image as PNG, shrunk to ``max_size``; atomic."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from biocodes.atomic import atomic_path
+
     pil = Image.fromarray(image)
     pil.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def scene_preview(source: PlaneSource, scene: SceneInfo) -> np.ndarray:

@@ -145,7 +145,9 @@ def image_code(image: np.ndarray) -> str:
 
     gray = Image.fromarray(image).convert("L")
     small = gray.resize((32, 32), Image.Resampling.BICUBIC)
-    return gen_image_code_v0(np.asarray(small).ravel().tolist(), bits=IMAGE_BITS)["iscc"]
+    return gen_image_code_v0(np.asarray(small).ravel().tolist(), bits=IMAGE_BITS)[
+        "iscc"
+    ]
 
 
 def mixed_code(codes: list[str]) -> str:

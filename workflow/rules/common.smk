@@ -31,7 +31,7 @@ def example_marker():
 def catalogue_tables():
     return expand(
         f"{RESULTS}/catalogue/{{table}}.parquet",
-        table=["images", "scenes", "simprints", "errors", "runs"],
+        table=["images", "scenes", "simprints", "views", "errors", "runs"],
     )
 
 

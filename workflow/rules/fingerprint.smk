@@ -2,7 +2,8 @@ rule fingerprint:
     input:
         f"{RESULTS}/manifest.parquet",
     output:
-        directory(f"{RESULTS}/shards/{{shard}}"),
+        tables=directory(f"{RESULTS}/shards/{{shard}}"),
+        thumbnails=directory(f"{RESULTS}/thumbnails/{{shard}}"),
     log:
         f"{RESULTS}/logs/fingerprint/{{shard}}.log",
     conda:
@@ -14,5 +15,7 @@ rule fingerprint:
         shard=lambda wc: int(wc.shard),
         cluster=config["cluster"],
         simprints=config["simprints"],
+        views=config["views"],
+        results=RESULTS,
     script:
         "../scripts/fingerprint.py"

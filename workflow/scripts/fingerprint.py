@@ -1,17 +1,21 @@
 import sys
+from pathlib import Path
 
-from biocodes.shard import run_shard
+from biocodes.shard import run_shard, view_options
 
 
 def main(smk) -> None:
     sys.stderr = open(smk.log[0], "w")
+    Path(smk.output.thumbnails).mkdir(parents=True, exist_ok=True)
     counts = run_shard(
         smk.input[0],
         smk.params.shard,
-        smk.output[0],
+        smk.output.tables,
         smk.params.cluster,
         smk.params.simprints,
         threads=smk.threads,
+        views=view_options(smk.params.views, smk.output.thumbnails),
+        results_dir=smk.params.results,
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
 
