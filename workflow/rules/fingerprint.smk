@@ -16,6 +16,5 @@ rule fingerprint:
         cluster=config["cluster"],
         simprints=config["simprints"],
         views=config["views"],
-        results=RESULTS,
     script:
         "../scripts/fingerprint.py"

@@ -9,7 +9,6 @@ rule report:
     conda:
         "../../envs/biocodes.yaml"
     params:
-        catalogue=f"{RESULTS}/catalogue",
         max_scenes=config["report"]["max_scenes"],
     script:
         "../scripts/report.py"

@@ -15,7 +15,8 @@ def main(smk) -> None:
         smk.params.simprints,
         threads=smk.threads,
         views=view_options(smk.params.views, smk.output.thumbnails),
-        results_dir=smk.params.results,
+        # thumbnails/<shard> sits in the results directory
+        results_dir=str(Path(smk.output.thumbnails).parent.parent),
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
 

@@ -1,3 +1,4 @@
+import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -5,7 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 from biocodes.report import write_report
 
 write_report(
-    snakemake.params.catalogue,
+    os.path.dirname(snakemake.input.tables[0]),
     snakemake.output[0],
     max_scenes=snakemake.params.max_scenes,
 )
