@@ -16,9 +16,9 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        catalogue_tables(),
+        RUN_STAMP,
         f"{RESULTS}/report.html",
 
 
 onsuccess:
-    print_summary()
+    finish_run()

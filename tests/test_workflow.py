@@ -10,7 +10,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-TABLES = ["images", "scenes", "simprints", "views", "errors", "runs"]
+TABLES = [
+    "images",
+    "scenes",
+    "simprints",
+    "views",
+    "errors",
+    "changes",
+    "duplicates",
+    "runs",
+]
 
 
 def run_workflow(tmp_path, extra=None, *args):

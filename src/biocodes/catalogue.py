@@ -31,6 +31,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("datahash", S),
             ("status", S),
             ("error", S),
+            ("settings_key", S),
             ("worker", S),
             ("slurm_job_id", S),
             ("run_id", S),
@@ -95,17 +96,52 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("run_id", S),
         ]
     ),
+    "changes": pa.schema(
+        [
+            ("run_id", S),
+            ("image_id", S),
+            ("root", S),
+            ("path", S),
+            ("change", S),
+            ("codes_changed", B),
+            ("previous_iscc_code", S),
+            ("iscc_code", S),
+            ("error", S),
+        ]
+    ),
+    "duplicates": pa.schema(
+        [
+            ("kind", S),
+            ("group_id", S),
+            ("image_id", S),
+            ("root", S),
+            ("path", S),
+            ("scene_index", I32),
+            ("format", S),
+            ("code", S),
+            ("distance", I32),
+        ]
+    ),
     "runs": pa.schema(
         [
             ("run_id", S),
             ("started", S),
             ("finished", S),
             ("config_sha256", S),
+            ("config", S),
             ("versions", S),
+            ("versions_changed", S),
             ("imagewalk_spec", S),
             ("images", I64),
             ("images_ok", I64),
             ("images_error", I64),
+            ("images_removed", I64),
+            ("images_read", I64),
+            ("images_rehashed", I64),
+            ("images_reused", I64),
+            ("images_added", I64),
+            ("images_changed", I64),
+            ("images_failed", I64),
             ("scenes", I64),
             ("bytes_hashed", I64),
         ]
@@ -118,10 +154,14 @@ SORT_KEYS: dict[str, list[str]] = {
     "simprints": ["image_id", "scene_index", "offset"],
     "views": ["image_id", "scene_index", "view_index"],
     "errors": ["image_id", "scene_index", "stage", "message"],
+    "changes": ["run_id", "root", "path"],
+    "duplicates": ["kind", "group_id", "image_id", "scene_index"],
     "runs": ["started", "run_id"],
 }
 
 TABLES = tuple(SCHEMAS)
+#: tables each shard computes; the merge adds changes, duplicates and runs
+SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors")
 
 
 def to_table(name: str, rows: Iterable[dict]) -> pa.Table:
@@ -197,53 +237,127 @@ def config_sha256(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+SECRET_WORDS = ("password", "secret", "token", "credential", "access_key", "api_key")
+
+
+def redact(config: object) -> object:
+    """The config with values of secret-looking keys replaced: the recorded
+    config must never hold a credential."""
+    if isinstance(config, dict):
+        return {
+            k: "<redacted>"
+            if any(w in str(k).lower() for w in SECRET_WORDS)
+            else redact(v)
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [redact(v) for v in config]
+    return config
+
+
+def read_catalogue(catalogue_dir: str | os.PathLike, name: str) -> list[dict]:
+    """One table of a catalogue as rows; empty if it does not exist yet."""
+    path = Path(catalogue_dir) / f"{name}.parquet"
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def run_info(manifest: str | os.PathLike) -> tuple[str, str]:
+    """The run id and start time the scan stamped on the manifest."""
+    meta = pq.read_schema(manifest).metadata or {}
+    return meta[b"run_id"].decode(), meta[b"started"].decode()
+
+
+def _versions_changed(previous_runs: list[dict], versions: dict[str, str]) -> str:
+    import json
+
+    if not previous_runs:
+        return ""
+    before = json.loads(previous_runs[-1]["versions"] or "{}")
+    moved = [
+        f"{k} {before.get(k, 'absent')} -> {v}"
+        for k, v in sorted(versions.items())
+        if before.get(k, "absent") != v
+    ]
+    return "; ".join(moved)
+
+
 def merge_run(
-    shard_dirs: Sequence[str | os.PathLike],
+    state_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config: dict,
     manifest: str | os.PathLike,
-) -> dict[str, Path]:
-    """Merge shard tables into the catalogue and append a new ``runs`` row (id,
-    times, config hash, versions, counts). Each shard table is read once."""
+    counts: Sequence[dict[str, int]] = (),
+) -> dict:
+    """Merge the shards' tables with the previous catalogue into a new one.
+
+    Removed images keep their rows (``status=removed``); ``changes`` and
+    ``runs`` grow by this run's rows; ``duplicates`` is recomputed. The whole
+    catalogue is swapped in at once (:func:`biocodes.atomic.atomic_dir`), so a
+    reader or a crash never sees half of it. Returns the new ``runs`` row.
+    """
     import json
     from datetime import UTC, datetime
 
+    from biocodes.atomic import atomic_dir
+    from biocodes.history import changes
     from biocodes.imagewalk import SPEC_VERSION
+    from biocodes.similarity import duplicate_rows
 
-    tables = {
-        name: read_tables([Path(d) / f"{name}.parquet" for d in shard_dirs], name)
-        for name in TABLES
-        if name != "runs"
+    current = {
+        name: read_tables(
+            [Path(d) / f"{name}.parquet" for d in state_dirs], name
+        ).to_pylist()
+        for name in SHARD_TABLES
     }
-    started = datetime.fromtimestamp(os.stat(manifest).st_mtime, UTC)
-    finished = datetime.now(UTC)
-    digest = config_sha256(config)
-    status = tables["images"].column("status").to_pylist()
+    previous = {name: read_catalogue(out_dir, name) for name in TABLES}
+    run_id, started = run_info(manifest)
+    change_rows, carried = changes(
+        {name: previous[name] for name in SHARD_TABLES}, current, run_id
+    )
+    for name in SHARD_TABLES:
+        current[name] += carried[name]
+    dup = config.get("duplicates", {})
+    current["duplicates"] = duplicate_rows(
+        current["scenes"],
+        current["images"],
+        data_distance=dup.get("data_distance", 24),
+        mixed_distance=dup.get("mixed_distance", 8),
+    )
+    current["changes"] = previous["changes"] + change_rows
+    versions = code_versions()
+    status = [i["status"] for i in current["images"]]
+    kinds = [c["change"] for c in change_rows]
+    total = {
+        k: sum(c.get(k, 0) for c in counts) for k in ("read", "rehashed", "reused")
+    }
+    live = [s for s in current["scenes"] if s["status"] == "ok"]
     run = {
-        "run_id": f"{finished:%Y%m%dT%H%M%SZ}-{digest[:8]}",
-        "started": started.isoformat(timespec="seconds"),
-        "finished": finished.isoformat(timespec="seconds"),
-        "config_sha256": digest,
-        "versions": json.dumps(code_versions(), sort_keys=True),
+        "run_id": run_id,
+        "started": started,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config_sha256": config_sha256(config),
+        "config": json.dumps(redact(config), sort_keys=True, default=str),
+        "versions": json.dumps(versions, sort_keys=True),
+        "versions_changed": _versions_changed(previous["runs"], versions),
         "imagewalk_spec": SPEC_VERSION,
-        "images": len(status),
+        "images": len(status) - status.count("removed"),
         "images_ok": status.count("ok"),
         "images_error": status.count("error"),
-        "scenes": tables["scenes"].num_rows,
-        "bytes_hashed": sum(tables["scenes"].column("nbytes").to_pylist()),
+        "images_removed": status.count("removed"),
+        "images_read": total["read"],
+        "images_rehashed": total["rehashed"],
+        "images_reused": total["reused"],
+        "images_added": kinds.count("added"),
+        "images_changed": kinds.count("changed"),
+        "images_failed": kinds.count("failed"),
+        "scenes": len(live),
+        "bytes_hashed": sum(s["nbytes"] for s in live),
     }
-    out = Path(out_dir)
-    written = {}
-    for name, table in tables.items():
-        rows = table.to_pylist()
-        if "run_id" in SCHEMAS[name].names:
-            for r in rows:
-                r["run_id"] = run["run_id"]
-        written[name] = write_atomic(to_table(name, rows), out / f"{name}.parquet")
-    runs_path = out / "runs.parquet"
-    previous = pq.read_table(runs_path).to_pylist() if runs_path.exists() else []
-    written["runs"] = write_atomic(to_table("runs", [*previous, run]), runs_path)
-    return written
+    current["runs"] = [*previous["runs"], run]
+    with atomic_dir(out_dir, keep=3) as new:
+        for name in TABLES:
+            write_atomic(to_table(name, current[name]), new / f"{name}.parquet")
+    return run
 
 
 def summary(catalogue_dir: str | os.PathLike) -> str:
@@ -254,12 +368,22 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
     lines = [
         f"biocodes run {run['run_id']}: {run['images']} images "
         f"({run['images_ok']} ok, {run['images_error']} failed), "
-        f"{run['scenes']} scenes, {run['bytes_hashed'] / 1e6:,.1f} MB of pixels hashed",
+        f"{run['scenes']} scenes, {run['bytes_hashed'] / 1e6:,.1f} MB of pixels",
+        f"  pixels read for {run['images_read']} images, "
+        f"{run['images_rehashed']} re-hashed as files, "
+        f"{run['images_reused']} unchanged; "
+        f"{run['images_added']} added, {run['images_changed']} changed, "
+        f"{run['images_removed']} removed, {run['images_failed']} failed",
     ]
+    if run["versions_changed"]:
+        lines.append(
+            f"  code versions changed since the last run: "
+            f"{run['versions_changed']} (images re-read)"
+        )
     lines += [
         f"  failed: {e['path']}: {e['error_type']}: {e['message']}" for e in errors[:20]
     ]
     if len(errors) > 20:
         lines.append(f"  ... and {len(errors) - 20} more in errors.parquet")
-    lines.append(f"catalogue: {out.resolve()}/{{{','.join(TABLES)}}}.parquet")
+    lines.append(f"catalogue: {os.path.abspath(out)}/{{{','.join(TABLES)}}}.parquet")
     return "\n".join(lines)

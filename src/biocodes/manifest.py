@@ -193,5 +193,18 @@ def build_manifest(
             ("shard", pa.int32()),
         ]
     )
-    write_atomic(pa.Table.from_pylist(rows, schema=schema), out)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    write_atomic(table.replace_schema_metadata(new_run()), out)
     return len(rows)
+
+
+def new_run() -> dict[str, str]:
+    """A run's id and start time. The scan starts every run, so it stamps both
+    on the manifest and every later step reads them from there."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return {
+        "run_id": f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}",
+        "started": now.isoformat(timespec="seconds"),
+    }

@@ -8,6 +8,8 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
+# written by the merge, retired by a successful run: see catalogue.smk
+RUN_STAMP = f"{RESULTS}/run.json"
 SHARDS = list(range(config["shards"]))
 
 
@@ -28,14 +30,11 @@ def example_marker():
     return []
 
 
-def catalogue_tables():
-    return expand(
-        f"{RESULTS}/catalogue/{{table}}.parquet",
-        table=["images", "scenes", "simprints", "views", "errors", "runs"],
-    )
-
-
-def print_summary():
+def finish_run():
+    """Print the run's summary and retire its stamp: the next invocation
+    (e.g. tomorrow night) scans again and is a new run."""
     from biocodes.catalogue import summary
 
-    print(summary(f"{RESULTS}/catalogue"))
+    if os.path.exists(RUN_STAMP):
+        print(summary(f"{RESULTS}/catalogue"))
+        os.remove(RUN_STAMP)

@@ -1,9 +1,10 @@
+# One job per shard. Its tables live in <results>/state/<shard> across runs
+# (swapped in atomically); the declared output is the job's counts.
 rule fingerprint:
     input:
         f"{RESULTS}/manifest.parquet",
     output:
-        tables=directory(f"{RESULTS}/shards/{{shard}}"),
-        thumbnails=directory(f"{RESULTS}/thumbnails/{{shard}}"),
+        f"{RESULTS}/shards/{{shard}}.json",
     log:
         f"{RESULTS}/logs/fingerprint/{{shard}}.log",
     conda:
@@ -13,8 +14,11 @@ rule fingerprint:
         mem_mb=config["mem_mb"],
     params:
         shard=lambda wc: int(wc.shard),
+        state=lambda wc: f"{RESULTS}/state/{wc.shard}",
+        thumbnails=f"{RESULTS}/thumbnails",
         cluster=config["cluster"],
         simprints=config["simprints"],
         views=config["views"],
+        recheck=config["incremental"].get("recheck", False),
     script:
         "../scripts/fingerprint.py"

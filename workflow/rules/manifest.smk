@@ -1,8 +1,11 @@
+# The scan starts every run: its manifest is temporary, so each invocation
+# (e.g. nightly) re-scans the roots. Shard jobs then read pixels only for
+# images that changed (see README, "Nightly runs").
 rule manifest:
     input:
         example_marker(),
     output:
-        f"{RESULTS}/manifest.parquet",
+        temp(f"{RESULTS}/manifest.parquet"),
     log:
         f"{RESULTS}/logs/manifest.log",
     conda:

@@ -1,7 +1,6 @@
 rule report:
     input:
-        tables=catalogue_tables(),
-        thumbnails=expand(f"{RESULTS}/thumbnails/{{shard}}", shard=SHARDS),
+        RUN_STAMP,
     output:
         f"{RESULTS}/report.html",
     log:
@@ -9,6 +8,7 @@ rule report:
     conda:
         "../../envs/biocodes.yaml"
     params:
-        max_scenes=config["report"]["max_scenes"],
+        catalogue=f"{RESULTS}/catalogue",
+        max_scenes=config["report"].get("max_scenes", 500),
     script:
         "../scripts/report.py"

@@ -1,24 +1,28 @@
+import json
 import sys
 from pathlib import Path
 
+from biocodes.atomic import atomic_path
 from biocodes.shard import run_shard, view_options
 
 
 def main(smk) -> None:
     sys.stderr = open(smk.log[0], "w")
-    Path(smk.output.thumbnails).mkdir(parents=True, exist_ok=True)
+    thumbnails = smk.params.thumbnails
     counts = run_shard(
         smk.input[0],
         smk.params.shard,
-        smk.output.tables,
+        smk.params.state,
         smk.params.cluster,
         smk.params.simprints,
         threads=smk.threads,
-        views=view_options(smk.params.views, smk.output.thumbnails),
-        # thumbnails/<shard> sits in the results directory
-        results_dir=str(Path(smk.output.thumbnails).parent.parent),
+        views=view_options(smk.params.views, thumbnails),
+        results_dir=str(Path(thumbnails).parent),
+        recheck=smk.params.recheck,
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
+    with atomic_path(smk.output[0]) as tmp:
+        tmp.write_text(json.dumps(counts))
 
 
 # dask's worker processes re-import this file as __mp_main__: run only once

@@ -1,4 +1,3 @@
-import os
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -6,7 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 from biocodes.report import write_report
 
 write_report(
-    os.path.dirname(snakemake.input.tables[0]),
+    snakemake.params.catalogue,
     snakemake.output[0],
     max_scenes=snakemake.params.max_scenes,
 )
