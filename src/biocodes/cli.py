@@ -301,6 +301,96 @@ def pixhash(paths: tuple[str, ...], algorithm: str, as_json: bool) -> None:
     _run_each(paths, as_json, lambda p: compute(p, algorithm), show)
 
 
+@cli.command()
+@click.argument("catalogue", type=click.Path(exists=True, file_okay=False))
+@click.argument("query")
+@click.option(
+    "--max-distance",
+    type=int,
+    default=None,
+    help="Bits (default: 24 for Data-Code, 8 for ISCC-MIXED and ISCC-IMAGE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per match.")
+def similar(
+    catalogue: str, query: str, max_distance: int | None, as_json: bool
+) -> None:
+    """What in the catalogue is like QUERY (an image path or an ISCC code)?
+
+    Reads only the catalogue (and QUERY, if it is a file), never the
+    repository. Prints one match per line, nearest first: distance in bits,
+    how it matched (identical pixels, data_code, iscc_mixed, iscc_image), the
+    catalogued path and scene. Exit status 1 if nothing matched.
+    """
+    from biocodes.similarity import similar as search
+    from biocodes.verify import catalogue_dir
+
+    try:
+        matches = search(catalogue_dir(catalogue), query, max_distance)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except Exception as exc:
+        click.echo(f"biocodes: {_fail(query, exc)}", err=True)
+        sys.exit(2)
+    for m in matches:
+        if as_json:
+            click.echo(json.dumps(m))
+        else:
+            where = f"{m['path']}#scene{m['scene_index']}"
+            click.echo(f"{m['distance']:3d} {m['match']:<10} {where}  ({m['query']})")
+    if not matches:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("catalogue", type=click.Path(exists=True, file_okay=False))
+@click.option("--sample", type=int, default=None, help="Check N random images only.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample seed.")
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    metavar="LABEL=DIR",
+    help="Where a root lives now (after a storage move); default: as recorded.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+def verify(
+    catalogue: str,
+    sample: int | None,
+    seed: int,
+    roots: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Re-read catalogued images and check their pixel codes, like sha256sum -c.
+
+    Prints PATH: OK, PATH: FAILED (pixels differ, or unreadable) or
+    PATH: MISSING. Exit status 1 if any image failed or is missing.
+    """
+    from biocodes.verify import verify as check
+
+    moved = {}
+    for item in roots:
+        label, sep, where = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--root {item!r}: expected LABEL=DIR")
+        moved[label] = where
+    counts = {"OK": 0, "FAILED": 0, "MISSING": 0}
+    for r in check(catalogue, sample=sample, roots=moved, seed=seed):
+        counts[r["status"]] += 1
+        if as_json:
+            click.echo(json.dumps(r))
+        else:
+            detail = f" ({r['detail']})" if r["detail"] else ""
+            click.echo(f"{r['path']}: {r['status']}{detail}")
+    bad = counts["FAILED"] + counts["MISSING"]
+    if bad:
+        click.echo(
+            f"biocodes: WARNING: {counts['FAILED']} failed, {counts['MISSING']} "
+            f"missing of {sum(counts.values())} images",
+            err=True,
+        )
+        sys.exit(1)
+
+
 @cli.command("make-example")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 def make_example(out_dir: str) -> None:

@@ -10,6 +10,7 @@ band are compared.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 
 
@@ -123,3 +124,98 @@ def duplicate_rows(
             dist = [(bits[i][0] ^ first).bit_count() for i in group]
             emit(kind, members, [m[column] for m in members], dist)
     return rows
+
+
+def _kind_of(code: str) -> str:
+    """Which catalogue column a code is compared with."""
+    import iscc_core as ic
+
+    mt, st, *_ = ic.iscc_decode(code)
+    if mt == ic.MT.ISCC:
+        return "iscc_code"
+    if mt == ic.MT.DATA:
+        return "data_code"
+    if mt == ic.MT.CONTENT and st == ic.ST_CC.MIXED:
+        return "iscc_mixed"
+    if mt == ic.MT.CONTENT and st == ic.ST_CC.IMAGE:
+        return "iscc_image"
+    raise ValueError(
+        f"{code}: not a scene ISCC-SUM, Data-Code, ISCC-MIXED or ISCC-IMAGE"
+    )
+
+
+DEFAULT_DISTANCE = {"iscc_code": 0, "data_code": 24, "iscc_mixed": 8, "iscc_image": 8}
+
+
+def similar(
+    catalogue_dir: str | os.PathLike,
+    query: str,
+    max_distance: int | None = None,
+) -> list[dict]:
+    """Catalogue scenes like ``query`` (an image path or a code), nearest first.
+
+    A path is fingerprinted (with views if the catalogue has them) and each of
+    its scenes is compared by ISCC-SUM (identical pixels), Data-Code and
+    ISCC-MIXED. A code is compared with the column of its type. Only the
+    catalogue is read, never the repository.
+    """
+    from biocodes.catalogue import read_catalogue
+
+    scenes = [s for s in read_catalogue(catalogue_dir, "scenes") if s["status"] == "ok"]
+    probes: list[tuple[str, str, str]] = []  # (query label, column, code)
+    if query.upper().startswith("ISCC:") and not os.path.exists(query):
+        probes.append((query, _kind_of(query), query))
+    else:
+        from biocodes.fingerprint import biocode
+        from biocodes.views import ViewOptions
+
+        has_views = any(s.get("iscc_mixed") for s in scenes)
+        result = biocode(query, views=ViewOptions() if has_views else None)
+        for p in result["parts"]:
+            label = f"scene {p['scene_index']}"
+            probes.append((label, "iscc_code", p["iscc_code"]))
+            probes.append((label, "data_code", p["units"][0]))
+            if p.get("iscc_mixed"):
+                probes.append((label, "iscc_mixed", p["iscc_mixed"]))
+    candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
+    by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
+    best: dict[tuple, dict] = {}
+    for label, column, code in probes:
+        limit = DEFAULT_DISTANCE[column] if max_distance is None else max_distance
+        if column == "iscc_code":
+            limit = 0
+        value, bits = code_bits(code) if column != "iscc_code" else (0, 0)
+        for row in candidates.get(column, scenes):
+            other = row.get(column)
+            if not other:
+                continue
+            if column == "iscc_code":
+                d = 0 if other == code else None
+            else:
+                ov, ob = code_bits(other)
+                d = (ov ^ value).bit_count() if ob == bits else None
+            if d is None or d > limit:
+                continue
+            scene = by_scene.get((row["image_id"], row["scene_index"]))
+            if scene is None:
+                continue
+            key = (label, scene["image_id"], scene["scene_index"])
+            match = {
+                "query": label,
+                "match": "identical" if column == "iscc_code" else column,
+                "distance": d,
+                "path": scene["path"],
+                "image_id": scene["image_id"],
+                "scene_index": scene["scene_index"],
+                "code": other,
+            }
+            rank = (d, column != "iscc_code")
+            if key not in best or rank < (
+                best[key]["distance"],
+                best[key]["match"] != "identical",
+            ):
+                best[key] = match
+    return sorted(
+        best.values(),
+        key=lambda m: (m["query"], m["distance"], m["path"], m["scene_index"]),
+    )
