@@ -78,7 +78,7 @@ def test_slurm_run_equals_local_run(slurm, tmp_path):
         tmp_path / "slurm/results",
         tmp_path / "local/results",
     )
-    for name in ("images", "scenes", "errors"):
+    for name in ("images", "scenes", "views", "errors", "duplicates"):
         assert rows(slurm_results, name) == rows(local_results, name), name
 
     images = pq.read_table(slurm_results / "catalogue/images.parquet").to_pylist()
