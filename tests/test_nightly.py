@@ -15,7 +15,7 @@ from test_workflow import run_workflow
 from biocodes import synth
 
 RUN_METADATA = {"run_id", "worker", "slurm_job_id"}
-NO_EXAMPLE = {"example": {"generate": False, "root": "example"}, "shards": 2}
+NO_EXAMPLE = {"example": {"generate": False}, "shards": 2}
 
 
 def scene(seed, shape=(1, 2, 3, 64, 80)):
@@ -190,7 +190,7 @@ def test_verify_catches_pixels_changed_in_place(nightly, tmp_path):
     try:
         proc = run_cli("verify", results)
         assert proc.returncode == 1 and proc.stdout.count(": MISSING") == 6
-        proc = run_cli("verify", "--root", f"example={moved}", results)
+        proc = run_cli("verify", "--root", f"repo={moved}", results)
         assert proc.stdout.count(": OK") == 5 and proc.returncode == 1
     finally:
         os.rename(moved, repo)
@@ -244,7 +244,7 @@ def test_run_records_what_reproduces_it(nightly):
     tmp, _, _ = nightly
     last = rows(tmp / "results", "runs", drop=())[-1]
     config = json.loads(last["config"])
-    assert config["roots"] == {"example": str(tmp / "repo")}
+    assert config["roots"]["repo"] == str(tmp / "repo")
     versions = json.loads(last["versions"])
     assert versions["iscc-sum"] and versions["biocodes"]
     assert last["imagewalk_spec"].startswith("IMAGEWALK")

@@ -57,17 +57,19 @@ def test_slurm_run_equals_local_run(slurm, tmp_path):
             "log_directory": str(tmp_path / "workers"),
         },
     }
-    (tmp_path / "local").mkdir()
-    local = run_workflow(tmp_path / "local", {"shards": 2, "threads": 1})
+    from biocodes.example import make_example
+
+    make_example(tmp_path / "local" / "repo")
+    no_example = {"example": {"generate": False}, "shards": 2, "threads": 1}
+    local = run_workflow(tmp_path / "local", no_example)
     assert local.returncode == 0, local.stderr[-3000:]
     (tmp_path / "slurm").mkdir()
     same_repo = {
-        "roots": {"example": str(tmp_path / "local" / "repo")},
-        "example": {"generate": False, "root": "example"},
+        "roots": {"repo": str(tmp_path / "local" / "repo")},
     }
     on_slurm = run_workflow(
         tmp_path / "slurm",
-        {"cluster": cluster, "shards": 2, "threads": 1, **same_repo},
+        {"cluster": cluster, **no_example, **same_repo},
         "--profile",
         "profiles/slurm",
     )

@@ -23,9 +23,11 @@ TABLES = [
 
 
 def run_workflow(tmp_path, extra=None, *args):
-    """Run the workflow on the example generated under tmp_path."""
+    """Run the workflow on tmp_path/repo: the example generated there, or with
+    example.generate false a repository made by the test (root label "repo")."""
+    generate = (extra or {}).get("example", {}).get("generate", True)
     config = {
-        "roots": {"example": str(tmp_path / "repo")},
+        "roots": {"example" if generate else "repo": str(tmp_path / "repo")},
         "results": str(tmp_path / "results"),
         "example": {"generate": True, "root": "example"},
         "shards": 3,

@@ -13,14 +13,26 @@ RUN_STAMP = f"{RESULTS}/run.json"
 SHARDS = list(range(config["shards"]))
 
 
-def _check_roots():
-    example = config.get("example") and config["example"].get("root")
-    for label, root in config["roots"].items():
-        if label != example and not os.path.isdir(root):
+def _roots():
+    """The roots to scan. The example's root only counts when it is generated:
+    a user's --configfile is merged into config/config.yaml, so its `roots`
+    come on top of the example's."""
+    example = config.get("example") or {}
+    generated = example.get("generate", False)
+    roots = {
+        label: root
+        for label, root in config["roots"].items()
+        if generated or label != example.get("root")
+    }
+    if not roots:
+        raise WorkflowError("config: no roots to scan")
+    for label, root in roots.items():
+        if label != example.get("root") and not os.path.isdir(root):
             raise WorkflowError(f"config: roots.{label}: {root!r} is not a directory")
+    return roots
 
 
-_check_roots()
+ROOTS = _roots()
 
 
 def example_marker():

@@ -11,7 +11,7 @@ rule manifest:
     conda:
         "../../envs/biocodes.yaml"
     params:
-        roots=config["roots"],
+        roots=ROOTS,
         manifest_file=config.get("manifest"),
         include=config["include"],
         exclude=config["exclude"],
