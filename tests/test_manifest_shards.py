@@ -61,6 +61,7 @@ def test_shard_on_an_existing_cluster_via_scheduler_file(tmp_path):
                 {"kind": "scheduler_file", "scheduler_file": str(scheduler_file)},
                 simprints=False,
             )
-    assert counts["images"] == 3 and counts["scenes"] == 3
+    assert counts["images"] == 3 and counts["read"] == 3
     images = pq.read_table(tmp_path / "shard0" / "images.parquet").to_pylist()
     assert {i["status"] for i in images} == {"ok"}
+    assert len(pq.read_table(tmp_path / "shard0" / "scenes.parquet")) == 3
