@@ -166,11 +166,18 @@ def similar(
     if query.upper().startswith("ISCC:") and not os.path.exists(query):
         probes.append((query, _kind_of(query), query))
     else:
-        from biocodes.fingerprint import biocode
-        from biocodes.views import ViewOptions
+        import json
 
-        has_views = any(s.get("iscc_mixed") for s in scenes)
-        result = biocode(query, views=ViewOptions() if has_views else None)
+        from biocodes.fingerprint import biocode
+        from biocodes.shard import view_options
+
+        # the catalogue's own view settings, so ISCC-MIXED codes are comparable
+        runs = read_catalogue(catalogue_dir, "runs")
+        config = json.loads(runs[-1].get("config") or "{}") if runs else {}
+        views = None
+        if any(s.get("iscc_mixed") for s in scenes):
+            views = view_options(config.get("views") or {}, None)
+        result = biocode(query, views=views)
         for p in result["parts"]:
             label = f"scene {p['scene_index']}"
             probes.append((label, "iscc_code", p["iscc_code"]))
