@@ -15,7 +15,6 @@ class ArraySource(PlaneSource):
     def __init__(self, scenes: list[np.ndarray], path: str = "<array>") -> None:
         super().__init__(path)
         self._arrays = []
-        self._scenes = []
         for i, a in enumerate(scenes):
             a = np.asarray(a)
             if a.ndim == 5:
@@ -27,10 +26,6 @@ class ArraySource(PlaneSource):
                 make_scene(path, i, f"Image:{i}", sizes, a.dtype, a.shape[5])
             )
             self._arrays.append(a)
-
-    @property
-    def scenes(self) -> list[SceneInfo]:
-        return self._scenes
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

@@ -106,11 +106,13 @@ class PlaneSource(ABC):
         self.path = str(path)
         # the last (Y, X[, S]) read: the samples of an RGB plane are read once
         self._last: tuple[tuple[int, int, int, int], np.ndarray] | None = None
+        #: filled by the adapter while opening
+        self._scenes: list[SceneInfo] = []
 
     @property
-    @abstractmethod
     def scenes(self) -> list[SceneInfo]:
         """All scenes, in ascending index order."""
+        return self._scenes
 
     @abstractmethod
     def _read_pixels(

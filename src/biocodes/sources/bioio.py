@@ -69,10 +69,6 @@ class BioioSource(PlaneSource):
                 )
         return make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
 
-    @property
-    def scenes(self) -> list[SceneInfo]:
-        return self._scenes
-
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
     ) -> np.ndarray:

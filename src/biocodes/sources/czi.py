@@ -57,7 +57,6 @@ class CziSource(PlaneSource):
             raise NotPlaneMappable(f"mosaic={mosaic} pixel type {pixel_type}")
         dtype, samples = PIXEL_TYPES[pixel_type]
         self._czi = czi
-        self._scenes: list[SceneInfo] = []
         for shape in shapes:
             extra = {k: v for k, v in shape.items() if k not in "STCZYXA"}
             if any(hi - lo != 1 for lo, hi in extra.values()):
@@ -70,10 +69,6 @@ class CziSource(PlaneSource):
         self._scenes.sort(key=lambda sc: sc.index)
         if [s.index for s in self._scenes] != list(range(len(self._scenes))):
             raise NotPlaneMappable("scene indices are not contiguous")
-
-    @property
-    def scenes(self) -> list[SceneInfo]:
-        return self._scenes
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

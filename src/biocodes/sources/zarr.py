@@ -54,7 +54,6 @@ class ZarrSource(PlaneSource):
         if not images:
             raise UnsupportedError(path, "zarr store holds no OME-NGFF multiscales")
         self._arrays: list[tuple[object, str]] = []
-        self._scenes: list[SceneInfo] = []
         for index, (name, group, ms) in enumerate(images):
             try:
                 array = group[ms["datasets"][0]["path"]]
@@ -98,10 +97,6 @@ class ZarrSource(PlaneSource):
                 str(root.store), "HCS plate layouts are not supported yet"
             )
         return []
-
-    @property
-    def scenes(self) -> list[SceneInfo]:
-        return self._scenes
 
     def _read_pixels(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         array, axes = self._arrays[scene.index]
