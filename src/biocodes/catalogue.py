@@ -309,7 +309,8 @@ def merge_run(
         ).to_pylist()
         for name in SHARD_TABLES
     }
-    previous = {name: read_catalogue(out_dir, name) for name in TABLES}
+    # duplicates are recomputed, never read
+    previous = {n: read_catalogue(out_dir, n) for n in TABLES if n != "duplicates"}
     run_id, started = run_info(manifest)
     change_rows, carried = changes(
         {name: previous[name] for name in SHARD_TABLES}, current, run_id

@@ -36,8 +36,7 @@ def changes(
     cur_scenes = _by_image(current["scenes"])
     rows: list[dict] = []
 
-    def note(image: dict, change: str, before: dict | None) -> None:
-        old = _codes(before, prev_scenes.get(image["image_id"], []))
+    def note(image: dict, change: str, before: dict | None, old: tuple = ()) -> None:
         new = _codes(image, cur_scenes.get(image["image_id"], []))
         rows.append(
             {
@@ -60,16 +59,15 @@ def changes(
         before = prev_images.get(iid)
         if before is not None and before["status"] == "removed":
             before = None
+        old = _codes(before, prev_scenes.get(iid, []))
         if image["status"] == "error":
-            note(image, "failed", before)
+            note(image, "failed", before, old)
         elif before is None:
             note(image, "added", None)
-        elif _codes(before, prev_scenes.get(iid, [])) != _codes(
-            image, cur_scenes.get(iid, [])
-        ):
-            note(image, "changed", before)
+        elif old != _codes(image, cur_scenes.get(iid, [])):
+            note(image, "changed", before, old)
         elif (before["size"], before["mtime_ns"]) != (image["size"], image["mtime_ns"]):
-            note(image, "touched", before)
+            note(image, "touched", before, old)
 
     carried: dict[str, list[dict]] = {name: [] for name in previous}
     gone = {iid for iid in prev_images if iid not in seen}

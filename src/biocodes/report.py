@@ -14,8 +14,6 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-import pyarrow.parquet as pq
-
 CSS = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:22px;margin:0 0 8px} h2{font-size:17px;margin:28px 0 8px}
@@ -77,11 +75,10 @@ def _card(scene: dict, views: list[dict]) -> str:
 
 def render(catalogue_dir: str | os.PathLike, max_scenes: int = 500) -> str:
     """The report page for a catalogue, as a string."""
-    cat = Path(catalogue_dir)
+    from biocodes.catalogue import read_catalogue
 
     def rows(name: str) -> list[dict]:
-        path = cat / f"{name}.parquet"
-        return pq.read_table(path).to_pylist() if path.exists() else []
+        return read_catalogue(catalogue_dir, name)
 
     run = rows("runs")[-1]
     scenes, errors = rows("scenes"), rows("errors")

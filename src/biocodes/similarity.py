@@ -115,8 +115,7 @@ def duplicate_rows(
     ):
         have = [s for s in live if s.get(column)]
         bits = [code_bits(s[column]) for s in have]
-        pairs = [(i, j, d) for i, j, d in near_pairs(bits, limit)]
-        for group in _components(len(have), pairs):
+        for group in _components(len(have), near_pairs(bits, limit)):
             members = [have[i] for i in group]
             if len({m["iscc_code"] for m in members}) < 2:
                 continue  # identical pixels only: already an exact group

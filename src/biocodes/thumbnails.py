@@ -49,6 +49,22 @@ def to_uint8(
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def composite(planes: list[np.ndarray], rgb: bool, rgb8: bool = False) -> np.ndarray:
+    """Up to 3 channels as one RGB uint8 image.
+
+    An RGB source is shown as stored: no stretch for uint8, one stretch for all
+    three samples otherwise (keeps the colour balance). Other channels are each
+    stretched; two channels are shown magenta and green, three as R, G, B.
+    """
+    if rgb:
+        stack = np.dstack(planes)
+        return to_uint8(stack, (0.0, 255.0) if rgb8 else stretch_limits(stack))
+    gray = [to_uint8(p) for p in planes]
+    if len(gray) == 2:
+        return np.dstack([gray[0], gray[1], gray[0]])
+    return np.dstack(gray)
+
+
 def save_png(image: np.ndarray, path: str | os.PathLike, max_size: int) -> Path:
     """Write a gray or RGB uint8 image as PNG, shrunk to ``max_size``; atomic."""
     from PIL import Image
@@ -69,10 +85,7 @@ def scene_preview(source: PlaneSource, scene: SceneInfo) -> np.ndarray:
     planes = [source.read_plane(scene, z, c, 0) for c in channels]
     if len(planes) == 1:
         return to_uint8(planes[0])
-    rgb = np.dstack(planes)
-    if rgb.dtype == np.uint8:  # RGB as stored
-        return rgb
-    return to_uint8(rgb)  # one stretch for all samples keeps the colour balance
+    return composite(planes, rgb=True, rgb8=scene.dtype == np.uint8)
 
 
 def write_previews(

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from biocodes.sources import SceneInfo
-from biocodes.thumbnails import save_png, stretch_limits, to_uint8
+from biocodes.thumbnails import composite, save_png, stretch_limits, to_uint8
 
 STRATEGIES = ("composite", "mip", "best_focus", "representative")
 WORK_SIZE = 512
@@ -128,10 +128,12 @@ def focus_score(plane: np.ndarray) -> float:
     return float(lap.var())
 
 
-def information_score(plane: np.ndarray) -> float:
+def information_score(
+    plane: np.ndarray, limits: tuple[float, float] | str = "auto"
+) -> float:
     """Entropy of the 8-bit histogram times the fraction of pixels above 1/8 of
     the stretched range: textured, well-covered planes score high."""
-    img = to_uint8(plane)
+    img = to_uint8(plane, limits)
     counts = np.bincount(img.ravel(), minlength=256).astype(np.float64)
     p = counts[counts > 0] / img.size
     entropy = float(-(p * np.log2(p)).sum())
@@ -166,22 +168,6 @@ def distance(a: str, b: str) -> int:
     return iscc_distance(a, b)
 
 
-def composite(planes: list[np.ndarray], rgb: bool, rgb8: bool = False) -> np.ndarray:
-    """Up to 3 channels as one RGB uint8 image.
-
-    An RGB source is shown as stored: no stretch for uint8, one stretch for all
-    three samples otherwise (keeps the colour balance). Other channels are each
-    stretched; two channels are shown magenta and green, three as R, G, B.
-    """
-    if rgb:
-        stack = np.dstack(planes)
-        return to_uint8(stack, (0.0, 255.0) if rgb8 else stretch_limits(stack))
-    gray = [to_uint8(p) for p in planes]
-    if len(gray) == 2:
-        return np.dstack([gray[0], gray[1], gray[0]])
-    return np.dstack(gray)
-
-
 class ViewBuilder:
     """Watches one scene's planes and proposes its views at the end.
 
@@ -210,12 +196,12 @@ class ViewBuilder:
             score = focus_score(work)
             if c not in self.sharpest or score > self.sharpest[c][0]:
                 self.sharpest[c] = (score, z, work)
-        flat = stretch_limits(work) is None
-        key = (flat, abs(z - self.scene.size_z // 2), c)
+        limits = stretch_limits(work)  # one percentile pass per plane
+        key = (limits is None, abs(z - self.scene.size_z // 2), c)
         if self.middle is None or key < self.middle[0]:
             self.middle = (key, z, c, work)
-        if not flat:
-            info = information_score(work)
+        if limits is not None:
+            info = information_score(work, limits)
             if self.informative is None or info > self.informative[0]:
                 self.informative = (info, z, c, work)
 
