@@ -71,7 +71,9 @@ def test_peak_memory_is_a_few_planes(big):
     for path in (tif, store):
         result, peak = peak_during(lambda p=path: biocode(p))
         results[path.name] = result["parts"][0]["iscc_code"]
-        assert peak < 4 * PLANE, f"{path.name}: peak {peak / 2**20:.0f} MiB"
+        # in flight: the plane being hashed, the next one read and turned into
+        # canonical bytes (two copies), and the raw-file thread's read buffers
+        assert peak < 3 * PLANE + 8 * 2**20, f"{path.name}: {peak / 2**20:.0f} MiB"
     assert len(set(results.values())) == 1
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 from iscc_lib import DataHasher, SumHasher, iscc_decode
@@ -77,13 +79,16 @@ def _files_of(path: Path) -> Iterable[Path]:
     return treewalk_iscc(path)
 
 
-def raw_file_code(path: str | os.PathLike) -> dict:
+def raw_file_code(
+    path: str | os.PathLike, cancel: threading.Event | None = None
+) -> dict:
     """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order.
 
     Equals ``iscc_sum.code_iscc_sum(path, wide=True)`` for a file and
     ``iscc-sum --tree`` for a directory. Unlike the tool, an unreadable file
     inside a tree is an error: a tree code that silently skipped a file would
-    not identify the store.
+    not identify the store. Setting ``cancel`` (from another thread) stops
+    the hashing with :class:`concurrent.futures.CancelledError`.
     """
     path = Path(path)
     processor = SumHasher()
@@ -93,6 +98,8 @@ def raw_file_code(path: str | os.PathLike) -> dict:
         try:
             with open(file, "rb") as f:
                 while chunk := f.read(READ_BYTES):
+                    if cancel is not None and cancel.is_set():
+                        raise CancelledError(str(path))
                     processor.update(chunk)
         except OSError as exc:
             raise UnreadableError(

@@ -1,21 +1,32 @@
 """The single pass over one image: planes in IMAGEWALK order into the hashers.
 
 Every consumer of pixels (the scene ISCC-SUM, the simprints, the views) is fed
-from the same read of each plane, so no pixel is read twice.
+from the same read of each plane, so no pixel is read twice. The next plane is
+read, decoded and turned into canonical bytes in a background thread while
+the current one is hashed (see :mod:`biocodes.prefetch`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from biocodes import __version__
 from biocodes.codes import SceneHasher, raw_file_code
 from biocodes.imagewalk import canonical_chunks, plane_order
+from biocodes.prefetch import prefetch
 from biocodes.sources import PlaneSource, SceneInfo, open_source
 from biocodes.views import ViewBuilder, ViewOptions
 
 GENERATOR = f"biocodes - v{__version__}"
+
+#: Overlap reading with hashing in threads (default). ``BIOCODES_OVERLAP=0``
+#: makes each image single-threaded: for workers that own exactly one core.
+OVERLAP = os.environ.get("BIOCODES_OVERLAP", "1") != "0"
 
 #: called with (scene, bytes done, bytes total) after each plane
 Progress = Callable[[SceneInfo, int, int], None]
@@ -33,6 +44,22 @@ def scene_entry(scene: SceneInfo) -> dict:
     }
 
 
+def _prepared_planes(
+    source: PlaneSource, scene: SceneInfo, keep_arrays: bool
+) -> Iterator[tuple[tuple[int, int, int], np.ndarray | None, list[bytes]]]:
+    """Each plane's position, array (only if wanted) and canonical bytes.
+
+    Without views the array is dropped once it is bytes, so each plane in
+    flight costs its size once."""
+    for z, c, t in plane_order(scene):
+        plane = source.read_plane(scene, z, c, t)
+        chunks = list(canonical_chunks(plane))
+        if not keep_arrays:
+            plane = None
+        yield (z, c, t), plane, chunks
+        del plane, chunks  # not held while the next plane is read
+
+
 def fingerprint_scene(
     source: PlaneSource,
     scene: SceneInfo,
@@ -40,15 +67,21 @@ def fingerprint_scene(
     simprints: bool = False,
     views: ViewOptions | None = None,
     progress: Progress | None = None,
+    overlap: bool | None = None,
 ) -> dict:
     """ISCC-SUM (and simprints, views, ISCC-MIXED) of one scene, in one pass
-    over its planes. View thumbnails go to ``views.thumbnails`` if set."""
+    over its planes. View thumbnails go to ``views.thumbnails`` if set.
+    With ``overlap`` (default :data:`OVERLAP`) the next plane is read in a
+    thread while this one is hashed."""
     hasher = SceneHasher(simprints)
     viewer = ViewBuilder(scene, views) if views is not None else None
     done = 0
-    for z, c, t in plane_order(scene):
-        plane = source.read_plane(scene, z, c, t)
-        hasher.add_plane(canonical_chunks(plane))
+    planes = _prepared_planes(source, scene, keep_arrays=viewer is not None)
+    if OVERLAP if overlap is None else overlap:
+        planes = prefetch(planes)
+    for (z, c, t), plane, chunks in planes:
+        hasher.add_plane(chunks)
+        del chunks
         if viewer is not None:
             viewer.add(z, c, t, plane)
         done += scene.plane_nbytes
@@ -65,6 +98,7 @@ def biocode(
     simprints: bool = False,
     progress: Progress | None = None,
     views: ViewOptions | None = None,
+    overlap: bool | None = None,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
@@ -74,17 +108,32 @@ def biocode(
     (see :mod:`biocodes.views`). Any problem with
     the input raises :class:`~biocodes.errors.BiocodeError`; there is no
     partial result, because a code from wrong pixels is worse than none.
+    With ``overlap`` (default :data:`OVERLAP`) the raw-file ISCC-SUM is
+    computed in a second thread while the scenes are walked (both hashers
+    release the GIL) and planes are read ahead; without, all runs in turn.
     """
-    with open_source(path) as source:
-        parts = [
-            fingerprint_scene(
-                source, scene, simprints=simprints, views=views, progress=progress
-            )
-            for scene in source.scenes
-        ]
+    overlap = OVERLAP if overlap is None else overlap
+    cancel = threading.Event()
+    with open_source(path) as source, ThreadPoolExecutor(1) as pool:
+        raw = pool.submit(raw_file_code, path, cancel) if overlap else None
+        try:
+            parts = [
+                fingerprint_scene(
+                    source,
+                    scene,
+                    simprints=simprints,
+                    views=views,
+                    progress=progress,
+                    overlap=overlap,
+                )
+                for scene in source.scenes
+            ]
+        except BaseException:
+            cancel.set()
+            raise
         fmt = source.format
     return {
-        **raw_file_code(path),
+        **(raw.result() if raw is not None else raw_file_code(path)),
         "generator": GENERATOR,
         "format": fmt,
         "parts": parts,

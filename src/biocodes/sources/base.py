@@ -104,7 +104,7 @@ class PlaneSource(ABC):
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
-        # the last (Y, X[, S]) read: the samples of an RGB plane are read once
+        # the last (Y, X, S) read: the samples of an RGB plane are read once
         self._last: tuple[tuple[int, int, int, int], np.ndarray] | None = None
         #: filled by the adapter while opening
         self._scenes: list[SceneInfo] = []
@@ -127,11 +127,14 @@ class PlaneSource(ABC):
         """Read one IMAGEWALK plane (sample ``c % S`` of source channel
         ``c // S``) and check it is what the scene promised."""
         channel, sample = divmod(c, scene.samples)
-        key = (scene.index, z, channel, t)
-        if self._last is None or self._last[0] != key:
-            self._last = (key, np.asarray(self._read_pixels(scene, z, channel, t)))
-        pixels = self._last[1]
-        plane = pixels[..., sample] if scene.samples > 1 else pixels
+        if scene.samples == 1:
+            plane = np.asarray(self._read_pixels(scene, z, channel, t))
+        else:
+            key = (scene.index, z, channel, t)
+            if self._last is None or self._last[0] != key:
+                pixels = np.asarray(self._read_pixels(scene, z, channel, t))
+                self._last = (key, pixels)
+            plane = self._last[1][..., sample]
         if plane.shape != (scene.size_y, scene.size_x):
             raise UnreadableError(
                 self.path,

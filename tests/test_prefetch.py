@@ -1,0 +1,86 @@
+"""The background reader: order, errors and shutdown."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from biocodes import synth
+from biocodes.codes import raw_file_code
+from biocodes.fingerprint import biocode
+from biocodes.prefetch import prefetch
+
+
+def prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "biocodes-prefetch"]
+
+
+def test_items_come_in_order_one_ahead():
+    produced = []
+
+    def items():
+        for i in range(20):
+            produced.append(i)
+            yield i
+
+    got = []
+    for i in prefetch(items()):
+        time.sleep(0.005)  # the producer has time to run ahead, if it would
+        got.append(i)
+        # item i is being used; only i + 1 may have been made meanwhile
+        assert len(produced) <= i + 2
+    assert got == list(range(20))
+    assert not prefetch_threads()
+
+
+def test_producer_errors_surface_at_their_position():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("plane 3 is corrupt")
+
+    got = []
+    with pytest.raises(ValueError, match="plane 3"):
+        for i in prefetch(items()):
+            got.append(i)
+    assert got == [1, 2]
+    assert not prefetch_threads()
+
+
+def test_a_consumer_that_stops_early_stops_the_producer():
+    closed = threading.Event()
+
+    def items():
+        try:
+            for i in range(10_000):
+                yield np.zeros(1000) + i
+        finally:
+            closed.set()
+
+    for i, _ in enumerate(prefetch(items())):
+        if i == 3:
+            break
+    assert closed.is_set()
+    assert not prefetch_threads()
+
+
+def test_a_failing_scene_cancels_the_raw_file_hash(tmp_path):
+    """The raw-file hash runs beside the walk; a bad scene must not leave it
+    running, and the error is the scene's."""
+    path = synth.write_ome_tiff(
+        tmp_path / "t.ome.tif", synth.random_scene((1, 1, 8, 256, 256))
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 60_000])
+    from biocodes.errors import TruncatedError
+
+    with pytest.raises(TruncatedError):
+        biocode(path)
+    assert threading.active_count() == 1
+    cancel = threading.Event()
+    cancel.set()
+    from concurrent.futures import CancelledError
+
+    with pytest.raises(CancelledError):
+        raw_file_code(path, cancel)
