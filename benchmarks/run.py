@@ -281,10 +281,17 @@ logging.disable(logging.CRITICAL)
 from loguru import logger
 logger.remove()
 from iscc_bio.api import biocode
+from iscc_bio.biocode import generate_biocode
+from iscc_bio.imagewalk import iter_planes_bioio, iter_planes_ngff
+path = sys.argv[1]
+walk = iter_planes_ngff if path.endswith(".zarr") else iter_planes_bioio
 t1 = time.perf_counter()
-r = biocode(sys.argv[1])
+parts = generate_biocode(walk(path), bits=256)
 t2 = time.perf_counter()
-print(json.dumps({"seconds": t2 - t1, "startup": t1 - t0,
+r = biocode(path)
+t3 = time.perf_counter()
+print(json.dumps({"scenes_seconds": t2 - t1, "seconds": t3 - t2, "startup": t1 - t0,
+    "scene_codes": [p["iscc_code"] for p in parts],
     "codes": [p["iscc_code"] for p in r["parts"]], "raw": r["iscc_code"],
     "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -482,20 +489,25 @@ def main() -> int:
         if not args.skip_iscc_bio:
             ref = child("iscc-bio", files[fmt])
             same(f"{fmt} iscc-bio scene codes", ref["codes"], full["codes"])
+            same(f"{fmt} iscc-bio walk codes", ref["scene_codes"], full["codes"])
             same(f"{fmt} iscc-bio raw-file code", ref["raw"], full["raw"])
-            r_rate = mb / ref["seconds"]
-            rows.append(
-                (
-                    f"iscc-bio 0.2.0 biocode, {fmt}",
-                    f"{r_rate:.0f} MB/s",
-                    f"biocodes {ref['seconds'] / full['seconds']:.1f}x faster",
+            for what, theirs, ours in (
+                ("scenes", ref["scenes_seconds"], scenes["seconds"]),
+                ("biocode", ref["seconds"], full["seconds"]),
+            ):
+                rows.append(
+                    (
+                        f"iscc-bio 0.2.0 {what}, {fmt}",
+                        f"{mb / theirs:.0f} MB/s",
+                        f"biocodes {theirs / ours:.1f}x faster",
+                    )
                 )
-            )
+            per_file = ref["wall"] - ref["scenes_seconds"]  # one biocode call
             rows.append(
                 (
                     f"  iscc-bio start-up; per file incl. start-up, {fmt}",
-                    f"{ref['startup']:.1f} s; {ref['wall']:.1f} s",
-                    f"biocodes {ref['wall'] / full['seconds']:.1f}x faster",
+                    f"{ref['startup']:.1f} s; {per_file:.1f} s",
+                    f"biocodes (warm worker) {per_file / full['seconds']:.1f}x faster",
                 )
             )
             rows.append((f"  peak RSS iscc-bio, {fmt}", f"{ref['rss']:.0f} MiB", ""))

@@ -69,7 +69,7 @@ def test_a_failing_scene_cancels_the_raw_file_hash(tmp_path):
     """The raw-file hash runs beside the walk; a bad scene must not leave it
     running, and the error is the scene's."""
     path = synth.write_ome_tiff(
-        tmp_path / "t.ome.tif", synth.random_scene((1, 1, 8, 256, 256))
+        tmp_path / "t.ome.tif", synth.random_scene((1, 1, 8, 1024, 1024))
     )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 60_000])

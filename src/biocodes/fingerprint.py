@@ -27,6 +27,8 @@ GENERATOR = f"biocodes - v{__version__}"
 #: Overlap reading with hashing in threads (default). ``BIOCODES_OVERLAP=0``
 #: makes each image single-threaded: for workers that own exactly one core.
 OVERLAP = os.environ.get("BIOCODES_OVERLAP", "1") != "0"
+#: below this many pixel bytes, starting threads costs more than it saves
+OVERLAP_MIN_BYTES = 4 << 20
 
 #: called with (scene, bytes done, bytes total) after each plane
 Progress = Callable[[SceneInfo, int, int], None]
@@ -77,7 +79,8 @@ def fingerprint_scene(
     viewer = ViewBuilder(scene, views) if views is not None else None
     done = 0
     planes = _prepared_planes(source, scene, keep_arrays=viewer is not None)
-    if OVERLAP if overlap is None else overlap:
+    overlap = OVERLAP if overlap is None else overlap
+    if overlap and scene.nbytes >= OVERLAP_MIN_BYTES:
         planes = prefetch(planes)
     for (z, c, t), plane, chunks in planes:
         hasher.add_plane(chunks)
@@ -115,7 +118,8 @@ def biocode(
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
     with open_source(path) as source, ThreadPoolExecutor(1) as pool:
-        raw = pool.submit(raw_file_code, path, cancel) if overlap else None
+        big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
+        raw = pool.submit(raw_file_code, path, cancel) if overlap and big else None
         try:
             parts = [
                 fingerprint_scene(
