@@ -117,7 +117,7 @@ def biocode(
     """
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
-    with open_source(path) as source, ThreadPoolExecutor(1) as pool:
+    with open_source(path) as source, ThreadPoolExecutor(1, "biocodes-rawsum") as pool:
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
         raw = pool.submit(raw_file_code, path, cancel) if overlap and big else None
         try:
