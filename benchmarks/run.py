@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 SIDE = 2048
-DATA_VERSION = "4"  # bump when the generated data changes
+DATA_VERSION = "5"  # bump when the generated data changes
 
 
 # --------------------------------------------------------------------- data
@@ -125,19 +125,25 @@ def write_ome_zarr(path: Path, seed: int, size_z: int, size_c: int, side: int):
     tmp.rename(path)
 
 
+def tiny_pixels(n: int):
+    """The pixels of the n tiny 16x16 images, in file order."""
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        yield rng.integers(0, 255, (16, 16), dtype=np.uint8)
+
+
 def write_tiny(out: Path, n: int) -> None:
-    """n tiny 16x16 images, half PNG, half TIFF."""
+    """n tiny images, half PNG, half TIFF, 1,000 per folder."""
     import tifffile
     from PIL import Image
 
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        pixels = rng.integers(0, 255, (16, 16), dtype=np.uint8)
+    for i, pixels in enumerate(tiny_pixels(n)):
+        sub = out / f"{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
         if i % 2:
-            tifffile.imwrite(out / f"img{i:05d}.tif", pixels)
+            tifffile.imwrite(sub / f"img{i:05d}.tif", pixels)
         else:
-            Image.fromarray(pixels).save(out / f"img{i:05d}.png")
+            Image.fromarray(pixels).save(sub / f"img{i:05d}.png")
 
 
 def make_data(data: Path, small: bool) -> dict:
@@ -344,7 +350,8 @@ def m_shard(root: str, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.parquet"
         n = build_manifest(manifest, {"bench": root}, 1)
-        warm = [str(p) for p in sorted(Path(root).iterdir())[:2]]
+        paths = sorted(pq.read_table(manifest, columns=["abspath"])[0].to_pylist())
+        warm = paths[:2]  # a PNG and a TIFF, or a zarr and a TIFF
         with (
             LocalCluster(
                 n_workers=workers, threads_per_worker=1, dashboard_address=None
@@ -410,15 +417,9 @@ def run_child(kind: str, args: str) -> None:
 
 def expected_tiny_codes(n: int) -> list[str]:
     """Scene codes of the tiny images, from the arrays that made them."""
-    from iscc_lib import SumHasher
+    from biocodes.synth import expected_biocode
 
-    rng = np.random.default_rng(0)
-    codes = []
-    for _ in range(n):
-        h = SumHasher()
-        h.update(rng.integers(0, 255, (16, 16), dtype=np.uint8).tobytes())
-        codes.append(h.finalize(256, wide=True, add_units=True)["iscc"])
-    return codes
+    return expected_biocode([p.reshape(1, 1, 1, 16, 16) for p in tiny_pixels(n)])
 
 
 def main() -> int:

@@ -102,6 +102,7 @@ def biocode(
     progress: Progress | None = None,
     views: ViewOptions | None = None,
     overlap: bool | None = None,
+    raw: dict | None = None,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
@@ -114,12 +115,15 @@ def biocode(
     With ``overlap`` (default :data:`OVERLAP`) the raw-file ISCC-SUM is
     computed in a second thread while the scenes are walked (both hashers
     release the GIL) and planes are read ahead; without, all runs in turn.
+    ``raw`` is the file's :func:`raw_file_code` when the caller just computed
+    it, so the file is not hashed twice.
     """
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
     with open_source(path) as source, ThreadPoolExecutor(1, "biocodes-rawsum") as pool:
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
-        raw = pool.submit(raw_file_code, path, cancel) if overlap and big else None
+        background = raw is None and overlap and big
+        future = pool.submit(raw_file_code, path, cancel) if background else None
         try:
             parts = [
                 fingerprint_scene(
@@ -136,8 +140,10 @@ def biocode(
             cancel.set()
             raise
         fmt = source.format
+    if raw is None:
+        raw = future.result() if future is not None else raw_file_code(path)
     return {
-        **(raw.result() if raw is not None else raw_file_code(path)),
+        **raw,
         "generator": GENERATOR,
         "format": fmt,
         "parts": parts,

@@ -55,8 +55,10 @@ def fingerprint_image(
     simprints: bool,
     views: ViewOptions | None = None,
     results_dir: str | None = None,
+    raw: dict | None = None,
 ) -> dict:
-    """All catalogue rows for one manifest row.
+    """All catalogue rows for one manifest row (``raw``: its raw-file code,
+    if the caller has just computed it).
 
     With views, thumbnails go to ``<views.thumbnails>/<id[:2]>/<id>/`` and the
     ``thumbnail`` column holds their path relative to ``results_dir``.
@@ -74,7 +76,7 @@ def fingerprint_image(
     image.update(worker=host, slurm_job_id=job)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     try:
-        result = biocode(row["abspath"], simprints=simprints, views=views)
+        result = biocode(row["abspath"], simprints=simprints, views=views, raw=raw)
     except Exception as exc:  # every failure becomes an error row
         exc = as_biocode_error(row["abspath"], exc)
         message = str(exc).replace(row["abspath"], row["path"])
@@ -163,11 +165,12 @@ def _rehash_or_fingerprint(
     from biocodes.codes import raw_file_code
 
     try:
-        if raw_file_code(row["abspath"])["iscc_code"] == previous_code:
-            return None
+        raw = raw_file_code(row["abspath"])
     except Exception:  # unreadable now: the full read reports why
-        pass
-    return fingerprint_image(row, simprints, views, results_dir)
+        raw = None
+    if raw is not None and raw["iscc_code"] == previous_code:
+        return None
+    return fingerprint_image(row, simprints, views, results_dir, raw)
 
 
 def _previous(state_dir: Path) -> dict[str, dict[str, list[dict]]]:
