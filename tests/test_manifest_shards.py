@@ -3,7 +3,7 @@
 import pyarrow.parquet as pq
 
 from biocodes import synth
-from biocodes.manifest import build_manifest, image_id, scan, shard_of
+from biocodes.manifest import build_manifest, image_id, read_manifest, scan, shard_of
 from biocodes.shard import run_shard
 
 
@@ -35,13 +35,18 @@ def test_user_manifest_file(tmp_path):
     listing = root / "list.csv"
     listing.write_text("path\nx.ome.tif\nsub/s.zarr\n")
     out = tmp_path / "manifest.parquet"
-    assert build_manifest(out, {}, 2, manifest_file=str(listing)) == 2
-    rows = pq.read_table(out).to_pylist()
-    assert {r["root"] for r in rows} == {"manifest"}
+    roots = {"lab": str(root)}
+    assert build_manifest(out, roots, 2, manifest_file=str(listing)) == 2
+    rows = read_manifest(out)
+    assert {r["root"] for r in rows} == {"lab"}
     assert {r["abspath"] for r in rows} == {
         str(root / "x.ome.tif"),
         str(root / "sub/s.zarr"),
     }
+    # the same image ids a scan gives
+    scanned = {r["path"]: r["image_id"] for r in scan(roots, 2)}
+    assert all(scanned[r["path"]] == r["image_id"] for r in rows)
+    assert not any(r["error"] for r in rows)
 
 
 def test_shard_on_an_existing_cluster_via_scheduler_file(tmp_path):

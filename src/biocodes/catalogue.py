@@ -335,7 +335,9 @@ def merge_run(
     run = {
         "run_id": run_id,
         "started": started,
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished": started  # reproducible: SOURCE_DATE_EPOCH fixes both
+        if os.environ.get("SOURCE_DATE_EPOCH")
+        else datetime.now(UTC).isoformat(timespec="seconds"),
         "config_sha256": config_sha256(config),
         "config": json.dumps(redact(config), sort_keys=True, default=str),
         "versions": json.dumps(versions, sort_keys=True),

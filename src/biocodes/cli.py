@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import click
 
 from biocodes import __version__
-from biocodes.errors import BiocodeError, as_biocode_error
+from biocodes.errors import BiocodeError, as_biocode_error, display_path
 
 #: scenes larger than this get a progress bar on a terminal
 PROGRESS_MIN_BYTES = 100_000_000
@@ -94,24 +94,61 @@ def cli() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--simprints", is_flag=True, help="Add a Data-Code simprint per plane.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
-def biocode(paths: tuple[str, ...], simprints: bool, as_json: bool) -> None:
+@click.option(
+    "--max-plane-bytes",
+    default="2GiB",
+    show_default=True,
+    help="Refuse images whose header declares larger 2D planes.",
+)
+@click.option(
+    "--max-scene-bytes",
+    default="1TiB",
+    show_default=True,
+    help="Refuse images whose header declares larger scenes.",
+)
+@click.option(
+    "--allow-missing-chunks",
+    is_flag=True,
+    help="Read zarr chunks missing from a store as the fill value.",
+)
+def biocode(
+    paths: tuple[str, ...],
+    simprints: bool,
+    as_json: bool,
+    max_plane_bytes: str,
+    max_scene_bytes: str,
+    allow_missing_chunks: bool,
+) -> None:
     """Compute the biocode of each image file or zarr store.
 
     Prints the raw-file ISCC-SUM of each PATH and one ISCC-SUM per scene. A
     path that fails is reported on stderr; the others are still processed, and
-    the exit status is 1 if any failed.
+    the exit status is 1 if any failed. A path starting with '-' goes after
+    '--'.
     """
     from biocodes.fingerprint import biocode as compute
+    from biocodes.limits import Limits
+
+    try:
+        limits = Limits.from_config(
+            {
+                "max_plane_bytes": max_plane_bytes,
+                "max_scene_bytes": max_scene_bytes,
+                "allow_missing_chunks": allow_missing_chunks,
+            }
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
     def work(path: str) -> dict:
         progress = _Progress(path)
         try:
-            return compute(path, simprints=simprints, progress=progress)
+            return compute(path, simprints=simprints, progress=progress, limits=limits)
         finally:
             progress.close()
 
     def show(path: str, r: dict) -> None:
-        click.echo(f"{r['iscc_code']} *{path}")
+        click.echo(f"{r['iscc_code']} *{display_path(path)}")
         for part in r["parts"]:
             dims = " ".join(f"{k}={v}" for k, v in part["dims"].items())
             click.echo(
@@ -161,7 +198,7 @@ def scenes(
             return {"format": source.format, "scenes": items}
 
     def show(path: str, r: dict) -> None:
-        click.echo(f"{path} ({r['format']}, {len(r['scenes'])} scenes)")
+        click.echo(f"{display_path(path)} ({r['format']}, {len(r['scenes'])} scenes)")
         for s in r["scenes"]:
             dims = " ".join(f"{k}={v}" for k, v in s["dims"].items())
             click.echo(f"  {s['scene_index']}: {dims} {s['dtype']} {s['scene_name']}")
@@ -224,7 +261,7 @@ def imagecode(
     """
 
     def show(path: str, r: dict) -> None:
-        click.echo(f"{r['iscc_code']} *{path}")
+        click.echo(f"{r['iscc_code']} *{display_path(path)}")
         for part in r["parts"]:
             click.echo(
                 f"  scene {part['scene_index']} {part['iscc_code']} "
@@ -296,7 +333,7 @@ def pixhash(paths: tuple[str, ...], algorithm: str, as_json: bool) -> None:
 
     def show(path: str, r: dict) -> None:
         for i, digest in enumerate(r["digests"]):
-            click.echo(f"{digest} *{path}#scene{i}")
+            click.echo(f"{digest} *{display_path(path)}#scene{i}")
 
     _run_each(paths, as_json, lambda p: compute(p, algorithm), show)
 

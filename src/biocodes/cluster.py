@@ -14,9 +14,19 @@ from typing import Any
 @contextmanager
 def dask_client(cfg: Mapping[str, Any], threads: int = 1) -> Iterator[Any]:
     """A dask client for cfg['kind']: local, slurm or scheduler_file."""
-    from distributed import Client, LocalCluster
+    import dask
 
     kind = cfg.get("kind", "local")
+    # the scheduler runs here (local, slurm): an image whose workers die this
+    # many times more becomes an error row, see biocodes.shard
+    retries = {"distributed.scheduler.allowed-failures": cfg.get("allowed_failures", 3)}
+    with dask.config.set(retries):
+        yield from _client(kind, cfg, threads)
+
+
+def _client(kind: str, cfg: Mapping[str, Any], threads: int) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
     if kind == "scheduler_file":
         with Client(scheduler_file=cfg["scheduler_file"]) as client:
             yield client

@@ -8,6 +8,28 @@ traceback and record it in the catalogue.
 
 from __future__ import annotations
 
+import os
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def display_path(path: str | bytes | os.PathLike) -> str:
+    """A path as one line of valid UTF-8: bytes that are not UTF-8 become
+    ``\\xNN`` and control characters are escaped. File names may hold newlines
+    or any byte; catalogues (Parquet strings), logs and one-line messages
+    cannot."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable()
+        else _ESCAPES.get(ch, f"\\x{ord(ch):02x}")
+        if ord(ch) < 256
+        else f"\\u{ord(ch):04x}"
+        for ch in text
+    )
+
 
 class BiocodeError(Exception):
     """A problem with one input: what happened, to which file, and why."""
@@ -16,7 +38,7 @@ class BiocodeError(Exception):
     kind = "error"
 
     def __init__(self, path: str, cause: str, *, stage: str = "read") -> None:
-        self.path = str(path)
+        self.path = display_path(path)
         self.cause = " ".join(str(cause).split())  # always one line
         self.stage = stage
         super().__init__(f"{self.path}: {self.cause}")
@@ -67,3 +89,33 @@ class TooLargeError(BiocodeError):
     """A header declares dimensions beyond the configured limits."""
 
     kind = "too_large"
+
+
+class ChangedError(BiocodeError):
+    """The file changed while it was read: its codes would mix two versions."""
+
+    kind = "changed_during_read"
+
+
+class OutsideRootsError(BiocodeError):
+    """A path (or a symlink's target) lies outside the configured roots."""
+
+    kind = "outside_roots"
+
+
+class SymlinkError(BiocodeError):
+    """A symlink that cannot be followed: a loop, or a missing target."""
+
+    kind = "bad_symlink"
+
+
+class WorkerDiedError(BiocodeError):
+    """Every worker that held this image died while processing it."""
+
+    kind = "worker_died"
+
+
+class OutOfMemoryError(WorkerDiedError):
+    """A worker was restarted for exceeding its memory limit on this image."""
+
+    kind = "out_of_memory"

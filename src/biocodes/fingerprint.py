@@ -17,7 +17,9 @@ import numpy as np
 
 from biocodes import __version__
 from biocodes.codes import SceneHasher, raw_file_code
+from biocodes.errors import ChangedError
 from biocodes.imagewalk import canonical_chunks, plane_order
+from biocodes.limits import Limits
 from biocodes.prefetch import prefetch
 from biocodes.sources import PlaneSource, SceneInfo, open_source
 from biocodes.views import ViewBuilder, ViewOptions
@@ -96,6 +98,15 @@ def fingerprint_scene(
     return entry
 
 
+def _state(path: str | os.PathLike) -> tuple[int, int] | None:
+    from biocodes.manifest import file_state
+
+    try:
+        return file_state(path)
+    except OSError:
+        return None  # open_source says why
+
+
 def biocode(
     path: str | os.PathLike,
     simprints: bool = False,
@@ -103,6 +114,7 @@ def biocode(
     views: ViewOptions | None = None,
     overlap: bool | None = None,
     raw: dict | None = None,
+    limits: Limits | None = None,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
@@ -116,11 +128,17 @@ def biocode(
     computed in a second thread while the scenes are walked (both hashers
     release the GIL) and planes are read ahead; without, all runs in turn.
     ``raw`` is the file's :func:`raw_file_code` when the caller just computed
-    it, so the file is not hashed twice.
+    it, so the file is not hashed twice. Scenes over ``limits`` are refused
+    before any pixel is read; a file whose size or mtime moves during the
+    read raises :class:`~biocodes.errors.ChangedError`.
     """
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
-    with open_source(path) as source, ThreadPoolExecutor(1, "biocodes-rawsum") as pool:
+    before = _state(path)
+    with (
+        open_source(path, limits) as source,
+        ThreadPoolExecutor(1, "biocodes-rawsum") as pool,
+    ):
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
         background = raw is None and overlap and big
         future = pool.submit(raw_file_code, path, cancel) if background else None
@@ -142,6 +160,13 @@ def biocode(
         fmt = source.format
     if raw is None:
         raw = future.result() if future is not None else raw_file_code(path)
+    after = _state(path)
+    if after != before:
+        raise ChangedError(
+            str(path),
+            f"changed while being read (size, mtime {before} -> {after}); "
+            "not stored, read again next run",
+        )
     return {
         **raw,
         "generator": GENERATOR,

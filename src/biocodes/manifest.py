@@ -7,6 +7,7 @@ shard across runs and the number of shard jobs is known before the scan.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
@@ -14,6 +15,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from biocodes.errors import (
+    BiocodeError,
+    NotFoundError,
+    OutsideRootsError,
+    SymlinkError,
+    display_path,
+)
 from biocodes.sources.zarr import is_zarr_store
 
 DEFAULT_INCLUDE = (
@@ -33,12 +41,15 @@ DEFAULT_INCLUDE = (
 class ManifestRow:
     image_id: str
     root: str
-    path: str  # POSIX, relative to the root
-    abspath: str
+    path: str  # POSIX, relative to the root, as one printable line
+    abspath: str  # as the OS names it (may hold any byte: surrogateescape)
     size: int
     mtime_ns: int
     is_store: bool
     shard: int
+    #: why the scan refuses this entry (it becomes an error row, not a read)
+    error: str | None = None
+    error_type: str | None = None
 
 
 def image_id(root: str, path: str) -> str:
@@ -56,9 +67,14 @@ def _matches(rel: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
 
-def _store_stat(path: Path) -> tuple[int, int]:
-    """Total size and newest mtime of the files of a directory store."""
-    size = mtime = 0
+def file_state(path: str | os.PathLike) -> tuple[int, int]:
+    """Size and mtime (ns) of a file; for a directory store, the total size
+    and the newest mtime of its files. Compared before and after a read to
+    catch a file that changed meanwhile."""
+    st = os.stat(path)
+    if not os.path.isdir(path):
+        return st.st_size, st.st_mtime_ns
+    size, mtime = 0, st.st_mtime_ns
     for dirpath, _dirs, files in os.walk(path):
         for f in files:
             st = os.stat(os.path.join(dirpath, f))
@@ -67,38 +83,120 @@ def _store_stat(path: Path) -> tuple[int, int]:
     return size, mtime
 
 
+class Confinement:
+    """Which paths may be read: those that resolve inside a configured root.
+
+    A symlink whose target lies outside every root is refused unless
+    ``follow_symlinks`` is set; loops and dangling links are refused always.
+    """
+
+    def __init__(self, roots: Mapping[str, str], follow_symlinks: bool = False):
+        self.roots = {label: os.path.realpath(r) for label, r in roots.items()}
+        self.follow = follow_symlinks
+
+    def inside(self, real: str) -> bool:
+        return any(
+            real == r or real.startswith(r.rstrip("/") + "/")
+            for r in self.roots.values()
+        )
+
+    def why_not(self, path: str | os.PathLike) -> BiocodeError | None:
+        """None if ``path`` may be read, else the error to record."""
+        try:
+            real = os.path.realpath(path, strict=True)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return SymlinkError(path, "symlink loop", stage="scan")
+            if os.path.islink(path):
+                target = display_path(os.readlink(path))
+                return SymlinkError(
+                    path,
+                    f"broken symlink: its target {target} does not exist",
+                    stage="scan",
+                )
+            return NotFoundError(path, "no such file or directory", stage="scan")
+        if self.follow or self.inside(real):
+            return None
+        return OutsideRootsError(
+            path,
+            f"resolves to {display_path(real)}, outside the configured roots "
+            "(set follow_symlinks: true to read it)",
+            stage="scan",
+        )
+
+
+def _row(
+    label: str, rel: str, full: Path, is_store: bool, shards: int, why: Exception | None
+) -> ManifestRow:
+    iid = image_id(label, rel)
+    size = mtime = 0
+    if why is None:
+        try:
+            size, mtime = file_state(full)
+        except OSError as exc:
+            why = BiocodeError(full, f"cannot stat: {exc.strerror}", stage="scan")
+    return ManifestRow(
+        iid,
+        label,
+        display_path(rel),
+        str(full),
+        size,
+        mtime,
+        is_store,
+        shard_of(iid, shards),
+        error=None if why is None else str(why),
+        error_type=None if why is None else why.kind,
+    )
+
+
 def scan_root(
     label: str,
     root: str | os.PathLike,
     shards: int,
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
+    confinement: Confinement | None = None,
 ) -> Iterator[ManifestRow]:
-    """Yield the images under one root (directories first, then their files)."""
+    """Yield the images under one root (directories first, then their files).
+
+    Symlinked files are checked against ``confinement`` (default: this root
+    only, no following); symlinked directories are descended only with
+    ``follow_symlinks``, each real directory once, so a loop ends.
+    """
     base = Path(root)
-    for dirpath, dirs, files in os.walk(base):
+    policy = confinement or Confinement({label: str(root)})
+    seen = {os.path.realpath(base)}
+    for dirpath, dirs, files in os.walk(base, followlinks=policy.follow):
         here = Path(dirpath)
         dirs.sort()
-        stores = []
+        stores, links = [], []
         for d in list(dirs):
-            if is_zarr_store(here / d):
+            full = here / d
+            if is_zarr_store(full):
                 stores.append(d)
                 dirs.remove(d)  # a store is one image: do not descend
-        for name in sorted(stores + files):
+            elif full.is_symlink():
+                real = os.path.realpath(full)
+                if not policy.follow or real in seen:
+                    dirs.remove(d)
+                if not policy.follow and not policy.inside(real):
+                    links.append(d)  # reported, so nothing is skipped unseen
+                seen.add(real)
+            else:
+                seen.add(os.path.realpath(full))
+        for name in sorted(stores + links + files):
             full = here / name
             rel = full.relative_to(base).as_posix()
             is_store = name in stores
-            if _matches(rel, exclude) or not (is_store or _matches(rel, include)):
+            wanted = is_store or name in links or _matches(rel, include)
+            if _matches(rel, exclude) or not wanted:
                 continue
-            if is_store:
-                size, mtime = _store_stat(full)
-            else:
-                st = full.stat()
-                size, mtime = st.st_size, st.st_mtime_ns
-            iid = image_id(label, rel)
-            yield ManifestRow(
-                iid, label, rel, str(full), size, mtime, is_store, shard_of(iid, shards)
+            why = (
+                policy.why_not(full)
+                if (is_store or name in links or full.is_symlink())
+                else None
             )
+            yield _row(label, rel, full, is_store, shards, why)
 
 
 def scan(
@@ -106,21 +204,29 @@ def scan(
     shards: int,
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
 ) -> list[dict]:
     """All images of all roots, as dict rows, sorted by root and path."""
+    policy = Confinement(roots, follow_symlinks)
     rows = []
     for label in sorted(roots):
-        found = scan_root(label, roots[label], shards, include, exclude)
+        found = scan_root(label, roots[label], shards, include, exclude, policy)
         rows += [asdict(r) for r in found]
     rows.sort(key=lambda r: (r["root"], r["path"]))
     return rows
 
 
-def from_file(path: str | os.PathLike, shards: int) -> list[dict]:
+def from_file(
+    path: str | os.PathLike,
+    shards: int,
+    roots: Mapping[str, str],
+    follow_symlinks: bool = False,
+) -> list[dict]:
     """Rows for a user's list of paths (CSV, TSV or Parquet with a ``path`` column).
 
-    Relative paths are relative to the list's own directory; the root label is
-    ``manifest``.
+    Relative paths are relative to the list's own directory. Each path must
+    lie inside a configured root, and is labelled with that root, so its image
+    id is the one a scan would give; any other path becomes an error row.
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -135,32 +241,46 @@ def from_file(path: str | os.PathLike, shards: int) -> list[dict]:
         )
     if "path" not in table.column_names:
         raise ValueError(f"{path}: manifest needs a 'path' column")
+    policy = Confinement(roots, follow_symlinks)
+    lexical = {label: os.path.abspath(r) for label, r in roots.items()}
     rows = []
     for given in sorted(set(table.column("path").to_pylist())):
-        full = (path.parent / given).resolve()
-        if not full.exists():
-            st_size, st_mtime, is_store = 0, 0, False
-        elif full.is_dir():
-            (st_size, st_mtime), is_store = _store_stat(full), True
-        else:
-            st = full.stat()
-            st_size, st_mtime, is_store = st.st_size, st.st_mtime_ns, False
-        iid = image_id("manifest", given)
-        rows.append(
-            asdict(
-                ManifestRow(
-                    iid,
-                    "manifest",
-                    given,
-                    str(full),
-                    st_size,
-                    st_mtime,
-                    is_store,
-                    shard_of(iid, shards),
-                )
-            )
+        full = Path(os.path.abspath(path.parent / given))  # no symlinks resolved
+        label = next(
+            (
+                k
+                for k, r in sorted(lexical.items())
+                if str(full).startswith(r.rstrip("/") + "/")
+            ),
+            None,
         )
+        if label is None:
+            why = OutsideRootsError(
+                given,
+                "listed in the manifest but outside the configured roots",
+                stage="scan",
+            )
+            rows.append(asdict(_row("manifest", given, full, False, shards, why)))
+            continue
+        rel = full.relative_to(lexical[label]).as_posix()
+        why = policy.why_not(full)
+        is_store = why is None and full.is_dir()
+        rows.append(asdict(_row(label, rel, full, is_store, shards, why)))
     return rows
+
+
+MANIFEST_SCHEMA_FIELDS = (
+    ("image_id", "string"),
+    ("root", "string"),
+    ("path", "string"),
+    ("abspath", "binary"),  # the OS's bytes: a name need not be UTF-8
+    ("size", "int64"),
+    ("mtime_ns", "int64"),
+    ("is_store", "bool_"),
+    ("shard", "int32"),
+    ("error", "string"),
+    ("error_type", "string"),
+)
 
 
 def build_manifest(
@@ -170,6 +290,7 @@ def build_manifest(
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
     manifest_file: str | None = None,
+    follow_symlinks: bool = False,
 ) -> int:
     """Scan (or read the user's list) and write the manifest Parquet atomically."""
     import pyarrow as pa
@@ -177,34 +298,41 @@ def build_manifest(
     from biocodes.catalogue import write_atomic
 
     rows = (
-        from_file(manifest_file, shards)
+        from_file(manifest_file, shards, roots, follow_symlinks)
         if manifest_file
-        else scan(roots, shards, include, exclude)
+        else scan(roots, shards, include, exclude, follow_symlinks)
     )
-    schema = pa.schema(
-        [
-            ("image_id", pa.string()),
-            ("root", pa.string()),
-            ("path", pa.string()),
-            ("abspath", pa.string()),
-            ("size", pa.int64()),
-            ("mtime_ns", pa.int64()),
-            ("is_store", pa.bool_()),
-            ("shard", pa.int32()),
-        ]
-    )
+    for r in rows:
+        r["abspath"] = os.fsencode(r["abspath"])
+    schema = pa.schema([(n, getattr(pa, t)()) for n, t in MANIFEST_SCHEMA_FIELDS])
     table = pa.Table.from_pylist(rows, schema=schema)
     write_atomic(table.replace_schema_metadata(new_run()), out)
     return len(rows)
 
 
+def read_manifest(path: str | os.PathLike, shard: int | None = None) -> list[dict]:
+    """The manifest's rows (of one shard), with ``abspath`` as a str path."""
+    import pyarrow.parquet as pq
+
+    filters = None if shard is None else [("shard", "=", shard)]
+    rows = pq.read_table(path, filters=filters).to_pylist()
+    for r in rows:
+        r["abspath"] = os.fsdecode(r["abspath"])
+    return rows
+
+
 def new_run() -> dict[str, str]:
     """A run's id and start time. The scan starts every run, so it stamps both
-    on the manifest and every later step reads them from there."""
+    on the manifest and every later step reads them from there. With
+    ``SOURCE_DATE_EPOCH`` set (the reproducible-builds convention) both come
+    from it, so two runs over the same files write byte-identical catalogues."""
     from datetime import UTC, datetime
 
-    now = datetime.now(UTC)
-    return {
-        "run_id": f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}",
-        "started": now.isoformat(timespec="seconds"),
-    }
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        now = datetime.fromtimestamp(int(epoch), UTC)
+        run_id = f"{now:%Y%m%dT%H%M%SZ}"
+    else:
+        now = datetime.now(UTC)
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
+    return {"run_id": run_id, "started": now.isoformat(timespec="seconds")}

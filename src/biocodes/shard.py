@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from biocodes.catalogue import SCHEMAS, SHARD_TABLES, to_table, write_atomic
+from biocodes.errors import BiocodeError, ChangedError, display_path
+from biocodes.limits import Limits
 from biocodes.views import ViewOptions
 
 
@@ -56,9 +58,14 @@ def fingerprint_image(
     views: ViewOptions | None = None,
     results_dir: str | None = None,
     raw: dict | None = None,
+    limits: Limits | None = None,
 ) -> dict:
     """All catalogue rows for one manifest row (``raw``: its raw-file code,
     if the caller has just computed it).
+
+    A row the scan refused (``error``) becomes its error rows unread. A file
+    whose size or mtime differs from the scan's has changed since: it is an
+    error (``changed_during_read``) this run and is read again next run.
 
     With views, thumbnails go to ``<views.thumbnails>/<id[:2]>/<id>/`` and the
     ``thumbnail`` column holds their path relative to ``results_dir``.
@@ -76,23 +83,14 @@ def fingerprint_image(
     image.update(worker=host, slurm_job_id=job)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     try:
-        result = biocode(row["abspath"], simprints=simprints, views=views, raw=raw)
-    except Exception as exc:  # every failure becomes an error row
-        exc = as_biocode_error(row["abspath"], exc)
-        message = str(exc).replace(row["abspath"], row["path"])
-        image.update(status="error", error=message, scene_count=0)
-        out["errors"].append(
-            {
-                "image_id": row["image_id"],
-                "path": row["path"],
-                "scene_index": None,
-                "stage": exc.stage,
-                "error_type": exc.kind,
-                "message": message,
-            }
+        if row.get("error"):
+            raise ScanError(row)
+        _unchanged_since_scan(row)
+        result = biocode(
+            row["abspath"], simprints=simprints, views=views, raw=raw, limits=limits
         )
-        out["images"].append(image)
-        return out
+    except Exception as exc:  # every failure becomes an error row
+        return error_rows(row, as_biocode_error(row["abspath"], exc))
     parts = result["parts"]
     image.update(
         status="ok" if parts else "empty",
@@ -154,12 +152,64 @@ def fingerprint_image(
     return out
 
 
+class ScanError(BiocodeError):
+    """The scan's verdict on a manifest row, carried to the catalogue."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        super().__init__(row["path"], "", stage="scan")
+        self.kind = row["error_type"] or "error"
+        self.args = (row["error"],)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _unchanged_since_scan(row: Mapping[str, Any]) -> None:
+    from biocodes.manifest import file_state
+
+    try:
+        now = file_state(row["abspath"])
+    except OSError:
+        return  # gone or unreadable: opening it says why
+    if now != (row["size"], row["mtime_ns"]):
+        raise ChangedError(
+            row["abspath"],
+            f"changed since the scan (size, mtime {row['size']}, "
+            f"{row['mtime_ns']} -> {now[0]}, {now[1]}); not stored, read again "
+            "next run",
+        )
+
+
+def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:
+    """The images and errors rows of an image that failed: no codes at all."""
+    host, job = _worker()
+    message = str(exc).replace(display_path(row["abspath"]), row["path"])
+    image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
+    image.update(
+        worker=host, slurm_job_id=job, status="error", error=message, scene_count=0
+    )
+    out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
+    out["images"].append(image)
+    out["errors"].append(
+        {
+            "image_id": row["image_id"],
+            "path": row["path"],
+            "scene_index": None,
+            "stage": exc.stage,
+            "error_type": exc.kind,
+            "message": message,
+        }
+    )
+    return out
+
+
 def _rehash_or_fingerprint(
     row: Mapping[str, Any],
     previous_code: str,
     simprints: bool,
     views: ViewOptions | None,
     results_dir: str | None,
+    limits: Limits | None = None,
 ) -> dict | None:
     """None if the file's bytes still have ``previous_code``, else its new rows."""
     from biocodes.codes import raw_file_code
@@ -170,7 +220,39 @@ def _rehash_or_fingerprint(
         raw = None
     if raw is not None and raw["iscc_code"] == previous_code:
         return None
-    return fingerprint_image(row, simprints, views, results_dir, raw)
+    return fingerprint_image(row, simprints, views, results_dir, raw, limits)
+
+
+def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
+    """Why every worker that held an image died: its memory limit (the nanny
+    logs a ``worker-restart-memory`` event) or something else (SIGKILL,
+    walltime, the kernel's OOM killer)."""
+    import time
+
+    from distributed.utils import format_bytes
+
+    from biocodes.errors import OutOfMemoryError, WorkerDiedError
+
+    worker = exc.last_worker
+    tries = exc.allowed_failures + 1
+    for _ in range(20):  # the nanny's event may trail the worker's death
+        events = client.get_events("worker-restart-memory")
+        if any(e.get("worker") == worker.address for _, e in events):
+            limit = format_bytes(worker.memory_limit or 0)
+            return OutOfMemoryError(
+                row["abspath"],
+                f"the worker exceeded its memory limit ({limit}) on this image, "
+                f"{tries} times; give workers more memory (cluster.memory_limit, "
+                "cluster.slurm.memory) or lower limits.max_plane_bytes",
+                stage="worker",
+            )
+        time.sleep(0.1)
+    return WorkerDiedError(
+        row["abspath"],
+        f"{tries} workers died while processing this image (killed: SIGKILL, "
+        "walltime or the system's OOM killer); read again next run",
+        stage="worker",
+    )
 
 
 def _previous(state_dir: Path) -> dict[str, dict[str, list[dict]]]:
@@ -196,6 +278,7 @@ def run_shard(
     views: ViewOptions | None = None,
     results_dir: str | None = None,
     recheck: bool = False,
+    limits: Limits | None = None,
 ) -> dict[str, int]:
     """Bring the shard's tables under ``state_dir`` up to date with the manifest.
 
@@ -203,14 +286,14 @@ def run_shard(
     bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
     """
     import pyarrow.parquet as pq
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     from biocodes.atomic import atomic_dir
     from biocodes.cluster import dask_client
+    from biocodes.manifest import read_manifest
 
-    manifest_table = pq.read_table(manifest, filters=[("shard", "=", shard)])
-    run_id = (manifest_table.schema.metadata or {}).get(b"run_id", b"").decode()
-    rows = manifest_table.to_pylist()
+    run_id = (pq.read_schema(manifest).metadata or {}).get(b"run_id", b"").decode()
+    rows = read_manifest(manifest, shard)
     key = settings_key(simprints, views)
     before = _previous(Path(state_dir))
     tables: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
@@ -238,10 +321,11 @@ def run_shard(
         prev = before["images"].get(row["image_id"], [None])[0]
         same_file = prev is not None and prev["size"] == row["size"]
         usable = same_file and prev["status"] in ("ok", "empty")
-        usable = usable and prev.get("settings_key") == key
+        usable = usable and prev.get("settings_key") == key and not row["error"]
         if usable and prev["mtime_ns"] == row["mtime_ns"] and not recheck:
             keep(row)
-            counts["reused"] += 1
+            # read by an earlier, interrupted attempt at this same run
+            counts["read" if prev["run_id"] == run_id else "reused"] += 1
         elif usable and prev["iscc_code"]:
             work.append((row, prev["iscc_code"]))
         else:
@@ -252,14 +336,18 @@ def run_shard(
             for row, code in work:
                 if code is None:
                     args = (fingerprint_image, row, simprints, views, results_dir)
+                    args += (None, limits)
                 else:
                     args = (_rehash_or_fingerprint, row, code, simprints, views)
-                    args += (results_dir,)
+                    args += (results_dir, limits)
                 f = client.submit(*args, key=f"image-{row['image_id']}", pure=False)
                 futures[f] = (row, code)
             for future in as_completed(futures):
                 row, code = futures[future]
-                result = future.result()
+                try:
+                    result = future.result()
+                except KilledWorker as exc:
+                    result = error_rows(row, _died(client, exc, row))
                 counts["rehashed"] += code is not None
                 if result is None:
                     keep(row)

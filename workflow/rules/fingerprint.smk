@@ -20,5 +20,6 @@ rule fingerprint:
         simprints=config["simprints"],
         views=config["views"],
         recheck=config["incremental"].get("recheck", False),
+        limits=config["limits"],
     script:
         "../scripts/fingerprint.py"

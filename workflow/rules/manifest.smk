@@ -16,5 +16,6 @@ rule manifest:
         include=config["include"],
         exclude=config["exclude"],
         shards=config["shards"],
+        follow_symlinks=config["follow_symlinks"],
     script:
         "../scripts/manifest.py"

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 from biocodes.atomic import atomic_path
+from biocodes.limits import Limits
 from biocodes.shard import run_shard, view_options
 
 
@@ -19,6 +20,7 @@ def main(smk) -> None:
         views=view_options(smk.params.views, thumbnails),
         results_dir=str(Path(thumbnails).parent),
         recheck=smk.params.recheck,
+        limits=Limits.from_config(smk.params.limits),
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
     with atomic_path(smk.output[0]) as tmp:

@@ -6,6 +6,12 @@ from biocodes.manifest import build_manifest
 
 p = snakemake.params
 rows = build_manifest(
-    snakemake.output[0], p.roots, p.shards, p.include, p.exclude, p.manifest_file
+    snakemake.output[0],
+    p.roots,
+    p.shards,
+    p.include,
+    p.exclude,
+    p.manifest_file,
+    p.follow_symlinks,
 )
 print(f"manifest: {rows} images in {p.shards} shards", file=sys.stderr)

@@ -7,39 +7,87 @@ slice with zarr, and everything else goes through bioio's plugins.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
-from biocodes.errors import EmptyImageError, NotFoundError, UnreadableError
+from biocodes.errors import (
+    EmptyImageError,
+    NotFoundError,
+    SymlinkError,
+    UnreadableError,
+    display_path,
+)
+from biocodes.limits import Limits
 from biocodes.sources.base import PlaneSource, SceneInfo
 
 __all__ = ["PlaneSource", "SceneInfo", "open_source"]
 
 
-def open_source(path: str | os.PathLike) -> PlaneSource:
-    """Open ``path`` with the fastest adapter that can map it plane by plane."""
+def open_source(path: str | os.PathLike, limits: Limits | None = None) -> PlaneSource:
+    """Open ``path`` with the fastest adapter that can map it plane by plane,
+    and refuse scenes over ``limits`` (default :class:`Limits`) before any
+    pixel is read."""
+    limits = limits or Limits()
+    source = _open(path, limits)
+    try:
+        for scene in source.scenes:
+            limits.check(source.path, scene)
+    except BaseException:
+        source.close()
+        raise
+    return source
+
+
+def _stat(p: Path) -> os.stat_result:
+    """stat() with each failure turned into the error a user can act on."""
+    try:
+        return p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            target = display_path(os.readlink(p))
+            raise SymlinkError(
+                str(p),
+                f"broken symlink: its target {target} does not exist",
+                stage="open",
+            ) from None
+        raise NotFoundError(str(p), "no such file or directory", stage="open") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SymlinkError(str(p), "symlink loop", stage="open") from None
+        raise UnreadableError(
+            str(p), f"cannot stat: {exc.strerror}", stage="open"
+        ) from None
+
+
+def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
     p = Path(path)
     name = str(path)
-    if not p.exists():
-        raise NotFoundError(name, "no such file or directory", stage="open")
-    if p.is_dir():
+    st = _stat(p)
+    if stat.S_ISDIR(st.st_mode):
         from biocodes.sources.zarr import ZarrSource, is_zarr_store
 
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise UnreadableError(name, "permission denied", stage="open")
         if not is_zarr_store(p):
             raise UnreadableError(
                 name, "directory is not an image store (no zarr metadata)", stage="open"
             )
-        return ZarrSource(name)
+        return ZarrSource(name, limits.allow_missing_chunks)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block forever on open
+        raise UnreadableError(
+            name, "not a regular file (a device, FIFO or socket)", stage="open"
+        )
+    if st.st_size == 0:
+        raise EmptyImageError(name, "file is empty (0 bytes)", stage="open")
     try:
-        size = p.stat().st_size
+        with open(p, "rb"):
+            pass
     except OSError as exc:
         raise UnreadableError(
-            name, f"cannot stat: {exc.strerror}", stage="open"
+            name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
-    if size == 0:
-        raise EmptyImageError(name, "file is empty (0 bytes)", stage="open")
-    if not os.access(p, os.R_OK):
-        raise UnreadableError(name, "permission denied", stage="open")
     from biocodes.sources.tiff import TIFF_SUFFIXES, NotPageMappable, TiffSource
 
     if p.name.lower().endswith(TIFF_SUFFIXES):

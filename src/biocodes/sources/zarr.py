@@ -35,15 +35,49 @@ def _axis_names(axes: list, ndim: int) -> str:
     return "".join(n[:1] for n in names)
 
 
+def _codec_names(meta: object) -> list[str]:
+    """Names of every codec, filter and compressor in array metadata, nested
+    ones (sharding) included."""
+    if isinstance(meta, dict):
+        found = [str(meta[k]) for k in ("name", "id") if k in meta]
+        return found + [n for v in meta.values() for n in _codec_names(v)]
+    if isinstance(meta, list | tuple):
+        return [n for v in meta for n in _codec_names(v)]
+    return []
+
+
+def _check_codecs(path: str, name: str, array) -> None:  # noqa: ANN001
+    """Refuse codecs that run code from the store: numcodecs' pickle filter
+    unpickles chunk bytes, so a scanned repository could run anything."""
+    meta = array.metadata.to_dict()
+    codecs = _codec_names(
+        [meta.get(k) for k in ("codecs", "filters", "compressor", "compressors")]
+    )
+    bad = sorted({c for c in codecs if "pickle" in c.lower()})
+    if bad:
+        raise UnsupportedError(
+            path,
+            f"image {name!r} uses the {', '.join(bad)} codec, which would execute "
+            "code stored in the file; refused",
+        )
+
+
 class ZarrSource(PlaneSource):
-    """An OME-Zarr image, multi-image store, or bioformats2raw tree."""
+    """An OME-Zarr image, multi-image store, or bioformats2raw tree.
+
+    A chunk that is missing from the store reads as the fill value in zarr,
+    which is also what a half-copied store looks like, so a plane with a
+    missing chunk is an error unless ``allow_missing_chunks`` (for stores
+    written without their all-fill chunks, zarr-python 3's default).
+    """
 
     format = "ome-zarr"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, allow_missing_chunks: bool = False) -> None:
         import zarr
 
         super().__init__(path)
+        self.allow_missing_chunks = allow_missing_chunks
         try:
             root = zarr.open_group(path, mode="r")
             images = self._find_images(root)
@@ -64,6 +98,7 @@ class ZarrSource(PlaneSource):
             axes = _axis_names(ms.get("axes", []), array.ndim)
             if len(axes) != array.ndim or not axes.endswith("YX"):
                 raise UnsupportedError(path, f"image {name!r} has axes {axes!r}")
+            _check_codecs(path, name, array)
             sizes = dict(zip(axes, array.shape))
             for a, n in sizes.items():
                 if a not in "TCZYX" and n != 1:
@@ -102,6 +137,8 @@ class ZarrSource(PlaneSource):
         array, axes = self._arrays[scene.index]
         pos = {"Z": z, "C": c, "T": t}
         index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
+        if not self.allow_missing_chunks:
+            self._check_chunks(array, index, scene, (z, c, t))
         try:
             return np.asarray(array[index])
         except Exception as exc:
@@ -109,3 +146,34 @@ class ZarrSource(PlaneSource):
                 self.path,
                 f"cannot read scene {scene.index} plane z={z} c={c} t={t}: {exc}",
             ) from None
+
+    def _check_chunks(self, array, index: tuple, scene: SceneInfo, zct) -> None:  # noqa: ANN001
+        """Raise if a chunk (or shard) holding this plane is not in the store."""
+        import itertools
+        import os
+
+        grid = array.shards or array.chunks
+        ranges = [
+            range(-(-n // g)) if isinstance(i, slice) else [i // g]
+            for i, n, g in zip(index, array.shape, grid)
+        ]
+        store, prefix = array.store_path.store, array.store_path.path
+        root = getattr(store, "root", None)
+        for coords in itertools.product(*ranges):
+            key = array.metadata.encode_chunk_key(coords)
+            key = f"{prefix}/{key}" if prefix else key
+            if root is not None:
+                found = os.path.exists(os.path.join(root, key))
+            else:
+                from zarr.core.sync import sync
+
+                found = sync(store.exists(key))
+            if not found:
+                z, c, t = zct
+                raise UnreadableError(
+                    self.path,
+                    f"scene {scene.index} plane z={z} c={c} t={t}: chunk {key} is "
+                    "missing from the store (a partial copy?); set "
+                    "limits.allow_missing_chunks to read missing chunks as the "
+                    "fill value",
+                )

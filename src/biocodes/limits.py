@@ -1,0 +1,78 @@
+"""Size limits checked against a header before any pixel is read.
+
+A corrupt or hostile header can declare 10⁶ × 10⁶ × 10⁴ pixels. The limits
+turn that into a ``too_large`` error at open time, instead of an allocation
+that the kernel's OOM killer ends. A plane is held in memory a few times over
+(pixels, canonical bytes, the plane read ahead), so a worker needs about four
+times ``max_plane_bytes``; the scene limit bounds the time one image may take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from biocodes.errors import TooLargeError
+
+if TYPE_CHECKING:
+    from biocodes.sources.base import SceneInfo
+
+GiB = 1 << 30
+
+
+def parse_size(value: int | float | str) -> int:
+    """Bytes from an int or a string such as ``"2 GiB"`` or ``"500MB"``."""
+    from dask.utils import parse_bytes
+
+    if isinstance(value, str):
+        return int(parse_bytes(value))
+    return int(value)
+
+
+def _fmt(n: int) -> str:
+    from dask.utils import format_bytes
+
+    return format_bytes(n)
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: one 2D plane (Y × X × bytes per pixel); default 2 GiB
+    max_plane_bytes: int = 2 * GiB
+    #: one scene (all planes); default 1 TiB
+    max_scene_bytes: int = 1024 * GiB
+    #: read a zarr chunk missing from its store as the fill value (the zarr
+    #: spec's meaning) instead of refusing the image as incomplete
+    allow_missing_chunks: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:
+        """Limits from the config's ``limits`` section (missing keys: defaults)."""
+        cfg = cfg or {}
+        default = cls()
+        return cls(
+            parse_size(cfg.get("max_plane_bytes", default.max_plane_bytes)),
+            parse_size(cfg.get("max_scene_bytes", default.max_scene_bytes)),
+            bool(cfg.get("allow_missing_chunks", default.allow_missing_chunks)),
+        )
+
+    def check(self, path: str, scene: SceneInfo) -> None:
+        """Refuse a scene whose declared size exceeds a limit."""
+        dims = "x".join(str(scene.dims[a]) for a in "TCZYX")
+        if scene.plane_nbytes > self.max_plane_bytes:
+            raise TooLargeError(
+                path,
+                f"scene {scene.index} declares planes of {_fmt(scene.plane_nbytes)} "
+                f"(TCZYX {dims}, {scene.dtype}), over the per-plane limit of "
+                f"{_fmt(self.max_plane_bytes)} (limits.max_plane_bytes)",
+                stage="open",
+            )
+        if scene.nbytes > self.max_scene_bytes:
+            raise TooLargeError(
+                path,
+                f"scene {scene.index} declares {_fmt(scene.nbytes)} of pixels "
+                f"(TCZYX {dims}, {scene.dtype}), over the per-scene limit of "
+                f"{_fmt(self.max_scene_bytes)} (limits.max_scene_bytes)",
+                stage="open",
+            )
