@@ -70,3 +70,37 @@ def test_shard_on_an_existing_cluster_via_scheduler_file(tmp_path):
     images = pq.read_table(tmp_path / "shard0" / "images.parquet").to_pylist()
     assert {i["status"] for i in images} == {"ok"}
     assert len(pq.read_table(tmp_path / "shard0" / "scenes.parquet")) == 3
+
+
+def test_user_manifest_is_confined_to_the_roots(tmp_path):
+    root = repo(tmp_path)
+    secret = tmp_path / "secret.tif"
+    secret.write_bytes(b"II*\0")
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path\nr/x.ome.tif\n../{tmp_path.name}/secret.tif\n{secret}\n")
+    out = tmp_path / "manifest.parquet"
+    build_manifest(out, {"lab": str(root)}, 2, manifest_file=str(listing))
+    rows = {r["path"]: r for r in read_manifest(out)}
+    assert rows["x.ome.tif"]["error"] is None and rows["x.ome.tif"]["root"] == "lab"
+    outside = [r for r in rows.values() if r["root"] == "manifest"]
+    assert len(outside) == 2
+    for r in outside:
+        assert r["error_type"] == "outside_roots" and r["size"] == 0
+
+
+def test_symlinked_directories_follow_only_when_allowed_and_loops_end(tmp_path):
+    import os
+
+    root = repo(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    synth.write_tiff(elsewhere / "e.tif", synth.random_scene((1, 1, 1, 8, 8), "uint8"))
+    os.symlink(elsewhere, root / "linked")
+    os.symlink("..", root / "sub" / "up")  # a directory loop
+    rows = {r["path"]: r for r in scan({"lab": str(root)}, 2, exclude=["skip.*"])}
+    assert rows["linked"]["error_type"] == "outside_roots"
+    assert "linked/e.tif" not in rows
+    followed = scan({"lab": str(root)}, 2, exclude=["skip.*"], follow_symlinks=True)
+    paths = [r["path"] for r in followed]
+    assert "linked/e.tif" in paths and not any(r["error"] for r in followed)
+    assert len(paths) == len(set(paths)) == 4  # the loop is walked once

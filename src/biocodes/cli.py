@@ -18,6 +18,10 @@ import click
 from biocodes import __version__
 from biocodes.errors import BiocodeError, as_biocode_error, display_path
 
+#: image arguments: the library says what is wrong with one (missing,
+#: unreadable, ...) as an error line, and goes on with the others
+IMAGE_PATH = click.Path(readable=False)
+
 #: scenes larger than this get a progress bar on a terminal
 PROGRESS_MIN_BYTES = 100_000_000
 
@@ -91,7 +95,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=IMAGE_PATH)
 @click.option("--simprints", is_flag=True, help="Add a Data-Code simprint per plane.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
 @click.option(
@@ -176,7 +180,7 @@ _size_option = click.option(
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=IMAGE_PATH)
 @_out_option("a preview of every scene (middle Z plane, first T)")
 @_size_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
@@ -240,7 +244,7 @@ def _show_views(part: dict) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=IMAGE_PATH)
 @click.option("--max-views", default=5, show_default=True, help="Views per scene.")
 @_out_option("a thumbnail of every view")
 @_size_option
@@ -274,7 +278,7 @@ def imagecode(
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=IMAGE_PATH)
 @click.option(
     "--strategies",
     default="composite,mip,best_focus,representative",
@@ -317,7 +321,7 @@ def views(
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=IMAGE_PATH)
 @click.option(
     "--algorithm",
     "-a",

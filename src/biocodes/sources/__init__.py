@@ -102,6 +102,9 @@ def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
             return CziSource(name)
         except NotPlaneMappable:
             pass
-    from biocodes.sources.bioio import BioioSource
+    from biocodes.sources.bioio import BioioSource, declared_png_scene
 
+    declared = declared_png_scene(name)
+    if declared is not None:
+        limits.check(name, declared)
     return BioioSource(name)

@@ -12,6 +12,24 @@ import numpy as np
 from biocodes.errors import UnreadableError, UnsupportedError
 from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def declared_png_scene(path: str) -> SceneInfo | None:
+    """The scene a PNG's header (IHDR) declares, without decoding anything,
+    so the size limits apply before Pillow allocates the image."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != _PNG_MAGIC or head[12:16] != b"IHDR":
+        return None
+    width, height, depth, color = struct.unpack(">IIBB", head[16:26])
+    samples = {2: 3, 4: 2, 6: 4}.get(color, 1)
+    dtype = np.dtype("uint16" if depth == 16 else "uint8")
+    return SceneInfo(0, "png", 1, samples, 1, height, width, dtype, samples)
+
+
 #: readers are constructed with per-plane chunks where they accept it
 PLANE_CHUNKS = ["Y", "X", "S"]
 
