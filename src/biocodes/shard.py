@@ -229,7 +229,7 @@ def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
     walltime, the kernel's OOM killer)."""
     import time
 
-    from distributed.utils import format_bytes
+    from dask.utils import format_bytes
 
     from biocodes.errors import OutOfMemoryError, WorkerDiedError
 
