@@ -91,3 +91,46 @@ def test_slurm_run_equals_local_run(slurm, tmp_path):
             ["scontrol", "show", "job", job], capture_output=True, text=True, check=True
         ).stdout
         assert "JobName=dask-worker" in shown
+
+
+@pytest.mark.slurm
+def test_scancel_of_a_slurm_worker_mid_image(slurm, tmp_path):
+    """dask workers are SLURM jobs; cancelling the one that holds the big image
+    loses nothing: adapt() starts a new worker job, the image is read again,
+    and the catalogue equals a local run's."""
+    from faults import BIG, fault_repo, finish, holder, snakemake, write_config
+    from faults import rows as fault_rows
+
+    repo = fault_repo(tmp_path / "repo")
+    (tmp_path / "local").mkdir()
+    finish(snakemake(write_config(tmp_path / "local", repo)))
+    cluster = {
+        "kind": "slurm",
+        "slurm": {
+            "cores": 1,
+            "processes": 1,
+            "memory": "3GB",
+            "walltime": "00:20:00",
+            "interface": "lo",
+            "min_workers": 1,
+            "max_workers": 1,
+            "log_directory": str(tmp_path / "workers"),
+        },
+    }
+    (tmp_path / "slurm").mkdir()
+    proc = snakemake(write_config(tmp_path / "slurm", repo, cluster=cluster))
+    victim = holder(repo / BIG)
+    job = victim.environ().get("SLURM_JOB_ID")
+    assert job, "the image is being read outside a SLURM job"
+    subprocess.run(["scancel", "--signal=KILL", "--full", job], check=True)
+    finish(proc)
+    shown = subprocess.run(
+        ["scontrol", "show", "job", job], capture_output=True, text=True
+    ).stdout
+    assert "JobState=CANCELLED" in shown, shown
+    local, on_slurm = tmp_path / "local/results", tmp_path / "slurm/results"
+    for name in ("images", "scenes", "errors", "duplicates"):
+        assert fault_rows(on_slurm, name) == fault_rows(local, name), name
+    images = pq.read_table(on_slurm / "catalogue/images.parquet").to_pylist()
+    big = next(r for r in images if r["path"] == BIG)
+    assert big["status"] == "ok" and big["slurm_job_id"] != job
