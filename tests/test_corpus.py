@@ -165,10 +165,17 @@ def run(tmp, results: str, env=None) -> subprocess.CompletedProcess:
     )
 
 
+#: credentials in the environment, as a user's object-store keys would be
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "sentinel-aws-secret-5f2a",
+    "BIOCODES_HTTP_PASSWORD": "sentinel-http-password-9c1e",
+}
+
+
 @pytest.fixture(scope="module")
 def workflow_run(corpus):
     tmp, cases = corpus
-    proc = run(tmp, "results")
+    proc = run(tmp, "results", env=SECRETS)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return tmp, cases, proc
 
@@ -202,6 +209,19 @@ def test_workflow_records_every_case_and_completes(workflow_run):
     assert not (tmp / "outside" / PICKLE_MARK).exists()
     bad = sum(c.kind is not None for c in cases.values())
     assert f"({len(cases) - bad} ok, {bad} failed)" in proc.stdout + proc.stderr
+
+
+def test_credentials_never_reach_what_the_run_writes(workflow_run):
+    """Catalogue, logs, report, run stamp, thumbnails and Snakemake's output:
+    no byte of a credential from the environment."""
+    tmp, _, proc = workflow_run
+    files = [p for p in (tmp / "results").rglob("*") if p.is_file()]
+    assert any(p.name == "report.html" for p in files)
+    assert any(p.suffix == ".log" for p in files)
+    for secret in SECRETS.values():
+        assert secret not in proc.stdout + proc.stderr
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def test_workflow_codes_equal_the_library(workflow_run):

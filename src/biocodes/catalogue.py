@@ -252,6 +252,10 @@ def redact(config: object) -> object:
         }
     if isinstance(config, list):
         return [redact(v) for v in config]
+    if isinstance(config, str):
+        from biocodes.errors import redact_text
+
+        return redact_text(config)
     return config
 
 

@@ -9,6 +9,17 @@ traceback and record it in the catalogue.
 from __future__ import annotations
 
 import os
+import re
+
+#: the password of a URL's user info: scheme://user:PASSWORD@host
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]*(@)", re.I)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL passwords replaced: messages, logs and recorded
+    configs never carry a credential."""
+    return _URL_PASSWORD.sub(r"\1<redacted>\2", text)
+
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -38,8 +49,8 @@ class BiocodeError(Exception):
     kind = "error"
 
     def __init__(self, path: str, cause: str, *, stage: str = "read") -> None:
-        self.path = display_path(path)
-        self.cause = " ".join(str(cause).split())  # always one line
+        self.path = redact_text(display_path(path))
+        self.cause = redact_text(" ".join(str(cause).split()))  # always one line
         self.stage = stage
         super().__init__(f"{self.path}: {self.cause}")
 

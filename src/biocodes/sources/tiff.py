@@ -76,7 +76,9 @@ class _Series:
 
 
 class _OffsetWatch(logging.Handler):
-    """Catch tifffile's log records about pages that point past the file end."""
+    """Catch tifffile's warnings: it reports damage (tags past the end of the
+    file, strips of the wrong size, OME metadata that contradicts the pages)
+    only by logging, and then goes on with zeros or a guessed layout."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -84,6 +86,19 @@ class _OffsetWatch(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _OffsetWatch:
+        log = logging.getLogger("tifffile")
+        self._level = log.level
+        if log.getEffectiveLevel() > logging.WARNING:  # seen, whatever the app set
+            log.setLevel(logging.WARNING)
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log = logging.getLogger("tifffile")
+        log.removeHandler(self)
+        log.setLevel(self._level)
 
 
 class TiffSource(PlaneSource):
@@ -94,16 +109,12 @@ class TiffSource(PlaneSource):
 
         super().__init__(path)
         self._filesize = os.path.getsize(path)
-        watch = _OffsetWatch()
-        log = logging.getLogger("tifffile")
-        log.addHandler(watch)
-        try:
-            self._tif = tifffile.TiffFile(path)
-            series = list(self._tif.series)
-        except Exception as exc:  # tifffile raises many types for bad files
-            raise UnreadableError(path, f"not a readable TIFF ({exc})") from None
-        finally:
-            log.removeHandler(watch)
+        with _OffsetWatch() as watch:
+            try:
+                self._tif = tifffile.TiffFile(path)
+                series = list(self._tif.series)
+            except Exception as exc:  # tifffile raises many types for bad files
+                raise UnreadableError(path, f"not a readable TIFF ({exc})") from None
         if watch.messages:
             self.close()
             raise TruncatedError(
@@ -132,12 +143,17 @@ class TiffSource(PlaneSource):
         if page is None:
             raise TruncatedError(self.path, f"page {number} is missing")
         self._check_extent(page, number)
-        try:
-            data = page.asarray()
-        except Exception as exc:
+        with _OffsetWatch() as watch:
+            try:
+                data = page.asarray()
+            except Exception as exc:
+                raise UnreadableError(
+                    self.path, f"cannot decode page {number}: {exc}"
+                ) from None
+        if watch.messages:
             raise UnreadableError(
-                self.path, f"cannot decode page {number}: {exc}"
-            ) from None
+                self.path, f"page {number} is damaged: {watch.messages[0]}"
+            )
         if series.sample_axis is not None:  # planar (S, Y, X) pages: samples last
             data = np.moveaxis(data, series.sample_axis, -1)
         return data

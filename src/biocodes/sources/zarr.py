@@ -137,8 +137,7 @@ class ZarrSource(PlaneSource):
         array, axes = self._arrays[scene.index]
         pos = {"Z": z, "C": c, "T": t}
         index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
-        if not self.allow_missing_chunks:
-            self._check_chunks(array, index, scene, (z, c, t))
+        self._check_chunks(array, index, scene, (z, c, t))
         try:
             return np.asarray(array[index])
         except Exception as exc:
@@ -148,7 +147,9 @@ class ZarrSource(PlaneSource):
             ) from None
 
     def _check_chunks(self, array, index: tuple, scene: SceneInfo, zct) -> None:  # noqa: ANN001
-        """Raise if a chunk (or shard) holding this plane is not in the store."""
+        """Raise if a chunk (or shard) holding this plane is missing from the
+        store, or is a blosc chunk whose header disagrees with its size: blosc
+        decodes a cut chunk into whatever memory follows, without an error."""
         import itertools
         import os
 
@@ -159,21 +160,44 @@ class ZarrSource(PlaneSource):
         ]
         store, prefix = array.store_path.store, array.store_path.path
         root = getattr(store, "root", None)
+        blosc = array.shards is None and "blosc" in _codec_names(
+            array.metadata.to_dict().get("codecs")
+            or array.metadata.to_dict().get("compressor")
+        )
+        expected = int(np.prod(array.chunks)) * array.dtype.itemsize
+        z, c, t = zct
+        where = f"scene {scene.index} plane z={z} c={c} t={t}"
         for coords in itertools.product(*ranges):
             key = array.metadata.encode_chunk_key(coords)
             key = f"{prefix}/{key}" if prefix else key
-            if root is not None:
-                found = os.path.exists(os.path.join(root, key))
-            else:
+            if root is None:
                 from zarr.core.sync import sync
 
-                found = sync(store.exists(key))
-            if not found:
-                z, c, t = zct
-                raise UnreadableError(
-                    self.path,
-                    f"scene {scene.index} plane z={z} c={c} t={t}: chunk {key} is "
-                    "missing from the store (a partial copy?); set "
-                    "limits.allow_missing_chunks to read missing chunks as the "
-                    "fill value",
-                )
+                if not self.allow_missing_chunks and not sync(store.exists(key)):
+                    raise UnreadableError(self.path, f"{where}: {_missing(key)}")
+                continue
+            path = os.path.join(root, key)
+            if not os.path.exists(path):
+                if self.allow_missing_chunks:
+                    continue
+                raise UnreadableError(self.path, f"{where}: {_missing(key)}")
+            if blosc:
+                with open(path, "rb") as f:
+                    head = f.read(16)
+                size = os.path.getsize(path)
+                if len(head) < 16 or (
+                    int.from_bytes(head[12:16], "little"),
+                    int.from_bytes(head[4:8], "little"),
+                ) != (size, expected):
+                    raise UnreadableError(
+                        self.path,
+                        f"{where}: chunk {key} is truncated or damaged (its blosc "
+                        f"header does not match its {size} bytes)",
+                    )
+
+
+def _missing(key: str) -> str:
+    return (
+        f"chunk {key} is missing from the store (a partial copy?); set "
+        "limits.allow_missing_chunks to read missing chunks as the fill value"
+    )
