@@ -344,13 +344,13 @@ def m_shard(root: str, workers: int) -> dict:
     import pyarrow.parquet as pq
     from distributed import Client, LocalCluster
 
-    from biocodes.manifest import build_manifest
+    from biocodes.manifest import build_manifest, read_manifest
     from biocodes.shard import run_shard
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.parquet"
         n = build_manifest(manifest, {"bench": root}, 1)
-        paths = sorted(pq.read_table(manifest, columns=["abspath"])[0].to_pylist())
+        paths = sorted(r["abspath"] for r in read_manifest(manifest))
         warm = paths[:2]  # a PNG and a TIFF, or a zarr and a TIFF
         with (
             LocalCluster(
