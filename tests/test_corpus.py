@@ -245,3 +245,29 @@ def test_workflow_rerun_retries_only_the_failures(workflow_run):
     assert last["images_reused"] == len(cases) - bad
     assert last["images_read"] == bad
     assert last["images_error"] == bad
+
+
+def test_file_changed_after_the_scan_is_retried_next_run(tmp_path):
+    """Written to between the scan and the read: an error row this run, then
+    read normally by the next run's scan."""
+    from biocodes import synth
+    from biocodes.manifest import build_manifest
+    from biocodes.shard import run_shard
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    path = synth.write_tiff(root / "a.tif", synth.random_scene((1, 1, 2, 16, 16)))
+    manifest = tmp_path / "manifest.parquet"
+    build_manifest(manifest, {"repo": str(root)}, 1)
+    with open(path, "ab") as f:  # still being written
+        f.write(b"\0" * 8)
+    local = {"kind": "local"}
+    run_shard(manifest, 0, tmp_path / "state", local, simprints=False)
+    errors = pq.read_table(tmp_path / "state/errors.parquet").to_pylist()
+    assert [e["error_type"] for e in errors] == ["changed_during_read"]
+    assert pq.read_table(tmp_path / "state/scenes.parquet").num_rows == 0
+    build_manifest(manifest, {"repo": str(root)}, 1)  # the next night's scan
+    counts = run_shard(manifest, 0, tmp_path / "state", local, simprints=False)
+    assert counts["read"] == 1
+    images = pq.read_table(tmp_path / "state/images.parquet").to_pylist()
+    assert [i["status"] for i in images] == ["ok"]

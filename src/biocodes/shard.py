@@ -321,7 +321,7 @@ def run_shard(
         prev = before["images"].get(row["image_id"], [None])[0]
         same_file = prev is not None and prev["size"] == row["size"]
         usable = same_file and prev["status"] in ("ok", "empty")
-        usable = usable and prev.get("settings_key") == key and not row["error"]
+        usable = usable and prev.get("settings_key") == key and not row.get("error")
         if usable and prev["mtime_ns"] == row["mtime_ns"] and not recheck:
             keep(row)
             # read by an earlier, interrupted attempt at this same run
