@@ -58,7 +58,13 @@ def big(tmp_path_factory):
             }
         ],
     }
-    arr = root.create_array("0", shape=(Z, Y, X), chunks=(1, 512, 1024), dtype="uint16")
+    arr = root.create_array(
+        "0",
+        shape=(Z, Y, X),
+        chunks=(1, 512, 1024),
+        dtype="uint16",
+        config={"write_empty_chunks": True},  # plane 0 is all fill value
+    )
     for z, plane in enumerate(planes()):
         arr[z] = plane
     return tif, store

@@ -198,6 +198,7 @@ class ZarrSource(PlaneSource):
 
 def _missing(key: str) -> str:
     return (
-        f"chunk {key} is missing from the store (a partial copy?); set "
+        f"chunk {key} is missing from the store (a partial copy, or a writer "
+        "that skips all-fill chunks, as zarr-python 3 does by default); set "
         "limits.allow_missing_chunks to read missing chunks as the fill value"
     )
