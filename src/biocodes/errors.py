@@ -59,6 +59,23 @@ class BiocodeError(Exception):
         return {"type": self.kind, "stage": self.stage, "message": str(self)}
 
 
+def path_error(path: str | os.PathLike, exc: OSError, stage: str) -> BiocodeError:
+    """The error to show for a failed stat() or realpath(): a symlink loop, a
+    dangling link, a missing path, or the OS's reason."""
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return SymlinkError(path, "symlink loop", stage=stage)
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            target = display_path(os.readlink(path))
+            return SymlinkError(
+                path, f"broken symlink: its target {target} does not exist", stage=stage
+            )
+        return NotFoundError(path, "no such file or directory", stage=stage)
+    return UnreadableError(path, f"cannot stat: {exc.strerror}", stage=stage)
+
+
 def as_biocode_error(path: str, exc: BaseException) -> BiocodeError:
     """Any failure as a one-line BiocodeError; a bug becomes kind ``internal``."""
     if isinstance(exc, BiocodeError):

@@ -7,7 +7,6 @@ shard across runs and the number of shard jobs is known before the scan.
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import hashlib
 import os
@@ -17,10 +16,9 @@ from pathlib import Path
 
 from biocodes.errors import (
     BiocodeError,
-    NotFoundError,
     OutsideRootsError,
-    SymlinkError,
     display_path,
+    path_error,
 )
 from biocodes.sources.zarr import is_zarr_store
 
@@ -92,29 +90,35 @@ class Confinement:
 
     def __init__(self, roots: Mapping[str, str], follow_symlinks: bool = False):
         self.roots = {label: os.path.realpath(r) for label, r in roots.items()}
+        #: the roots as written, for paths named through them (a user's list)
+        self.given = {label: os.path.abspath(r) for label, r in roots.items()}
         self.follow = follow_symlinks
 
-    def inside(self, real: str) -> bool:
-        return any(
-            real == r or real.startswith(r.rstrip("/") + "/")
-            for r in self.roots.values()
+    @staticmethod
+    def _root_of(path: str, roots: Mapping[str, str]) -> str | None:
+        return next(
+            (
+                label
+                for label, r in sorted(roots.items())
+                if path == r or path.startswith(r.rstrip("/") + "/")
+            ),
+            None,
         )
+
+    def inside(self, real: str) -> bool:
+        """Whether a resolved path lies in one of the roots."""
+        return self._root_of(real, self.roots) is not None
+
+    def label_of(self, path: str) -> str | None:
+        """The root an absolute, unresolved path is named under, if any."""
+        return self._root_of(path, self.given)
 
     def why_not(self, path: str | os.PathLike) -> BiocodeError | None:
         """None if ``path`` may be read, else the error to record."""
         try:
             real = os.path.realpath(path, strict=True)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return SymlinkError(path, "symlink loop", stage="scan")
-            if os.path.islink(path):
-                target = display_path(os.readlink(path))
-                return SymlinkError(
-                    path,
-                    f"broken symlink: its target {target} does not exist",
-                    stage="scan",
-                )
-            return NotFoundError(path, "no such file or directory", stage="scan")
+            return path_error(path, exc, stage="scan")
         if self.follow or self.inside(real):
             return None
         return OutsideRootsError(
@@ -191,11 +195,7 @@ def scan_root(
             wanted = is_store or name in links or _matches(rel, include)
             if _matches(rel, exclude) or not wanted:
                 continue
-            why = (
-                policy.why_not(full)
-                if (is_store or name in links or full.is_symlink())
-                else None
-            )
+            why = policy.why_not(full) if full.is_symlink() else None
             yield _row(label, rel, full, is_store, shards, why)
 
 
@@ -242,18 +242,10 @@ def from_file(
     if "path" not in table.column_names:
         raise ValueError(f"{path}: manifest needs a 'path' column")
     policy = Confinement(roots, follow_symlinks)
-    lexical = {label: os.path.abspath(r) for label, r in roots.items()}
     rows = []
     for given in sorted(set(table.column("path").to_pylist())):
         full = Path(os.path.abspath(path.parent / given))  # no symlinks resolved
-        label = next(
-            (
-                k
-                for k, r in sorted(lexical.items())
-                if str(full).startswith(r.rstrip("/") + "/")
-            ),
-            None,
-        )
+        label = policy.label_of(str(full))
         if label is None:
             why = OutsideRootsError(
                 given,
@@ -262,7 +254,7 @@ def from_file(
             )
             rows.append(asdict(_row("manifest", given, full, False, shards, why)))
             continue
-        rel = full.relative_to(lexical[label]).as_posix()
+        rel = full.relative_to(policy.given[label]).as_posix()
         why = policy.why_not(full)
         is_store = why is None and full.is_dir()
         rows.append(asdict(_row(label, rel, full, is_store, shards, why)))

@@ -27,8 +27,13 @@ from biocodes.limits import Limits
 from biocodes.views import ViewOptions
 
 
-def _worker() -> tuple[str, str | None]:
-    return socket.gethostname(), os.environ.get("SLURM_JOB_ID")
+def _image_row(row: Mapping[str, Any]) -> dict:
+    """The ``images`` columns every outcome shares: the file and who read it."""
+    image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
+    image.update(
+        worker=socket.gethostname(), slurm_job_id=os.environ.get("SLURM_JOB_ID")
+    )
+    return image
 
 
 def settings_key(simprints: bool, views: ViewOptions | None) -> str:
@@ -78,10 +83,6 @@ def fingerprint_image(
     if views is not None and views.thumbnails is not None:
         views = replace(views, thumbnails=f"{views.thumbnails}/{iid[:2]}/{iid}")
 
-    host, job = _worker()
-    image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
-    image.update(worker=host, slurm_job_id=job)
-    out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     try:
         if row.get("error"):
             raise ScanError(row)
@@ -92,6 +93,8 @@ def fingerprint_image(
     except Exception as exc:  # every failure becomes an error row
         return error_rows(row, as_biocode_error(row["abspath"], exc))
     parts = result["parts"]
+    image = _image_row(row)
+    out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     image.update(
         status="ok" if parts else "empty",
         error=None,
@@ -182,12 +185,9 @@ def _unchanged_since_scan(row: Mapping[str, Any]) -> None:
 
 def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:
     """The images and errors rows of an image that failed: no codes at all."""
-    host, job = _worker()
     message = str(exc).replace(display_path(row["abspath"]), row["path"])
-    image = {k: row[k] for k in ("image_id", "root", "path", "size", "mtime_ns")}
-    image.update(
-        worker=host, slurm_job_id=job, status="error", error=message, scene_count=0
-    )
+    image = _image_row(row)
+    image.update(status="error", error=message, scene_count=0)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     out["images"].append(image)
     out["errors"].append(

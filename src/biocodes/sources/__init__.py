@@ -7,18 +7,11 @@ slice with zarr, and everything else goes through bioio's plugins.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 
-from biocodes.errors import (
-    EmptyImageError,
-    NotFoundError,
-    SymlinkError,
-    UnreadableError,
-    display_path,
-)
+from biocodes.errors import EmptyImageError, UnreadableError, path_error
 from biocodes.limits import Limits
 from biocodes.sources.base import PlaneSource, SceneInfo
 
@@ -44,21 +37,8 @@ def _stat(p: Path) -> os.stat_result:
     """stat() with each failure turned into the error a user can act on."""
     try:
         return p.stat()
-    except FileNotFoundError:
-        if p.is_symlink():
-            target = display_path(os.readlink(p))
-            raise SymlinkError(
-                str(p),
-                f"broken symlink: its target {target} does not exist",
-                stage="open",
-            ) from None
-        raise NotFoundError(str(p), "no such file or directory", stage="open") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise SymlinkError(str(p), "symlink loop", stage="open") from None
-        raise UnreadableError(
-            str(p), f"cannot stat: {exc.strerror}", stage="open"
-        ) from None
+        raise path_error(str(p), exc, stage="open") from None
 
 
 def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:

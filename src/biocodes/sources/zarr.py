@@ -46,9 +46,13 @@ def _codec_names(meta: object) -> list[str]:
     return []
 
 
-def _check_codecs(path: str, name: str, array) -> None:  # noqa: ANN001
+def _check_codecs(path: str, name: str, array) -> int | None:  # noqa: ANN001
     """Refuse codecs that run code from the store: numcodecs' pickle filter
-    unpickles chunk bytes, so a scanned repository could run anything."""
+    unpickles chunk bytes, so a scanned repository could run anything.
+
+    Returns the decoded size of a chunk when chunks are blosc blobs (not in
+    shards), whose headers are then checked before each read; else None.
+    """
     meta = array.metadata.to_dict()
     codecs = _codec_names(
         [meta.get(k) for k in ("codecs", "filters", "compressor", "compressors")]
@@ -60,6 +64,9 @@ def _check_codecs(path: str, name: str, array) -> None:  # noqa: ANN001
             f"image {name!r} uses the {', '.join(bad)} codec, which would execute "
             "code stored in the file; refused",
         )
+    if array.shards is None and "blosc" in codecs:
+        return int(np.prod(array.chunks)) * array.dtype.itemsize
+    return None
 
 
 class ZarrSource(PlaneSource):
@@ -87,7 +94,8 @@ class ZarrSource(PlaneSource):
             raise UnreadableError(path, f"not a readable OME-Zarr ({exc})") from None
         if not images:
             raise UnsupportedError(path, "zarr store holds no OME-NGFF multiscales")
-        self._arrays: list[tuple[object, str]] = []
+        #: (array, axis names, decoded blosc chunk size or None) per scene
+        self._arrays: list[tuple[object, str, int | None]] = []
         for index, (name, group, ms) in enumerate(images):
             try:
                 array = group[ms["datasets"][0]["path"]]
@@ -98,7 +106,7 @@ class ZarrSource(PlaneSource):
             axes = _axis_names(ms.get("axes", []), array.ndim)
             if len(axes) != array.ndim or not axes.endswith("YX"):
                 raise UnsupportedError(path, f"image {name!r} has axes {axes!r}")
-            _check_codecs(path, name, array)
+            blosc = _check_codecs(path, name, array)
             sizes = dict(zip(axes, array.shape))
             for a, n in sizes.items():
                 if a not in "TCZYX" and n != 1:
@@ -107,7 +115,7 @@ class ZarrSource(PlaneSource):
                         f"image {name!r} has a non-standard axis {a!r} of size {n}",
                     )
             self._scenes.append(make_scene(path, index, name, sizes, array.dtype))
-            self._arrays.append((array, axes))
+            self._arrays.append((array, axes, blosc))
 
     @staticmethod
     def _find_images(root) -> list[tuple[str, object, dict]]:  # noqa: ANN001
@@ -134,10 +142,12 @@ class ZarrSource(PlaneSource):
         return []
 
     def _read_pixels(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        array, axes = self._arrays[scene.index]
+        array, axes, blosc = self._arrays[scene.index]
         pos = {"Z": z, "C": c, "T": t}
         index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
-        self._check_chunks(array, index, scene, (z, c, t))
+        self._check_chunks(
+            array, index, blosc, f"scene {scene.index} plane z={z} c={c} t={t}"
+        )
         try:
             return np.asarray(array[index])
         except Exception as exc:
@@ -146,7 +156,7 @@ class ZarrSource(PlaneSource):
                 f"cannot read scene {scene.index} plane z={z} c={c} t={t}: {exc}",
             ) from None
 
-    def _check_chunks(self, array, index: tuple, scene: SceneInfo, zct) -> None:  # noqa: ANN001
+    def _check_chunks(self, array, index: tuple, blosc: int | None, where: str) -> None:  # noqa: ANN001
         """Raise if a chunk (or shard) holding this plane is missing from the
         store, or is a blosc chunk whose header disagrees with its size: blosc
         decodes a cut chunk into whatever memory follows, without an error."""
@@ -160,13 +170,6 @@ class ZarrSource(PlaneSource):
         ]
         store, prefix = array.store_path.store, array.store_path.path
         root = getattr(store, "root", None)
-        blosc = array.shards is None and "blosc" in _codec_names(
-            array.metadata.to_dict().get("codecs")
-            or array.metadata.to_dict().get("compressor")
-        )
-        expected = int(np.prod(array.chunks)) * array.dtype.itemsize
-        z, c, t = zct
-        where = f"scene {scene.index} plane z={z} c={c} t={t}"
         for coords in itertools.product(*ranges):
             key = array.metadata.encode_chunk_key(coords)
             key = f"{prefix}/{key}" if prefix else key
@@ -181,14 +184,14 @@ class ZarrSource(PlaneSource):
                 if self.allow_missing_chunks:
                     continue
                 raise UnreadableError(self.path, f"{where}: {_missing(key)}")
-            if blosc:
+            if blosc is not None:
                 with open(path, "rb") as f:
                     head = f.read(16)
                 size = os.path.getsize(path)
                 if len(head) < 16 or (
                     int.from_bytes(head[12:16], "little"),
                     int.from_bytes(head[4:8], "little"),
-                ) != (size, expected):
+                ) != (size, blosc):
                     raise UnreadableError(
                         self.path,
                         f"{where}: chunk {key} is truncated or damaged (its blosc "
