@@ -31,6 +31,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("datahash", S),
             ("status", S),
             ("error", S),
+            ("note", S),
             ("settings_key", S),
             ("worker", S),
             ("slurm_job_id", S),

@@ -19,12 +19,13 @@ from pathlib import Path
 from iscc_lib import DataHasher, SumHasher, iscc_decode
 
 from biocodes.errors import EmptyImageError, UnreadableError
+from biocodes.limits import Limits
 
 READ_BYTES = 2 << 20  # same read size as the iscc-sum tool
 BITS = 256  # wide ISCC-SUM: 256-bit Data-Code and Instance-Code units
 
 
-def _sum_result(hasher: SumHasher) -> dict:
+def sum_result(hasher: SumHasher) -> dict:
     r = hasher.finalize(BITS, wide=True, add_units=True)
     return {
         "iscc_code": r["iscc"],
@@ -64,7 +65,7 @@ class SceneHasher:
 
     def result(self) -> dict:
         """``iscc_code`` and ``units`` (+ ``simprints``) as in iscc-bio's parts."""
-        r = _sum_result(self._sum)
+        r = sum_result(self._sum)
         entry: dict = {"iscc_code": r["iscc_code"], "units": r["units"]}
         if self._simprints:
             entry["simprints"] = {"DATA_NONE_V0": self._simprints}
@@ -80,7 +81,9 @@ def _files_of(path: Path) -> Iterable[Path]:
 
 
 def raw_file_code(
-    path: str | os.PathLike, cancel: threading.Event | None = None
+    path: str | os.PathLike,
+    cancel: threading.Event | None = None,
+    limits: Limits | None = None,
 ) -> dict:
     """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order.
 
@@ -88,8 +91,13 @@ def raw_file_code(
     ``iscc-sum --tree`` for a directory. Unlike the tool, an unreadable file
     inside a tree is an error: a tree code that silently skipped a file would
     not identify the store. Setting ``cancel`` (from another thread) stops
-    the hashing with :class:`concurrent.futures.CancelledError`.
+    the hashing with :class:`concurrent.futures.CancelledError`. A remote
+    store (see :mod:`biocodes.remote`) is walked over its keys.
     """
+    from biocodes.remote import RemoteStore, is_remote
+
+    if is_remote(path):
+        return RemoteStore(str(path), limits).raw_code(cancel)
     path = Path(path)
     processor = SumHasher()
     count = 0
@@ -107,4 +115,4 @@ def raw_file_code(
             ) from None
     if count == 0:
         raise EmptyImageError(str(path), "directory holds no files", stage="rawsum")
-    return _sum_result(processor)
+    return sum_result(processor)

@@ -98,12 +98,13 @@ def fingerprint_scene(
     return entry
 
 
-def _state(path: str | os.PathLike) -> tuple[int, int] | None:
+def _state(path: str | os.PathLike, limits: Limits | None) -> tuple[int, int] | None:
+    from biocodes.errors import BiocodeError
     from biocodes.manifest import file_state
 
     try:
-        return file_state(path)
-    except OSError:
+        return file_state(path, limits)
+    except (OSError, BiocodeError):
         return None  # open_source says why
 
 
@@ -134,14 +135,16 @@ def biocode(
     """
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
-    before = _state(path)
+    before = _state(path, limits)
     with (
         open_source(path, limits) as source,
         ThreadPoolExecutor(1, "biocodes-rawsum") as pool,
     ):
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
         background = raw is None and overlap and big
-        future = pool.submit(raw_file_code, path, cancel) if background else None
+        future = (
+            pool.submit(raw_file_code, path, cancel, limits) if background else None
+        )
         try:
             parts = [
                 fingerprint_scene(
@@ -159,8 +162,12 @@ def biocode(
             raise
         fmt = source.format
     if raw is None:
-        raw = future.result() if future is not None else raw_file_code(path)
-    after = _state(path)
+        raw = (
+            future.result()
+            if future is not None
+            else raw_file_code(path, limits=limits)
+        )
+    after = _state(path, limits)
     if after != before:
         raise ChangedError(
             str(path),
@@ -168,7 +175,7 @@ def biocode(
             "not stored, read again next run",
         )
     return {
-        **raw,
+        **raw,  # with "note" when a remote store has no raw-file code
         "generator": GENERATOR,
         "format": fmt,
         "parts": parts,

@@ -1,4 +1,5 @@
-"""Size limits checked against a header before any pixel is read.
+"""Limits on what one read may cost: sizes checked against a header before
+any pixel is read, and the time and retries a remote store gets.
 
 A corrupt or hostile header can declare 10⁶ × 10⁶ × 10⁴ pixels. The limits
 turn that into a ``too_large`` error at open time, instead of an allocation
@@ -45,6 +46,12 @@ class Limits:
     #: read a zarr chunk missing from its store as the fill value (the zarr
     #: spec's meaning) instead of refusing the image as incomplete
     allow_missing_chunks: bool = False
+    #: seconds one request to a remote store may take before it is retried
+    remote_timeout: float = 30.0
+    #: more tries after a transient failure (dropped connection, 5xx, timeout)
+    remote_retries: int = 4
+    #: requests in flight at once to one remote store
+    remote_concurrency: int = 8
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:
@@ -55,6 +62,9 @@ class Limits:
             parse_size(cfg.get("max_plane_bytes", default.max_plane_bytes)),
             parse_size(cfg.get("max_scene_bytes", default.max_scene_bytes)),
             bool(cfg.get("allow_missing_chunks", default.allow_missing_chunks)),
+            float(cfg.get("remote_timeout", default.remote_timeout)),
+            int(cfg.get("remote_retries", default.remote_retries)),
+            int(cfg.get("remote_concurrency", default.remote_concurrency)),
         )
 
     def check(self, path: str, scene: SceneInfo) -> None:

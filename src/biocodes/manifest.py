@@ -1,7 +1,8 @@
 """Scan repository roots into a manifest of images, each assigned to a shard.
 
 A directory store (OME-Zarr, bioformats2raw) is one image, never thousands of
-files. Shards are assigned by a hash of the image id, so an image stays in its
+files. A root may also be a URL (``s3://``, ``http(s)://``): it is scanned for
+the OME-Zarr stores under it (see :mod:`biocodes.remote`). Shards are assigned by a hash of the image id, so an image stays in its
 shard across runs and the number of shard jobs is known before the scan.
 """
 
@@ -20,6 +21,8 @@ from biocodes.errors import (
     display_path,
     path_error,
 )
+from biocodes.limits import Limits
+from biocodes.remote import ZARR_META, RemoteStore, is_remote, url_name
 from biocodes.sources.zarr import is_zarr_store
 
 DEFAULT_INCLUDE = (
@@ -65,10 +68,15 @@ def _matches(rel: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
 
-def file_state(path: str | os.PathLike) -> tuple[int, int]:
+def file_state(
+    path: str | os.PathLike, limits: Limits | None = None
+) -> tuple[int, int]:
     """Size and mtime (ns) of a file; for a directory store, the total size
-    and the newest mtime of its files. Compared before and after a read to
+    and the newest mtime of its files (or keys, for a remote store: (-1, -1)
+    if its server cannot list them). Compared before and after a read to
     catch a file that changed meanwhile."""
+    if is_remote(path):
+        return RemoteStore(str(path), limits).state()
     st = os.stat(path)
     if not os.path.isdir(path):
         return st.st_size, st.st_mtime_ns
@@ -89,9 +97,11 @@ class Confinement:
     """
 
     def __init__(self, roots: Mapping[str, str], follow_symlinks: bool = False):
-        self.roots = {label: os.path.realpath(r) for label, r in roots.items()}
+        local = {k: r for k, r in roots.items() if not is_remote(r)}
+        self.roots = {label: os.path.realpath(r) for label, r in local.items()}
         #: the roots as written, for paths named through them (a user's list)
-        self.given = {label: os.path.abspath(r) for label, r in roots.items()}
+        self.given = {label: os.path.abspath(r) for label, r in local.items()}
+        self.given.update({k: r.rstrip("/") for k, r in roots.items() if is_remote(r)})
         self.follow = follow_symlinks
 
     @staticmethod
@@ -130,13 +140,21 @@ class Confinement:
 
 
 def _row(
-    label: str, rel: str, full: Path, is_store: bool, shards: int, why: Exception | None
+    label: str,
+    rel: str,
+    full: Path | str,
+    is_store: bool,
+    shards: int,
+    why: Exception | None,
+    limits: Limits | None = None,
 ) -> ManifestRow:
     iid = image_id(label, rel)
     size = mtime = 0
     if why is None:
         try:
-            size, mtime = file_state(full)
+            size, mtime = file_state(full, limits)
+        except BiocodeError as exc:
+            why = exc
         except OSError as exc:
             why = BiocodeError(full, f"cannot stat: {exc.strerror}", stage="scan")
     return ManifestRow(
@@ -199,18 +217,54 @@ def scan_root(
             yield _row(label, rel, full, is_store, shards, why)
 
 
+def scan_remote_root(
+    label: str,
+    url: str,
+    shards: int,
+    exclude: Sequence[str] = (),
+    limits: Limits | None = None,
+) -> Iterator[ManifestRow]:
+    """Yield the OME-Zarr stores under a remote root (or the root itself, if
+    it is one), found top-down: a store's own keys are never listed here.
+    Other files are not read remotely, so they are not listed either."""
+    remote = RemoteStore(url, limits)
+
+    def walk(prefix: str) -> Iterator[str]:
+        dirs, files = remote.list_dir(prefix)
+        if ZARR_META.intersection(files):
+            yield prefix
+            return
+        for d in dirs:
+            yield from walk(f"{prefix}{d}/")
+
+    try:
+        stores = list(walk(""))
+    except BiocodeError as exc:  # the root cannot be listed
+        yield _row(label, url_name(url), url, True, shards, exc)
+        return
+    for prefix in stores:
+        rel = prefix.rstrip("/") or url_name(url)
+        if not _matches(rel, exclude):
+            full = f"{remote.url}/{prefix.rstrip('/')}".rstrip("/")
+            yield _row(label, rel, full, True, shards, None, limits)
+
+
 def scan(
     roots: Mapping[str, str],
     shards: int,
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
     follow_symlinks: bool = False,
+    limits: Limits | None = None,
 ) -> list[dict]:
     """All images of all roots, as dict rows, sorted by root and path."""
     policy = Confinement(roots, follow_symlinks)
     rows = []
     for label in sorted(roots):
-        found = scan_root(label, roots[label], shards, include, exclude, policy)
+        if is_remote(roots[label]):
+            found = scan_remote_root(label, roots[label], shards, exclude, limits)
+        else:
+            found = scan_root(label, roots[label], shards, include, exclude, policy)
         rows += [asdict(r) for r in found]
     rows.sort(key=lambda r: (r["root"], r["path"]))
     return rows
@@ -221,12 +275,14 @@ def from_file(
     shards: int,
     roots: Mapping[str, str],
     follow_symlinks: bool = False,
+    limits: Limits | None = None,
 ) -> list[dict]:
     """Rows for a user's list of paths (CSV, TSV or Parquet with a ``path`` column).
 
-    Relative paths are relative to the list's own directory. Each path must
-    lie inside a configured root, and is labelled with that root, so its image
-    id is the one a scan would give; any other path becomes an error row.
+    Relative paths are relative to the list's own directory; URLs name remote
+    stores. Each path must lie inside a configured root, and is labelled with
+    that root, so its image id is the one a scan would give; any other path
+    becomes an error row.
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -244,7 +300,10 @@ def from_file(
     policy = Confinement(roots, follow_symlinks)
     rows = []
     for given in sorted(set(table.column("path").to_pylist())):
-        full = Path(os.path.abspath(path.parent / given))  # no symlinks resolved
+        if is_remote(given):
+            full: Path | str = given.rstrip("/")
+        else:
+            full = Path(os.path.abspath(path.parent / given))  # no symlinks resolved
         label = policy.label_of(str(full))
         if label is None:
             why = OutsideRootsError(
@@ -253,6 +312,10 @@ def from_file(
                 stage="scan",
             )
             rows.append(asdict(_row("manifest", given, full, False, shards, why)))
+            continue
+        if isinstance(full, str):  # remote: a store, nothing to resolve
+            rel = full[len(policy.given[label]) :].strip("/") or url_name(full)
+            rows.append(asdict(_row(label, rel, full, True, shards, None, limits)))
             continue
         rel = full.relative_to(policy.given[label]).as_posix()
         why = policy.why_not(full)
@@ -283,6 +346,7 @@ def build_manifest(
     exclude: Sequence[str] = (),
     manifest_file: str | None = None,
     follow_symlinks: bool = False,
+    limits: Limits | None = None,
 ) -> int:
     """Scan (or read the user's list) and write the manifest Parquet atomically."""
     import pyarrow as pa
@@ -290,9 +354,9 @@ def build_manifest(
     from biocodes.catalogue import write_atomic
 
     rows = (
-        from_file(manifest_file, shards, roots, follow_symlinks)
+        from_file(manifest_file, shards, roots, follow_symlinks, limits)
         if manifest_file
-        else scan(roots, shards, include, exclude, follow_symlinks)
+        else scan(roots, shards, include, exclude, follow_symlinks, limits)
     )
     for r in rows:
         r["abspath"] = os.fsencode(r["abspath"])

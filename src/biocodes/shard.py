@@ -86,7 +86,7 @@ def fingerprint_image(
     try:
         if row.get("error"):
             raise ScanError(row)
-        _unchanged_since_scan(row)
+        _unchanged_since_scan(row, limits)
         result = biocode(
             row["abspath"], simprints=simprints, views=views, raw=raw, limits=limits
         )
@@ -102,6 +102,7 @@ def fingerprint_image(
         iscc_code=result["iscc_code"],
         datahash=result["datahash"],
         format=result["format"],
+        note=result.get("note"),
     )
     out["images"].append(image)
     for p in parts:
@@ -167,12 +168,12 @@ class ScanError(BiocodeError):
         return self.args[0]
 
 
-def _unchanged_since_scan(row: Mapping[str, Any]) -> None:
+def _unchanged_since_scan(row: Mapping[str, Any], limits: Limits | None) -> None:
     from biocodes.manifest import file_state
 
     try:
-        now = file_state(row["abspath"])
-    except OSError:
+        now = file_state(row["abspath"], limits)
+    except (OSError, BiocodeError):
         return  # gone or unreadable: opening it says why
     if now != (row["size"], row["mtime_ns"]):
         raise ChangedError(
@@ -215,7 +216,7 @@ def _rehash_or_fingerprint(
     from biocodes.codes import raw_file_code
 
     try:
-        raw = raw_file_code(row["abspath"])
+        raw = raw_file_code(row["abspath"], limits=limits)
     except Exception:  # unreadable now: the full read reports why
         raw = None
     if raw is not None and raw["iscc_code"] == previous_code:
@@ -322,7 +323,9 @@ def run_shard(
         same_file = prev is not None and prev["size"] == row["size"]
         usable = same_file and prev["status"] in ("ok", "empty")
         usable = usable and prev.get("settings_key") == key and not row.get("error")
-        if usable and prev["mtime_ns"] == row["mtime_ns"] and not recheck:
+        # mtime -1: a remote store whose server cannot list it, never "unchanged"
+        unchanged = prev is not None and prev["mtime_ns"] == row["mtime_ns"] >= 0
+        if usable and unchanged and not recheck:
             keep(row)
             # read by an earlier, interrupted attempt at this same run
             counts["read" if prev["run_id"] == run_id else "reused"] += 1

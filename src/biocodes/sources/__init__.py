@@ -2,7 +2,8 @@
 
 The choice of access path is made here, once: TIFF files are read page by
 page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
-slice with zarr, and everything else goes through bioio's plugins.
+slice with zarr (also over ``s3://`` and ``http(s)://``), and everything
+else goes through bioio's plugins.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def _stat(p: Path) -> os.stat_result:
 
 
 def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
+    from biocodes.remote import is_remote
+
+    if is_remote(path):  # only directory stores are read remotely
+        from biocodes.sources.zarr import ZarrSource
+
+        return ZarrSource(str(path), limits)
     p = Path(path)
     name = str(path)
     st = _stat(p)
@@ -54,7 +61,7 @@ def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
             raise UnreadableError(
                 name, "directory is not an image store (no zarr metadata)", stage="open"
             )
-        return ZarrSource(name, limits.allow_missing_chunks)
+        return ZarrSource(name, limits)
     if not stat.S_ISREG(st.st_mode):  # a FIFO would block forever on open
         raise UnreadableError(
             name, "not a regular file (a device, FIFO or socket)", stage="open"

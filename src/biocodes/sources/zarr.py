@@ -1,17 +1,25 @@
-"""OME-Zarr (NGFF 0.4 on zarr v2, 0.5 on zarr v3) and bioformats2raw trees.
+"""OME-Zarr (NGFF 0.4 on zarr v2, 0.5 on zarr v3) and bioformats2raw trees,
+on local disk or remote (``s3://``, ``http(s)://``, see :mod:`biocodes.remote`).
 
 Planes are zarr slices of the full-resolution level, so a read touches only
 the chunks of that plane. Scenes are the multiscales images of the store; a
 bioformats2raw root holds one image per numbered series, in numeric order.
+Every chunk passes through :class:`CheckedStore`, the same checks for local
+and remote stores.
 """
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from zarr.storage import WrapperStore
 
 from biocodes.errors import UnreadableError, UnsupportedError
+from biocodes.limits import Limits
+from biocodes.remote import ZARR_META, RemoteStore, is_remote, url_name
 from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
 
 
@@ -19,6 +27,95 @@ def _ome_attrs(group) -> dict:  # noqa: ANN001
     """NGFF 0.5 nests its metadata under ``ome``; 0.4 keeps it at the top."""
     attrs = dict(group.attrs)
     return dict(attrs.get("ome", attrs))
+
+
+class ChunkError(Exception):
+    """A chunk the read needs is missing or damaged."""
+
+
+class CheckedStore(WrapperStore):
+    """A read-only zarr store that refuses what zarr would quietly accept.
+
+    zarr reads a missing chunk as the fill value, which is also what a
+    half-copied store looks like, and numcodecs' blosc decodes a cut chunk
+    into whatever memory follows. So a chunk of a registered array that is
+    missing raises (unless ``allow_missing``), and a blosc chunk whose header
+    disagrees with its length raises. Requests to a remote store go through
+    :meth:`RemoteStore.call`: bounded, with deadlines and retries.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        remote: RemoteStore | None = None,
+        allow_missing: bool = False,
+        arrays: dict[str, int | None] | None = None,
+    ) -> None:
+        super().__init__(store)
+        self.remote = remote
+        self.allow_missing = allow_missing
+        #: array path -> decoded size of a blosc chunk (None: not blosc)
+        self.arrays: dict[str, int | None] = {} if arrays is None else arrays
+
+    def _with_store(self, store: Any) -> CheckedStore:
+        return type(self)(store, self.remote, self.allow_missing, self.arrays)
+
+    def _chunk_of(self, key: str) -> tuple[bool, int | None]:
+        """(whether ``key`` is a chunk of a registered array, its blosc size)."""
+        if posixpath.basename(key) in ZARR_META:
+            return False, None
+        for prefix, blosc in self.arrays.items():
+            if key.startswith(prefix + "/"):
+                return True, blosc
+        return False, None
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        def request():
+            return self._store.get(key, prototype, byte_range)
+
+        if self.remote is None:
+            value = await request()
+        else:
+            value = await self.remote.call(f"GET {key}", request)
+        chunk, blosc = self._chunk_of(key)
+        if not chunk:
+            return value
+        if value is None:
+            if self.allow_missing:
+                return None
+            raise ChunkError(_missing(key))
+        if blosc is not None and byte_range is None:
+            head = bytes(value.as_numpy_array()[:16])
+            size = len(value)
+            if len(head) < 16 or (
+                int.from_bytes(head[12:16], "little"),
+                int.from_bytes(head[4:8], "little"),
+            ) != (size, blosc):
+                raise ChunkError(
+                    f"chunk {key} is truncated or damaged (its blosc header does "
+                    f"not match its {size} bytes)"
+                )
+        return value
+
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list:
+        return [await self.get(k, prototype, r) for k, r in key_ranges]
+
+    async def exists(self, key: str) -> bool:
+        if self.remote is None:
+            return await self._store.exists(key)
+        return await self.remote.call(f"HEAD {key}", lambda: self._store.exists(key))
+
+
+def open_store(path: str, limits: Limits) -> CheckedStore:
+    """The checked, read-only zarr store of a local directory or a URL."""
+    if is_remote(path):
+        remote = RemoteStore(path, limits)
+        return CheckedStore(remote.zarr_store(), remote, limits.allow_missing_chunks)
+    from zarr.storage import LocalStore
+
+    return CheckedStore(
+        LocalStore(path, read_only=True), None, limits.allow_missing_chunks
+    )
 
 
 def is_zarr_store(path: Path) -> bool:
@@ -72,30 +169,30 @@ def _check_codecs(path: str, name: str, array) -> int | None:  # noqa: ANN001
 class ZarrSource(PlaneSource):
     """An OME-Zarr image, multi-image store, or bioformats2raw tree.
 
-    A chunk that is missing from the store reads as the fill value in zarr,
-    which is also what a half-copied store looks like, so a plane with a
-    missing chunk is an error unless ``allow_missing_chunks`` (for stores
-    written without their all-fill chunks, zarr-python 3's default).
+    A chunk missing from the store is an error unless
+    ``limits.allow_missing_chunks`` (for stores written without their
+    all-fill chunks, zarr-python 3's default); see :class:`CheckedStore`.
     """
 
     format = "ome-zarr"
 
-    def __init__(self, path: str, allow_missing_chunks: bool = False) -> None:
+    def __init__(self, path: str, limits: Limits | None = None) -> None:
         import zarr
 
         super().__init__(path)
-        self.allow_missing_chunks = allow_missing_chunks
+        limits = limits or Limits()
         try:
-            root = zarr.open_group(path, mode="r")
-            images = self._find_images(root)
+            self._store = open_store(path, limits)
+            root = zarr.open_group(store=self._store, mode="r")
+            images = self._find_images(root, url_name(path) or Path(path).name)
         except (UnreadableError, UnsupportedError):
             raise
         except Exception as exc:
             raise UnreadableError(path, f"not a readable OME-Zarr ({exc})") from None
         if not images:
             raise UnsupportedError(path, "zarr store holds no OME-NGFF multiscales")
-        #: (array, axis names, decoded blosc chunk size or None) per scene
-        self._arrays: list[tuple[object, str, int | None]] = []
+        #: (array, axis names) per scene
+        self._arrays: list[tuple[Any, str]] = []
         for index, (name, group, ms) in enumerate(images):
             try:
                 array = group[ms["datasets"][0]["path"]]
@@ -106,7 +203,7 @@ class ZarrSource(PlaneSource):
             axes = _axis_names(ms.get("axes", []), array.ndim)
             if len(axes) != array.ndim or not axes.endswith("YX"):
                 raise UnsupportedError(path, f"image {name!r} has axes {axes!r}")
-            blosc = _check_codecs(path, name, array)
+            self._store.arrays[array.store_path.path] = _check_codecs(path, name, array)
             sizes = dict(zip(axes, array.shape))
             for a, n in sizes.items():
                 if a not in "TCZYX" and n != 1:
@@ -115,13 +212,12 @@ class ZarrSource(PlaneSource):
                         f"image {name!r} has a non-standard axis {a!r} of size {n}",
                     )
             self._scenes.append(make_scene(path, index, name, sizes, array.dtype))
-            self._arrays.append((array, axes, blosc))
+            self._arrays.append((array, axes))
 
     @staticmethod
-    def _find_images(root) -> list[tuple[str, object, dict]]:  # noqa: ANN001
+    def _find_images(root, name: str) -> list[tuple[str, object, dict]]:  # noqa: ANN001
         attrs = _ome_attrs(root)
         if "multiscales" in attrs:
-            name = Path(root.store_path.path or str(root.store)).name
             return [
                 (ms.get("name") or name or f"Image:{i}", root, ms)
                 for i, ms in enumerate(attrs["multiscales"])
@@ -136,67 +232,21 @@ class ZarrSource(PlaneSource):
                     images.append((ms.get("name") or f"Image:{key}", root[key], ms))
             return images
         if "plate" in attrs or "well" in attrs:
-            raise UnsupportedError(
-                str(root.store), "HCS plate layouts are not supported yet"
-            )
+            raise UnsupportedError(name, "HCS plate layouts are not supported yet")
         return []
 
     def _read_pixels(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        array, axes, blosc = self._arrays[scene.index]
+        array, axes = self._arrays[scene.index]
         pos = {"Z": z, "C": c, "T": t}
         index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
-        self._check_chunks(
-            array, index, blosc, f"scene {scene.index} plane z={z} c={c} t={t}"
-        )
+        where = f"scene {scene.index} plane z={z} c={c} t={t}"
         try:
             return np.asarray(array[index])
+        except (ChunkError, UnreadableError) as exc:
+            message = exc.cause if isinstance(exc, UnreadableError) else str(exc)
+            raise UnreadableError(self.path, f"{where}: {message}") from None
         except Exception as exc:
-            raise UnreadableError(
-                self.path,
-                f"cannot read scene {scene.index} plane z={z} c={c} t={t}: {exc}",
-            ) from None
-
-    def _check_chunks(self, array, index: tuple, blosc: int | None, where: str) -> None:  # noqa: ANN001
-        """Raise if a chunk (or shard) holding this plane is missing from the
-        store, or is a blosc chunk whose header disagrees with its size: blosc
-        decodes a cut chunk into whatever memory follows, without an error."""
-        import itertools
-        import os
-
-        grid = array.shards or array.chunks
-        ranges = [
-            range(-(-n // g)) if isinstance(i, slice) else [i // g]
-            for i, n, g in zip(index, array.shape, grid)
-        ]
-        store, prefix = array.store_path.store, array.store_path.path
-        root = getattr(store, "root", None)
-        for coords in itertools.product(*ranges):
-            key = array.metadata.encode_chunk_key(coords)
-            key = f"{prefix}/{key}" if prefix else key
-            if root is None:
-                from zarr.core.sync import sync
-
-                if not self.allow_missing_chunks and not sync(store.exists(key)):
-                    raise UnreadableError(self.path, f"{where}: {_missing(key)}")
-                continue
-            path = os.path.join(root, key)
-            if not os.path.exists(path):
-                if self.allow_missing_chunks:
-                    continue
-                raise UnreadableError(self.path, f"{where}: {_missing(key)}")
-            if blosc is not None:
-                with open(path, "rb") as f:
-                    head = f.read(16)
-                size = os.path.getsize(path)
-                if len(head) < 16 or (
-                    int.from_bytes(head[12:16], "little"),
-                    int.from_bytes(head[4:8], "little"),
-                ) != (size, blosc):
-                    raise UnreadableError(
-                        self.path,
-                        f"{where}: chunk {key} is truncated or damaged (its blosc "
-                        f"header does not match its {size} bytes)",
-                    )
+            raise UnreadableError(self.path, f"cannot read {where}: {exc}") from None
 
 
 def _missing(key: str) -> str:

@@ -1,0 +1,378 @@
+"""Directory stores on object stores and web servers: ``s3://`` and ``http(s)://``.
+
+Everything remote goes through one fsspec filesystem per store and through
+zarr's own event loop, with the same three rules for every request: at most
+``remote_concurrency`` at once, at most ``remote_timeout`` seconds each, and
+``remote_retries`` more tries (with backoff) after a transient failure (a
+dropped connection, a 5xx, a timeout). A request that still fails raises
+:class:`~biocodes.errors.UnreadableError`; nothing waits forever.
+
+Credentials come from each library's usual environment and files (``AWS_*``
+variables, ``~/.aws``, ``FSSPEC_S3_*``); biocodes never stores them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import posixpath
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+from unicodedata import normalize
+from urllib.parse import unquote, urlsplit
+
+from biocodes.errors import UnreadableError
+from biocodes.limits import Limits
+
+SCHEMES = ("s3", "http", "https")
+#: zarr metadata documents; every other key inside an array is a chunk
+ZARR_META = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+
+T = TypeVar("T")
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URL biocodes reads through fsspec."""
+    return isinstance(path, str) and urlsplit(path).scheme.lower() in SCHEMES
+
+
+def url_name(url: str) -> str:
+    """The last path component of a URL (``image.zarr``)."""
+    return posixpath.basename(urlsplit(url).path.rstrip("/"))
+
+
+def _sync(coro: Awaitable[T]) -> T:
+    """Run on zarr's event loop: one loop for the store and our own requests."""
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+class RemoteStore:
+    """One remote directory store: its filesystem, and requests with the
+    concurrency, timeout and retry rules above."""
+
+    def __init__(self, url: str, limits: Limits | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.limits = limits or Limits()
+        scheme = urlsplit(url).scheme.lower()
+        self.http = scheme in ("http", "https")
+        self.fs, self.root = _filesystem(self.url, self.limits)
+        self._gate: asyncio.Semaphore | None = None
+
+    @staticmethod
+    def options(scheme: str, limits: Limits) -> dict[str, Any]:
+        """Client settings: our retries are the only ones, so each library's
+        own are off, and every request has a deadline."""
+        timeout = limits.remote_timeout
+        if scheme == "s3":
+            return {
+                "config_kwargs": {
+                    "connect_timeout": timeout,
+                    "read_timeout": timeout,
+                    "retries": {"max_attempts": 1, "mode": "standard"},
+                },
+            }
+        import aiohttp
+
+        return {
+            "use_listings_cache": False,
+            "client_kwargs": {"timeout": aiohttp.ClientTimeout(total=timeout)},
+        }
+
+    def path_of(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    async def call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
+        """``await make()`` under the concurrency gate, with a deadline and
+        retries on transient errors; ``what`` names the request in errors."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.limits.remote_concurrency)
+        tries = self.limits.remote_retries + 1
+        for attempt in range(tries):
+            try:
+                async with self._gate:
+                    return await asyncio.wait_for(make(), self.limits.remote_timeout)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                if attempt + 1 == tries:
+                    raise UnreadableError(
+                        self.url,
+                        f"{what} failed {tries} times (last: {describe(exc)}); "
+                        "the server or network is failing, read again next run",
+                    ) from None
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    async def read(self, key: str) -> bytes:
+        """A whole key's bytes."""
+        path = self.path_of(key)
+        return await self.call(f"GET {key}", lambda: self.fs._cat_file(path))
+
+    def listing(self) -> dict[str, tuple[int, int]] | None:
+        """Every key of the store with its size and mtime (ns, 0 if the server
+        gives none), or None when the server cannot list the store."""
+        return _sync(self._listing())
+
+    async def _listing(self) -> dict[str, tuple[int, int]] | None:
+        if not self.http:
+            found = await self.call(
+                "LIST", lambda: self.fs._find(self.root, detail=True)
+            )
+            prefix = self.root + "/"
+            return {
+                name[len(prefix) :]: (int(info.get("size") or 0), _mtime_ns(info))
+                for name, info in found.items()
+                if name.startswith(prefix) and info.get("type") != "directory"
+            } or None
+        keys = await self._http_keys("")
+        if not keys:
+            return None
+        infos = await asyncio.gather(
+            *(
+                self.call(f"HEAD {k}", lambda k=k: self.fs._info(self.path_of(k)))
+                for k in keys
+            )
+        )
+        return {k: (int(i.get("size") or 0), _mtime_ns(i)) for k, i in zip(keys, infos)}
+
+    async def _http_keys(self, prefix: str) -> list[str]:
+        """Keys below ``prefix``, from the server's directory pages."""
+        dirs, files = await self._list_dir(prefix)
+        keys = [prefix + f for f in files]
+        for d in dirs:
+            keys += await self._http_keys(f"{prefix}{d}/")
+        return keys
+
+    def list_dir(self, prefix: str) -> tuple[list[str], list[str]]:
+        """The subdirectory and file names directly below ``prefix`` (a key
+        prefix ending in ``/``, or ``""`` for the store's root), sorted."""
+        return _sync(self._list_dir(prefix))
+
+    async def _list_dir(self, prefix: str) -> tuple[list[str], list[str]]:
+        url = self.path_of(prefix.rstrip("/")) + "/"
+        try:
+            entries = await self.call(
+                f"LIST {prefix or '/'}", lambda: self.fs._ls(url, detail=True)
+            )
+        except FileNotFoundError:
+            return [], []
+        dirs, files = set(), set()
+        for entry in entries:
+            name = entry["name"]
+            if self.http:  # links on the page: keep those right below it
+                if not name.startswith(url):
+                    continue
+                name = unquote(name[len(url) :])
+            else:
+                name = name.rstrip("/").rsplit("/", 1)[-1]
+            is_dir = entry.get("type") == "directory" or name.endswith("/")
+            name = name.rstrip("/")
+            if not name or "/" in name or name in (".", ".."):
+                continue
+            (dirs if is_dir else files).add(name)
+        return sorted(dirs), sorted(files)
+
+    def state(self) -> tuple[int, int]:
+        """Total size and newest mtime of the store's keys, as
+        :func:`biocodes.manifest.file_state` gives for a local store; (-1, -1)
+        when the server cannot list the store, so nothing can be compared."""
+        keys = self.listing()
+        if keys is None:
+            return -1, -1
+        return sum(s for s, _ in keys.values()), max(m for _, m in keys.values())
+
+    def zarr_store(self):  # noqa: ANN201
+        """A read-only zarr store over the same filesystem."""
+        from zarr.storage import FsspecStore
+
+        return FsspecStore(fs=self.fs, path=self.root, read_only=True)
+
+    def raw_code(self, cancel=None) -> dict:  # noqa: ANN001
+        """The ISCC-SUM of the store's keys in TREEWALK order, which equals
+        ``iscc-sum --tree`` on a local copy. A server that cannot list the
+        store gives no code, and says why in ``note``."""
+        from concurrent.futures import CancelledError
+
+        from iscc_lib import SumHasher
+
+        from biocodes.codes import sum_result
+
+        keys = self.listing()
+        if keys is None:
+            return {
+                "iscc_code": None,
+                "units": None,
+                "datahash": None,
+                "filesize": None,
+                "note": "no raw-file ISCC-SUM: the server does not list the "
+                "store's keys, which TREEWALK needs",
+            }
+
+        async def fetch(key: str) -> bytes:
+            return await self.read(key)
+
+        hasher = SumHasher()
+        order = list(treewalk_keys(keys, lambda k: _sync(fetch(k))))
+        batch = max(1, self.limits.remote_concurrency)
+        for start in range(0, len(order), batch):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError(self.url)
+            part = order[start : start + batch]
+            for data in _sync(_gather(fetch(k) for k in part)):
+                hasher.update(data)
+        return sum_result(hasher)
+
+
+#: one filesystem (and connection pool) per server and settings, per process
+_FILESYSTEMS: dict[tuple, Any] = {}
+
+
+def _filesystem(url: str, limits: Limits) -> tuple[Any, str]:
+    """The shared async filesystem for ``url``'s server, and the path in it."""
+    import fsspec
+
+    parts = urlsplit(url)
+    key = (parts.scheme.lower(), parts.netloc, limits)
+    fs = _FILESYSTEMS.get(key)
+    if fs is None:
+        options = RemoteStore.options(key[0], limits)
+        fs, _ = fsspec.url_to_fs(url, asynchronous=True, **options)
+        if hasattr(fs, "retries"):
+            fs.retries = 1  # s3fs's own retry loop: ours is the only one
+        if not _FILESYSTEMS:
+            import atexit
+
+            atexit.register(_close_all)
+        _FILESYSTEMS[key] = fs
+    return fs, fs._strip_protocol(url).rstrip("/")
+
+
+def _close_all() -> None:
+    """Close the connection pools while zarr's loop still runs."""
+
+    async def close() -> None:
+        for fs in _FILESYSTEMS.values():
+            session = getattr(fs, "_session", None)  # http
+            client = getattr(fs, "_s3", None)  # s3
+            try:
+                if session is not None:
+                    await session.close()
+                if client is not None:
+                    await client.__aexit__(None, None, None)
+            except Exception:  # noqa: S110 - best effort at exit
+                pass
+
+    try:
+        _sync(close())
+    except Exception:  # noqa: S110 - the loop may be gone already
+        pass
+    _FILESYSTEMS.clear()
+
+
+async def _gather(coros: Iterator[Awaitable[T]]) -> list[T]:
+    return list(await asyncio.gather(*coros))
+
+
+def _mtime_ns(info: dict) -> int:
+    """Modification time from S3's LastModified or HTTP's Last-Modified."""
+    from datetime import datetime
+    from email.utils import parsedate_to_datetime
+
+    value = info.get("LastModified") or info.get("Last-Modified")
+    if isinstance(value, str):
+        try:
+            value = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    return 0
+
+
+def _is_ignore_file(name: str) -> bool:
+    return name.startswith(".") and name.endswith("ignore")
+
+
+def _treewalk_order(name: str) -> tuple[bytes, bytes]:
+    return normalize("NFC", name).encode("utf-8"), name.encode("utf-8")
+
+
+def treewalk_keys(
+    keys: dict[str, Any] | list[str], read: Callable[[str], bytes]
+) -> Iterator[str]:
+    """Keys in iscc-sum's TREEWALK order (``treewalk_iscc``): per directory,
+    ``.*ignore`` files, then the other files, then each subdirectory, names
+    sorted by NFC UTF-8; ``.isccignore`` patterns cascade down and
+    ``*.iscc.json`` files are left out. ``read`` fetches an ignore file."""
+    import pathspec
+
+    tree: dict = {}
+    for key in keys:
+        node = tree
+        *dirs, name = key.split("/")
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[name] = None
+
+    def walk(node: dict, prefix: str, spec: Any) -> Iterator[str]:
+        if ".isccignore" in node and node[".isccignore"] is None:
+            lines = read(prefix + ".isccignore").decode("utf-8").splitlines()
+            new = pathspec.PathSpec.from_lines(
+                pathspec.patterns.GitWildMatchPattern, lines
+            )
+            spec = new if spec is None else spec + new
+
+        def ignored(rel: str) -> bool:
+            return spec is not None and (
+                spec.match_file(rel) or spec.match_file(rel + "/")
+            )
+
+        names = sorted(node, key=_treewalk_order)
+        files = [n for n in names if node[n] is None]
+        for n in [f for f in files if _is_ignore_file(f)] + [
+            f for f in files if not _is_ignore_file(f)
+        ]:
+            if not ignored(prefix + n) and not n.endswith(".iscc.json"):
+                yield prefix + n
+        for n in names:
+            if node[n] is not None and not ignored(prefix + n):
+                yield from walk(node[n], prefix + n + "/", spec)
+
+    yield from walk(tree, "", None)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether trying the same request again may succeed."""
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError):
+        return True
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - fsspec's http needs it
+        aiohttp = None
+    if aiohttp is not None:
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return exc.status >= 500 or exc.status in (408, 429)
+        if isinstance(exc, aiohttp.ClientError):
+            return True  # dropped connection, cut payload
+    if type(exc).__module__.startswith(("botocore", "aiobotocore")):
+        name = type(exc).__name__
+        return any(w in name for w in ("Connection", "Timeout", "Endpoint", "Read"))
+    if isinstance(
+        exc,
+        FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError,
+    ):
+        return False
+    if isinstance(exc, OSError):  # s3fs turns 5xx and throttling into these
+        return exc.errno in (None, errno.EIO, errno.EAGAIN, errno.EBUSY, 0) or any(
+            w in str(exc) for w in ("500", "502", "503", "504", "SlowDown")
+        )
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error from a remote request."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
