@@ -2,8 +2,9 @@
 
 A directory store (OME-Zarr, bioformats2raw) is one image, never thousands of
 files. A root may also be a URL (``s3://``, ``http(s)://``): it is scanned for
-the OME-Zarr stores under it (see :mod:`biocodes.remote`). Shards are assigned by a hash of the image id, so an image stays in its
-shard across runs and the number of shard jobs is known before the scan.
+the OME-Zarr stores under it (see :mod:`biocodes.remote`). Shards are
+assigned by a hash of the image id, so an image stays in its shard across
+runs and the number of shard jobs is known before the scan.
 """
 
 from __future__ import annotations

@@ -262,12 +262,12 @@ def _close_all() -> None:
                     await session.close()
                 if client is not None:
                     await client.__aexit__(None, None, None)
-            except Exception:  # noqa: S110 - best effort at exit
+            except Exception:  # best effort at exit
                 pass
 
     try:
         _sync(close())
-    except Exception:  # noqa: S110 - the loop may be gone already
+    except Exception:  # the loop may be gone already
         pass
     _FILESYSTEMS.clear()
 
