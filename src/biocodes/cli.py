@@ -115,6 +115,24 @@ def cli() -> None:
     is_flag=True,
     help="Read zarr chunks missing from a store as the fill value.",
 )
+@click.option(
+    "--remote-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds one request to a remote store may take before it is retried.",
+)
+@click.option(
+    "--remote-retries",
+    default=4,
+    show_default=True,
+    help="Tries after a transient remote failure (dropped connection, 5xx).",
+)
+@click.option(
+    "--remote-concurrency",
+    default=8,
+    show_default=True,
+    help="Requests in flight at once to one server.",
+)
 def biocode(
     paths: tuple[str, ...],
     simprints: bool,
@@ -122,13 +140,17 @@ def biocode(
     max_plane_bytes: str,
     max_scene_bytes: str,
     allow_missing_chunks: bool,
+    remote_timeout: float,
+    remote_retries: int,
+    remote_concurrency: int,
 ) -> None:
     """Compute the biocode of each image file or zarr store.
 
     Prints the raw-file ISCC-SUM of each PATH and one ISCC-SUM per scene. A
-    path that fails is reported on stderr; the others are still processed, and
-    the exit status is 1 if any failed. A path starting with '-' goes after
-    '--'.
+    PATH may be an OME-Zarr store's URL (s3://, http://, https://), with
+    credentials from the usual AWS environment or files. A path that fails is
+    reported on stderr; the others are still processed, and the exit status
+    is 1 if any failed. A path starting with '-' goes after '--'.
     """
     from biocodes.fingerprint import biocode as compute
     from biocodes.limits import Limits
@@ -139,6 +161,9 @@ def biocode(
                 "max_plane_bytes": max_plane_bytes,
                 "max_scene_bytes": max_scene_bytes,
                 "allow_missing_chunks": allow_missing_chunks,
+                "remote_timeout": remote_timeout,
+                "remote_retries": remote_retries,
+                "remote_concurrency": remote_concurrency,
             }
         )
     except ValueError as exc:
@@ -152,7 +177,9 @@ def biocode(
             progress.close()
 
     def show(path: str, r: dict) -> None:
-        click.echo(f"{r['iscc_code']} *{display_path(path)}")
+        click.echo(f"{r['iscc_code'] or '-'} *{display_path(path)}")
+        if r.get("note"):
+            click.echo(f"  ({r['note']})")
         for part in r["parts"]:
             dims = " ".join(f"{k}={v}" for k, v in part["dims"].items())
             click.echo(
@@ -265,7 +292,9 @@ def imagecode(
     """
 
     def show(path: str, r: dict) -> None:
-        click.echo(f"{r['iscc_code']} *{display_path(path)}")
+        click.echo(f"{r['iscc_code'] or '-'} *{display_path(path)}")
+        if r.get("note"):
+            click.echo(f"  ({r['note']})")
         for part in r["parts"]:
             click.echo(
                 f"  scene {part['scene_index']} {part['iscc_code']} "

@@ -28,8 +28,8 @@ def display_path(path: str | bytes | os.PathLike) -> str:
     """A path as one line of valid UTF-8: bytes that are not UTF-8 become
     ``\\xNN`` and control characters are escaped. File names may hold newlines
     or any byte; catalogues (Parquet strings), logs and one-line messages
-    cannot."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    cannot. A URL's password is redacted."""
+    text = redact_text(os.fsencode(path).decode("utf-8", "backslashreplace"))
     if text.isprintable():
         return text
     return "".join(

@@ -116,6 +116,7 @@ def biocode(
     overlap: bool | None = None,
     raw: dict | None = None,
     limits: Limits | None = None,
+    before: tuple[int, int] | None = None,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
@@ -131,11 +132,13 @@ def biocode(
     ``raw`` is the file's :func:`raw_file_code` when the caller just computed
     it, so the file is not hashed twice. Scenes over ``limits`` are refused
     before any pixel is read; a file whose size or mtime moves during the
-    read raises :class:`~biocodes.errors.ChangedError`.
+    read raises :class:`~biocodes.errors.ChangedError`; ``before`` is the
+    file's :func:`~biocodes.manifest.file_state` if the caller just took it
+    (a remote store's costs a request per key).
     """
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
-    before = _state(path, limits)
+    before = before or _state(path, limits)
     with (
         open_source(path, limits) as source,
         ThreadPoolExecutor(1, "biocodes-rawsum") as pool,

@@ -58,8 +58,7 @@ class RemoteStore:
         self.limits = limits or Limits()
         scheme = urlsplit(url).scheme.lower()
         self.http = scheme in ("http", "https")
-        self.fs, self.root = _filesystem(self.url, self.limits)
-        self._gate: asyncio.Semaphore | None = None
+        self.fs, self.root, self._gate = _filesystem(self.url, self.limits)
 
     @staticmethod
     def options(scheme: str, limits: Limits) -> dict[str, Any]:
@@ -68,6 +67,7 @@ class RemoteStore:
         timeout = limits.remote_timeout
         if scheme == "s3":
             return {
+                "skip_instance_cache": True,
                 "config_kwargs": {
                     "connect_timeout": timeout,
                     "read_timeout": timeout,
@@ -77,6 +77,7 @@ class RemoteStore:
         import aiohttp
 
         return {
+            "skip_instance_cache": True,
             "use_listings_cache": False,
             "client_kwargs": {"timeout": aiohttp.ClientTimeout(total=timeout)},
         }
@@ -87,8 +88,6 @@ class RemoteStore:
     async def call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
         """``await make()`` under the concurrency gate, with a deadline and
         retries on transient errors; ``what`` names the request in errors."""
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(self.limits.remote_concurrency)
         tries = self.limits.remote_retries + 1
         for attempt in range(tries):
             try:
@@ -103,7 +102,7 @@ class RemoteStore:
                         f"{what} failed {tries} times (last: {describe(exc)}); "
                         "the server or network is failing, read again next run",
                     ) from None
-                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
         raise AssertionError("unreachable")
 
     async def read(self, key: str) -> bytes:
@@ -111,12 +110,14 @@ class RemoteStore:
         path = self.path_of(key)
         return await self.call(f"GET {key}", lambda: self.fs._cat_file(path))
 
-    def listing(self) -> dict[str, tuple[int, int]] | None:
+    def listing(self, sizes: bool = True) -> dict[str, tuple[int, int]] | None:
         """Every key of the store with its size and mtime (ns, 0 if the server
-        gives none), or None when the server cannot list the store."""
-        return _sync(self._listing())
+        gives none), or None when the server cannot list the store. Without
+        ``sizes``, an HTTP store's keys are not asked one by one (HEAD) and
+        map to (0, 0)."""
+        return _sync(self._listing(sizes))
 
-    async def _listing(self) -> dict[str, tuple[int, int]] | None:
+    async def _listing(self, sizes: bool) -> dict[str, tuple[int, int]] | None:
         if not self.http:
             found = await self.call(
                 "LIST", lambda: self.fs._find(self.root, detail=True)
@@ -130,21 +131,31 @@ class RemoteStore:
         keys = await self._http_keys("")
         if not keys:
             return None
+        if not sizes:
+            return dict.fromkeys(keys, (0, 0))
         infos = await asyncio.gather(
-            *(
-                self.call(f"HEAD {k}", lambda k=k: self.fs._info(self.path_of(k)))
-                for k in keys
-            )
+            *(self.call(f"HEAD {k}", lambda k=k: self._head(k)) for k in keys)
         )
         return {k: (int(i.get("size") or 0), _mtime_ns(i)) for k, i in zip(keys, infos)}
+
+    async def _head(self, key: str) -> dict:
+        """Size and Last-Modified of one key. Not fsspec's ``info``, which
+        turns a 500 into FileNotFoundError, so a hiccup would look like a
+        missing file."""
+        session = await self.fs.set_session()
+        url = self.fs.encode_url(self.path_of(key))
+        async with session.head(url, allow_redirects=True) as r:
+            r.raise_for_status()
+            return {
+                "size": r.headers.get("Content-Length"),
+                "Last-Modified": r.headers.get("Last-Modified"),
+            }
 
     async def _http_keys(self, prefix: str) -> list[str]:
         """Keys below ``prefix``, from the server's directory pages."""
         dirs, files = await self._list_dir(prefix)
-        keys = [prefix + f for f in files]
-        for d in dirs:
-            keys += await self._http_keys(f"{prefix}{d}/")
-        return keys
+        below = await asyncio.gather(*(self._http_keys(f"{prefix}{d}/") for d in dirs))
+        return [prefix + f for f in files] + [k for keys in below for k in keys]
 
     def list_dir(self, prefix: str) -> tuple[list[str], list[str]]:
         """The subdirectory and file names directly below ``prefix`` (a key
@@ -200,7 +211,7 @@ class RemoteStore:
 
         from biocodes.codes import sum_result
 
-        keys = self.listing()
+        keys = self.listing(sizes=False)
         if keys is None:
             return {
                 "iscc_code": None,
@@ -226,18 +237,22 @@ class RemoteStore:
         return sum_result(hasher)
 
 
-#: one filesystem (and connection pool) per server and settings, per process
-_FILESYSTEMS: dict[tuple, Any] = {}
+#: one filesystem (connection pool) and one concurrency gate per server and
+#: settings, per process: every store, listing and raw-file walk shares them
+_FILESYSTEMS: dict[tuple, tuple[Any, asyncio.Semaphore]] = {}
+_ENV = ("AWS_", "FSSPEC_")
 
 
-def _filesystem(url: str, limits: Limits) -> tuple[Any, str]:
-    """The shared async filesystem for ``url``'s server, and the path in it."""
+def _filesystem(url: str, limits: Limits) -> tuple[Any, str, asyncio.Semaphore]:
+    """The shared async filesystem and gate for ``url``'s server, and the
+    path in it."""
     import fsspec
 
     parts = urlsplit(url)
-    key = (parts.scheme.lower(), parts.netloc, limits)
-    fs = _FILESYSTEMS.get(key)
-    if fs is None:
+    # the S3 endpoint and keys come from the environment, which may change
+    env = tuple(sorted(i for i in os.environ.items() if i[0].startswith(_ENV)))
+    key = (parts.scheme.lower(), parts.netloc, limits, env)
+    if key not in _FILESYSTEMS:
         options = RemoteStore.options(key[0], limits)
         fs, _ = fsspec.url_to_fs(url, asynchronous=True, **options)
         if hasattr(fs, "retries"):
@@ -246,15 +261,16 @@ def _filesystem(url: str, limits: Limits) -> tuple[Any, str]:
             import atexit
 
             atexit.register(_close_all)
-        _FILESYSTEMS[key] = fs
-    return fs, fs._strip_protocol(url).rstrip("/")
+        _FILESYSTEMS[key] = fs, asyncio.Semaphore(limits.remote_concurrency)
+    fs, gate = _FILESYSTEMS[key]
+    return fs, fs._strip_protocol(url).rstrip("/"), gate
 
 
 def _close_all() -> None:
     """Close the connection pools while zarr's loop still runs."""
 
     async def close() -> None:
-        for fs in _FILESYSTEMS.values():
+        for fs, _gate in _FILESYSTEMS.values():
             session = getattr(fs, "_session", None)  # http
             client = getattr(fs, "_s3", None)  # s3
             try:

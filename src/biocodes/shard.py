@@ -86,9 +86,14 @@ def fingerprint_image(
     try:
         if row.get("error"):
             raise ScanError(row)
-        _unchanged_since_scan(row, limits)
+        now = _unchanged_since_scan(row, limits)
         result = biocode(
-            row["abspath"], simprints=simprints, views=views, raw=raw, limits=limits
+            row["abspath"],
+            simprints=simprints,
+            views=views,
+            raw=raw,
+            limits=limits,
+            before=now,
         )
     except Exception as exc:  # every failure becomes an error row
         return error_rows(row, as_biocode_error(row["abspath"], exc))
@@ -168,13 +173,16 @@ class ScanError(BiocodeError):
         return self.args[0]
 
 
-def _unchanged_since_scan(row: Mapping[str, Any], limits: Limits | None) -> None:
+def _unchanged_since_scan(
+    row: Mapping[str, Any], limits: Limits | None
+) -> tuple[int, int] | None:
+    """The file's state now, if it is the scan's; raise if it differs."""
     from biocodes.manifest import file_state
 
     try:
         now = file_state(row["abspath"], limits)
     except (OSError, BiocodeError):
-        return  # gone or unreadable: opening it says why
+        return None  # gone or unreadable: opening it says why
     if now != (row["size"], row["mtime_ns"]):
         raise ChangedError(
             row["abspath"],
@@ -182,6 +190,7 @@ def _unchanged_since_scan(row: Mapping[str, Any], limits: Limits | None) -> None
             f"{row['mtime_ns']} -> {now[0]}, {now[1]}); not stored, read again "
             "next run",
         )
+    return now
 
 
 def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:

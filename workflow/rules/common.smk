@@ -27,8 +27,12 @@ def _roots():
     if not roots:
         raise WorkflowError("config: no roots to scan")
     for label, root in roots.items():
-        if label != example.get("root") and not os.path.isdir(root):
-            raise WorkflowError(f"config: roots.{label}: {root!r} is not a directory")
+        remote = root.split("://", 1)[0].lower() in ("s3", "http", "https")
+        if label != example.get("root") and not remote and not os.path.isdir(root):
+            raise WorkflowError(
+                f"config: roots.{label}: {root!r} is not a directory or a "
+                "s3://, http:// or https:// URL"
+            )
     return roots
 
 

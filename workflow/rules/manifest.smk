@@ -17,5 +17,6 @@ rule manifest:
         exclude=config["exclude"],
         shards=config["shards"],
         follow_symlinks=config["follow_symlinks"],
+        limits=config["limits"],
     script:
         "../scripts/manifest.py"

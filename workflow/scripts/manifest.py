@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from biocodes.limits import Limits
 from biocodes.manifest import build_manifest
 
 p = snakemake.params
@@ -13,5 +14,6 @@ rows = build_manifest(
     p.exclude,
     p.manifest_file,
     p.follow_symlinks,
+    Limits.from_config(p.limits),
 )
 print(f"manifest: {rows} images in {p.shards} shards", file=sys.stderr)

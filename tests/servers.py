@@ -1,0 +1,207 @@
+"""Real servers on loopback for the remote-store tests: a static HTTP server,
+an S3 server (moto in server mode) and a flaky proxy in front of either.
+
+Every server binds 127.0.0.1 on a free port, runs in a daemon thread and is
+stopped by its context manager, so a test can never leave one behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.client
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade"}
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _NoListing(_Quiet):
+    """Serves files but answers 404 for directories, as a plain object
+    store's website endpoint or a web server without autoindex does."""
+
+    def send_head(self):
+        if os.path.isdir(self.translate_path(self.path)):
+            self.send_error(404, "no directory listings here")
+            return None
+        return super().send_head()
+
+
+@contextlib.contextmanager
+def _serve(handler) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def http_server(directory: str | Path, listing: bool = True) -> Iterator[str]:
+    """``directory`` over HTTP (Python's http.server); yields the base URL."""
+    handler = functools.partial(
+        _Quiet if listing else _NoListing, directory=str(directory)
+    )
+    with _serve(handler) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 in server mode; yields the endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def upload(endpoint: str, directory: str | Path, bucket: str, prefix: str) -> None:
+    """Put every file under ``directory`` into ``bucket`` below ``prefix``."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+    base = Path(directory)
+    for file in sorted(p for p in base.rglob("*") if p.is_file()):
+        key = f"{prefix}/{file.relative_to(base.parent).as_posix()}"
+        s3.upload_file(str(file), bucket, key)
+
+
+class FlakyProxy:
+    """A reverse proxy that fails some requests on a fixed schedule.
+
+    Request n (counting from 1) gets a 500 if n % ``fail_every`` == 0, has its
+    connection dropped without an answer if n % ``drop_every`` == 0, and is
+    held for ``stall`` seconds first if n % ``stall_every`` == 0. One path is
+    failed at most ``max_faults_per_path`` times, so retries must succeed.
+    ``always`` fails every request (500), for a server that never recovers.
+    It counts requests, faults and the most requests it saw at once.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        fail_every: int = 0,
+        drop_every: int = 0,
+        stall_every: int = 0,
+        stall: float = 0.0,
+        max_faults_per_path: int = 2,
+        always: bool = False,
+    ) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.fail_every, self.drop_every = fail_every, drop_every
+        self.stall_every, self.stall = stall_every, stall
+        self.max_faults = max_faults_per_path
+        self.always = always
+        self.lock = threading.Lock()
+        self.requests = self.faults = self.in_flight = self.max_in_flight = 0
+        self.faults_by_path: dict[str, int] = {}
+
+    def _plan(self, path: str) -> str:
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            n = self.requests
+            if self.always:
+                self.faults += 1
+                return "fail"
+            if self.faults_by_path.get(path, 0) >= self.max_faults:
+                return "ok"
+            for kind, every in (
+                ("fail", self.fail_every),
+                ("drop", self.drop_every),
+                ("stall", self.stall_every),
+            ):
+                if every and n % every == 0:
+                    self.faults += 1
+                    self.faults_by_path[path] = self.faults_by_path.get(path, 0) + 1
+                    return kind
+            return "ok"
+
+    def _done(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def handler(self) -> type:
+        proxy = self
+
+        class Handler(_Quiet):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                plan = proxy._plan(self.path)
+                try:
+                    if plan == "fail":
+                        body = b"injected failure"
+                        self.send_response(500)
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        if self.command != "HEAD":
+                            self.wfile.write(body)
+                    elif plan == "drop":
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                    elif plan == "stall":  # answers nothing: the client gives up
+                        self.close_connection = True
+                    else:
+                        self._relay()
+                except OSError:
+                    self.close_connection = True
+                finally:
+                    proxy._done()
+                if plan == "stall":  # hold the connection open, not counted
+                    time.sleep(proxy.stall)
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP
+                }
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                head = self.command == "HEAD"  # keep the upstream's length
+                for k, v in answer.getheaders():
+                    if k.lower() not in HOP_BY_HOP and (
+                        head or k.lower() != "content-length"
+                    ):
+                        self.send_header(k, v)
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        return Handler
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        """Serve; yields the proxy's base URL."""
+        with _serve(self.handler()) as server:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
