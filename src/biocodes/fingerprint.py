@@ -117,6 +117,7 @@ def biocode(
     raw: dict | None = None,
     limits: Limits | None = None,
     before: tuple[int, int] | None = None,
+    reader: str | None = None,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
@@ -134,13 +135,14 @@ def biocode(
     before any pixel is read; a file whose size or mtime moves during the
     read raises :class:`~biocodes.errors.ChangedError`; ``before`` is the
     file's :func:`~biocodes.manifest.file_state` if the caller just took it
-    (a remote store's costs a request per key).
+    (a remote store's costs a request per key). ``reader="bioformats"``
+    reads the file with Bio-Formats even if a native reader exists.
     """
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
     before = before or _state(path, limits)
     with (
-        open_source(path, limits) as source,
+        open_source(path, limits, reader) as source,
         ThreadPoolExecutor(1, "biocodes-rawsum") as pool,
     ):
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES

@@ -19,12 +19,15 @@ from biocodes.sources.base import PlaneSource, SceneInfo
 __all__ = ["PlaneSource", "SceneInfo", "open_source"]
 
 
-def open_source(path: str | os.PathLike, limits: Limits | None = None) -> PlaneSource:
+def open_source(
+    path: str | os.PathLike, limits: Limits | None = None, reader: str | None = None
+) -> PlaneSource:
     """Open ``path`` with the fastest adapter that can map it plane by plane,
     and refuse scenes over ``limits`` (default :class:`Limits`) before any
-    pixel is read."""
+    pixel is read. ``reader="bioformats"`` reads a file with Bio-Formats
+    even where a native reader exists, to compare the two."""
     limits = limits or Limits()
-    source = _open(path, limits)
+    source = _open(path, limits, reader)
     try:
         for scene in source.scenes:
             limits.check(source.path, scene)
@@ -42,7 +45,7 @@ def _stat(p: Path) -> os.stat_result:
         raise path_error(str(p), exc, stage="open") from None
 
 
-def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
+def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneSource:
     from biocodes.remote import is_remote
 
     if is_remote(path):  # only directory stores are read remotely
@@ -75,6 +78,10 @@ def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
         raise UnreadableError(
             name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
+    from biocodes.sources.bioio import BIOFORMATS, BioioSource, declared_png_scene
+
+    if reader == BIOFORMATS:
+        return BioioSource(name, reader)
     from biocodes.sources.tiff import TIFF_SUFFIXES, NotPageMappable, TiffSource
 
     if p.name.lower().endswith(TIFF_SUFFIXES):
@@ -89,9 +96,7 @@ def _open(path: str | os.PathLike, limits: Limits) -> PlaneSource:
             return CziSource(name)
         except NotPlaneMappable:
             pass
-    from biocodes.sources.bioio import BioioSource, declared_png_scene
-
     declared = declared_png_scene(name)
     if declared is not None:
         limits.check(name, declared)
-    return BioioSource(name)
+    return BioioSource(name, reader)

@@ -1,8 +1,14 @@
 """Any format an installed bioio plugin reads (CZI, PNG, DV, ND2, LIF, ...).
 
-This is the fallback access path. Each plane is one small dask selection of
-the reader's lazy array, computed on its own, so memory stays at a plane (or
-at the reader's chunk, for readers whose chunks are larger).
+This is the fallback access path. The reader is chosen here, not by bioio:
+the native plugins that claim the file's extension, in bioio's order, and
+Bio-Formats (see :mod:`biocodes.bioformats`) only when none does, or when
+asked for. bioio would also try Bio-Formats after a native reader failed,
+and a file a native reader refuses as damaged must stay an error.
+
+Each plane is one small dask selection of the reader's lazy array, computed
+on its own, so memory stays at a plane (or at the reader's chunk, for readers
+whose chunks are larger).
 """
 
 from __future__ import annotations
@@ -32,6 +38,36 @@ def declared_png_scene(path: str) -> SceneInfo | None:
 
 #: readers are constructed with per-plane chunks where they accept it
 PLANE_CHUNKS = ["Y", "X", "S"]
+#: the value of ``reader`` that asks for Bio-Formats
+BIOFORMATS = "bioformats"
+
+
+def choose_readers(path: str, reader: str | None = None) -> list[type]:
+    """The bioio reader classes to try for ``path``, in order."""
+    from bioio.plugins import get_plugins
+
+    from biocodes import bioformats
+
+    name = path.lower()
+    native, bf = [], None
+    for ext, entries in get_plugins(use_cache=True).items():  # longest first
+        if not name.endswith(ext):
+            continue
+        for entry in entries:
+            if entry.entrypoint.name == bioformats.PLUGIN:
+                bf = entry
+            elif entry not in native:
+                native.append(entry)
+    if reader == BIOFORMATS or (not native and bf is not None):
+        bioformats.configure()
+        import bioio_bioformats
+
+        return [bioio_bioformats.Reader]
+    if reader not in (None, "auto"):
+        raise UnsupportedError(path, f"unknown reader {reader!r}")
+    if not native:
+        raise UnsupportedError(path, "no installed reader claims this file type")
+    return [entry.metadata.get_reader() for entry in native]
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -45,16 +81,17 @@ class BioioSource(PlaneSource):
     Plugin discovery (entry points and their metadata) is cached per process:
     uncached it cost ~55 ms per image, most of a tiny image's time."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, reader: str | None = None) -> None:
         import bioio
 
         super().__init__(path)
+        readers = choose_readers(path, reader)
         try:
             self._img = bioio.BioImage(
-                path, chunk_dims=PLANE_CHUNKS, use_plugin_cache=True
+                path, readers, chunk_dims=PLANE_CHUNKS, use_plugin_cache=True
             )
         except TypeError:  # reader without a chunk_dims argument
-            self._img = self._open_plain(bioio, path)
+            self._img = self._open_plain(bioio, path, readers)
         except Exception as exc:
             raise UnreadableError(
                 path, f"no installed reader can open it ({_one_line(exc)})"
@@ -64,9 +101,9 @@ class BioioSource(PlaneSource):
         self._scenes = [self._scene(i, name) for i, name in enumerate(reader.scenes)]
 
     @staticmethod
-    def _open_plain(bioio, path: str):  # noqa: ANN001
+    def _open_plain(bioio, path: str, readers: list[type]):  # noqa: ANN001
         try:
-            return bioio.BioImage(path, use_plugin_cache=True)
+            return bioio.BioImage(path, readers, use_plugin_cache=True)
         except Exception as exc:
             raise UnreadableError(
                 path, f"no installed reader can open it ({_one_line(exc)})"
@@ -116,6 +153,7 @@ class BioioSource(PlaneSource):
                 f"cannot read scene {scene.index} plane z={z} c={channel} t={t}: "
                 f"{_one_line(exc)}",
             ) from None
+        data = np.asarray(data)  # bffile hands back a lazy array
         if data.ndim == 3 and scene.samples == 1:
             data = data[..., 0]
         return data

