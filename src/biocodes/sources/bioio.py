@@ -13,6 +13,8 @@ whose chunks are larger).
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from biocodes.errors import UnreadableError, UnsupportedError
@@ -40,6 +42,11 @@ def declared_png_scene(path: str) -> SceneInfo | None:
 PLANE_CHUNKS = ["Y", "X", "S"]
 #: the value of ``reader`` that asks for Bio-Formats
 BIOFORMATS = "bioformats"
+#: plugins that return rows as stored, bottom-up: DeltaVision (like MRC) puts
+#: the origin at the lower left. Bio-Formats, and so OMERO, Fiji, bfconvert
+#: and bioformats2raw, turn them top-down; we do too, so a DV file and its
+#: conversions get the same code (README, "Bio-Formats")
+ROWS_BOTTOM_UP = frozenset({"dv"})
 
 
 def choose_readers(path: str, reader: str | None = None) -> list[type]:
@@ -86,12 +93,14 @@ class BioioSource(PlaneSource):
 
         super().__init__(path)
         readers = choose_readers(path, reader)
+        # bioio hands every keyword to every reader, and takes a TypeError as
+        # "cannot read this file"; plane chunks only where all accept them
+        plane_chunks = all(
+            "chunk_dims" in inspect.signature(r.__init__).parameters for r in readers
+        )
+        kwargs = {"chunk_dims": PLANE_CHUNKS} if plane_chunks else {}
         try:
-            self._img = bioio.BioImage(
-                path, readers, chunk_dims=PLANE_CHUNKS, use_plugin_cache=True
-            )
-        except TypeError:  # reader without a chunk_dims argument
-            self._img = self._open_plain(bioio, path, readers)
+            self._img = bioio.BioImage(path, readers, use_plugin_cache=True, **kwargs)
         except Exception as exc:
             raise UnreadableError(
                 path, f"no installed reader can open it ({_one_line(exc)})"
@@ -99,15 +108,6 @@ class BioioSource(PlaneSource):
         reader = self._img.reader
         self.format = type(reader).__module__.split(".")[0].replace("bioio_", "")
         self._scenes = [self._scene(i, name) for i, name in enumerate(reader.scenes)]
-
-    @staticmethod
-    def _open_plain(bioio, path: str, readers: list[type]):  # noqa: ANN001
-        try:
-            return bioio.BioImage(path, readers, use_plugin_cache=True)
-        except Exception as exc:
-            raise UnreadableError(
-                path, f"no installed reader can open it ({_one_line(exc)})"
-            ) from None
 
     def _scene(self, index: int, name: str) -> SceneInfo:
         try:
@@ -156,4 +156,6 @@ class BioioSource(PlaneSource):
         data = np.asarray(data)  # bffile hands back a lazy array
         if data.ndim == 3 and scene.samples == 1:
             data = data[..., 0]
+        if self.format in ROWS_BOTTOM_UP:
+            data = data[::-1]
         return data
