@@ -72,15 +72,16 @@ def problem() -> str | None:
 _configured = False
 
 
-def configure() -> None:
+def configure(path: str = "bioformats") -> None:
     """Point scyjava at the system Java and the local jar, with every download
-    off. Idempotent; must run before the JVM starts (the first open)."""
+    off. Idempotent; must run before the JVM starts (the first open). ``path``
+    is the file that needs it, for the error if Bio-Formats is not set up."""
     global _configured
     if _configured:
         return
     why = problem()
     if why is not None:
-        raise UnsupportedError("bioformats", f"Bio-Formats cannot run: {why}")
+        raise UnsupportedError(path, f"needs Bio-Formats, which cannot run: {why}")
     os.environ.setdefault("BFF_JAVA_FETCH", "never")
     os.environ.setdefault("BFF_JAVA_VERSION", JAVA_VERSION)
     if "JAVA_HOME" not in os.environ:  # jpype finds the JVM through it

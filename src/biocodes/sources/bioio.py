@@ -66,7 +66,7 @@ def choose_readers(path: str, reader: str | None = None) -> list[type]:
             elif entry not in native:
                 native.append(entry)
     if reader == BIOFORMATS or (not native and bf is not None):
-        bioformats.configure()
+        bioformats.configure(path)
         import bioio_bioformats
 
         return [bioio_bioformats.Reader]
