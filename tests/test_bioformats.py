@@ -85,9 +85,9 @@ def write_ics(path: Path, scene) -> Path:
 
 def bf_cli(*paths: Path, reader: str = "bioformats", env: dict | None = None):
     """``biocodes biocode --json`` in a subprocess: {name: result or error}."""
+    cmd = [sys.executable, "-m", "biocodes.cli", "biocode", "--json"]
     proc = subprocess.run(
-        [sys.executable, "-m", "biocodes.cli", "biocode", "--json", "--reader"]
-        + [reader, "--", *map(str, paths)],  # noqa: RUF005
+        [*cmd, "--reader", reader, "--", *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=600,
