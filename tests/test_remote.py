@@ -31,9 +31,11 @@ SNAKEMAKE = os.path.join(os.path.dirname(sys.executable), "snakemake")
 STORES = ("img.zarr", "v2.zarr", "series.zarr")
 #: short deadlines so that failure tests end in seconds
 FAST = Limits(remote_timeout=1.0, remote_retries=4, remote_concurrency=3)
+#: moto takes any keys; a sentinel secret shows whether one leaks anywhere
+SECRET = "sentinel-s3-secret-7b3d1e"
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECRET_ACCESS_KEY": SECRET,
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
@@ -292,3 +294,11 @@ def test_workflow_rows_equal_for_disk_http_and_s3(repo, s3, tmp_path):
         assert rows["disk"], table
         assert rows["web"] == rows["disk"], table
         assert rows["s3"] == rows["disk"], table
+    # the S3 secret reached no file the run wrote, nor its output
+    leaked = [
+        p
+        for p in (tmp_path / "results").rglob("*")
+        if p.is_file() and SECRET.encode() in p.read_bytes()
+    ]
+    assert not leaked
+    assert SECRET not in proc.stdout + proc.stderr
