@@ -85,14 +85,19 @@ class RemoteStore:
     def path_of(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
 
-    async def call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
+    async def call(
+        self, what: str, make: Callable[[], Awaitable[T]], deadline: bool = True
+    ) -> T:
         """``await make()`` under the concurrency gate, with a deadline and
-        retries on transient errors; ``what`` names the request in errors."""
+        retries on transient errors; ``what`` names the request in errors.
+        Without ``deadline`` (a paginated S3 listing, many requests) only the
+        client's own per-request timeouts apply."""
         tries = self.limits.remote_retries + 1
+        timeout = self.limits.remote_timeout if deadline else None
         for attempt in range(tries):
             try:
                 async with self._gate:
-                    return await asyncio.wait_for(make(), self.limits.remote_timeout)
+                    return await asyncio.wait_for(make(), timeout)
             except Exception as exc:
                 if not transient(exc):
                     raise
@@ -120,7 +125,7 @@ class RemoteStore:
     async def _listing(self, sizes: bool) -> dict[str, tuple[int, int]] | None:
         if not self.http:
             found = await self.call(
-                "LIST", lambda: self.fs._find(self.root, detail=True)
+                "LIST", lambda: self.fs._find(self.root, detail=True), deadline=False
             )
             prefix = self.root + "/"
             return {
