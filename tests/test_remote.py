@@ -218,6 +218,10 @@ def test_remote_roots_and_manifest_urls(repo, s3, tmp_path):
         (root, store) for root in ("web", "s3") for store in STORES
     )
     assert all(r["is_store"] and r["size"] > 0 and r["mtime_ns"] > 0 for r in rows)
+    with http_server(repo.parent, listing=False) as web:
+        (row,) = scan({"web": f"{web}/repo"}, 2)
+    assert row["error_type"] == "unreadable"
+    assert "manifest" in row["error"]
     listed = tmp_path / "list.csv"
     listed.write_text(
         "path\ns3://bucket/repo/img.zarr\ns3://elsewhere/img.zarr\n", encoding="utf-8"

@@ -19,6 +19,7 @@ from pathlib import Path
 from biocodes.errors import (
     BiocodeError,
     OutsideRootsError,
+    UnreadableError,
     display_path,
     path_error,
 )
@@ -240,6 +241,13 @@ def scan_remote_root(
 
     try:
         stores = list(walk(""))
+        if not stores and remote.list_dir("") == ([], []):
+            raise UnreadableError(
+                url,
+                "the root lists nothing (no such prefix, or a server without "
+                "directory listings: name its stores in a manifest instead)",
+                stage="scan",
+            )
     except BiocodeError as exc:  # the root cannot be listed
         yield _row(label, url_name(url), url, True, shards, exc)
         return
