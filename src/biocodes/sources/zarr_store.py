@@ -1,0 +1,110 @@
+"""The zarr store every OME-Zarr read goes through, local or remote.
+
+Kept apart from :mod:`biocodes.sources.zarr` so that importing the sources
+(the scan does, for :func:`~biocodes.sources.zarr.is_zarr_store`) does not
+import zarr.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from zarr.storage import WrapperStore
+
+from biocodes.limits import Limits
+from biocodes.remote import ZARR_META, RemoteStore, is_remote
+from biocodes.sources.zarr import ChunkError
+
+
+class CheckedStore(WrapperStore):
+    """A read-only zarr store that refuses what zarr would quietly accept.
+
+    zarr reads a missing chunk as the fill value, which is also what a
+    half-copied store looks like, and numcodecs' blosc decodes a cut chunk
+    into whatever memory follows. So a chunk of a registered array that is
+    missing raises (unless ``allow_missing``), and a blosc chunk whose header
+    disagrees with its length raises. Requests to a remote store go through
+    :meth:`RemoteStore.call`: bounded, with deadlines and retries.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        remote: RemoteStore | None = None,
+        allow_missing: bool = False,
+        arrays: dict[str, int | None] | None = None,
+    ) -> None:
+        super().__init__(store)
+        self.remote = remote
+        self.allow_missing = allow_missing
+        #: array path -> decoded size of a blosc chunk (None: not blosc)
+        self.arrays: dict[str, int | None] = {} if arrays is None else arrays
+
+    def _with_store(self, store: Any) -> CheckedStore:
+        return type(self)(store, self.remote, self.allow_missing, self.arrays)
+
+    def _chunk_of(self, key: str) -> tuple[bool, int | None]:
+        """(whether ``key`` is a chunk of a registered array, its blosc size)."""
+        if posixpath.basename(key) in ZARR_META:
+            return False, None
+        for prefix, blosc in self.arrays.items():
+            if key.startswith(prefix + "/"):
+                return True, blosc
+        return False, None
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        def request():
+            return self._store.get(key, prototype, byte_range)
+
+        if self.remote is None:
+            value = await request()
+        else:
+            value = await self.remote.call(f"GET {key}", request)
+        chunk, blosc = self._chunk_of(key)
+        if not chunk:
+            return value
+        if value is None:
+            if self.allow_missing:
+                return None
+            raise ChunkError(_missing(key))
+        if blosc is not None and byte_range is None:
+            head = bytes(value.as_numpy_array()[:16])
+            size = len(value)
+            if len(head) < 16 or (
+                int.from_bytes(head[12:16], "little"),
+                int.from_bytes(head[4:8], "little"),
+            ) != (size, blosc):
+                raise ChunkError(
+                    f"chunk {key} is truncated or damaged (its blosc header does "
+                    f"not match its {size} bytes)"
+                )
+        return value
+
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list:
+        return [await self.get(k, prototype, r) for k, r in key_ranges]
+
+    async def exists(self, key: str) -> bool:
+        if self.remote is None:
+            return await self._store.exists(key)
+        return await self.remote.call(f"HEAD {key}", lambda: self._store.exists(key))
+
+
+def open_store(path: str, limits: Limits) -> CheckedStore:
+    """The checked, read-only zarr store of a local directory or a URL."""
+    if is_remote(path):
+        remote = RemoteStore(path, limits)
+        return CheckedStore(remote.zarr_store(), remote, limits.allow_missing_chunks)
+    from zarr.storage import LocalStore
+
+    return CheckedStore(
+        LocalStore(path, read_only=True), None, limits.allow_missing_chunks
+    )
+
+
+def _missing(key: str) -> str:
+    return (
+        f"chunk {key} is missing from the store (a partial copy, or a writer "
+        "that skips all-fill chunks, as zarr-python 3 does by default); set "
+        "limits.allow_missing_chunks to read missing chunks as the fill value"
+    )
