@@ -18,6 +18,7 @@ import click
 
 from biocodes import __version__
 from biocodes.errors import BiocodeError, as_biocode_error, display_path
+from biocodes.limits import Limits
 
 #: image arguments: the library says what is wrong with one (missing,
 #: unreadable, ...) as an error line, and goes on with the others
@@ -118,19 +119,19 @@ def cli() -> None:
 )
 @click.option(
     "--remote-timeout",
-    default=30.0,
+    default=Limits.remote_timeout,
     show_default=True,
     help="Seconds one request to a remote store may take before it is retried.",
 )
 @click.option(
     "--remote-retries",
-    default=4,
+    default=Limits.remote_retries,
     show_default=True,
     help="Tries after a transient remote failure (dropped connection, 5xx).",
 )
 @click.option(
     "--remote-concurrency",
-    default=8,
+    default=Limits.remote_concurrency,
     show_default=True,
     help="Requests in flight at once to one server.",
 )
@@ -163,7 +164,6 @@ def biocode(
     is 1 if any failed. A path starting with '-' goes after '--'.
     """
     from biocodes.fingerprint import biocode as compute
-    from biocodes.limits import Limits
 
     try:
         limits = Limits.from_config(

@@ -227,17 +227,14 @@ class RemoteStore:
                 "store's keys, which TREEWALK needs",
             }
 
-        async def fetch(key: str) -> bytes:
-            return await self.read(key)
-
         hasher = SumHasher()
-        order = list(treewalk_keys(keys, lambda k: _sync(fetch(k))))
+        order = list(treewalk_keys(keys, lambda k: _sync(self.read(k))))
         batch = max(1, self.limits.remote_concurrency)
         for start in range(0, len(order), batch):
             if cancel is not None and cancel.is_set():
                 raise CancelledError(self.url)
             part = order[start : start + batch]
-            for data in _sync(_gather(fetch(k) for k in part)):
+            for data in _sync(_gather(self.read(k) for k in part)):
                 hasher.update(data)
         return sum_result(hasher)
 
