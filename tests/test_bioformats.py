@@ -159,7 +159,7 @@ def test_a_format_only_bioformats_reads(fixtures):
 
 
 @pytest.mark.parametrize(
-    "name", ["a.tif", "a.ome.tif", "a.czi", "a.png", "a.dv", "a.nd2", "a.lif"]
+    "name", ["a.tif", "a.ome.tif", "a.czi", "a.png", "a.dv", "a.nd2"]
 )
 def test_never_ahead_of_a_native_reader(name):
     readers = choose_readers(name)
