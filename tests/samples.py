@@ -103,7 +103,49 @@ VSI_JPEG2000 = Sdist(
     },
     "CC BY 4.0 (zenodo 6094961)",
 )
-ALL = [LIF_WAVELENGTH, LIF_XZ, VSI_JPEG2000]
+AICSPYLIBCZI = "AllenCellModeling/aicspylibczi"
+AICSPYLIBCZI_COMMIT = "bfd679058ca9472ea1044e064d49172217d1c093"
+#: real Zeiss files from aicspylibczi's C++ tests (GPL-3.0, as the repository)
+CZI = [
+    RepoFile(
+        AICSPYLIBCZI,
+        AICSPYLIBCZI_COMMIT,
+        f"c_tests/resources/{name}",
+        sha256,
+        "GPL-3.0 (aicspylibczi's repository)",
+    )
+    for name, sha256 in [
+        (
+            "RGB-8bit.czi",
+            "44593e6210f2f9066f8608c53c31806f4d173d1d26bb3bb5c32b182fb0c0a43e",
+        ),
+        (
+            "CD_s_1_t_3_c_2_z_5.czi",
+            "293a1e7287f680be29428ca7818a746887cb818a8247aae477f100ba44de4127",
+        ),
+        (
+            "RGB-multichannel.czi",
+            "00b5531a3f1308329ce29794859dbb813abbee3e1a88a6eeba61946375fdda5b",
+        ),
+        (
+            "mosaic_test.czi",
+            "0f9287bfc0e6bdf701186cd2408423fe9dc40b4a44af3e066159c85806f5034a",
+        ),
+        (
+            "tiles_time_z.czi",
+            "0d26ad9c52c31d86bbf17b347213874be00a29826268e123dfbd2ea1d84d863e",
+        ),
+    ]
+]
+#: a real DeltaVision file from the mrc package's tests (BSD-3-Clause)
+DV_TOXO = RepoFile(
+    "tlambert03/mrc",
+    "679bf8d3908feed26a76ea515fc31d92661f0a99",
+    "tests/toxo.dv",
+    "0b7d2271792cdfcc730d29c854b66daa09a8ef2f04eb70fff9c4562523ee2738",
+    "BSD-3-Clause (mrc's repository)",
+)
+ALL = [LIF_WAVELENGTH, LIF_XZ, VSI_JPEG2000, *CZI, DV_TOXO]
 
 
 def _sha256(path: Path) -> str:

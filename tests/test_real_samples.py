@@ -7,7 +7,8 @@ LIF: Bio-Formats is canonical. Its codes must equal those of liffile's arrays
 as Bio-Formats lays them out: an XZ frame is a plane (its Z lines are rows, a
 scan's Y is walked as Z), and wavelength axes are folded into T, inner to
 time. VSI: Bio-Formats too; its macro-image scene equals the VSI's own TIFF
-bytes read natively.
+bytes read natively. CZI and DV: the native readers are canonical, and agree
+with Bio-Formats on every real file we have.
 
 Bio-Formats runs in a subprocess (the CLI), as in test_bioformats.py.
 """
@@ -47,10 +48,13 @@ LIF_DIMS = {
 WAVELENGTH = ("λ", "Λ")
 
 
-def cli(*paths: Path, env: dict | None = None) -> tuple[dict, subprocess.Popen]:
-    """``biocodes biocode --json`` (reader auto) in a subprocess."""
+def cli(
+    *paths: Path, env: dict | None = None, reader: str = "auto"
+) -> tuple[dict, subprocess.CompletedProcess]:
+    """``biocodes biocode --json`` in a subprocess: {file name: result}."""
+    cmd = [sys.executable, "-m", "biocodes.cli", "biocode", "--json"]
     proc = subprocess.run(
-        [sys.executable, "-m", "biocodes.cli", "biocode", "--json", "--", *paths],
+        [*cmd, "--reader", reader, "--", *paths],
         capture_output=True,
         text=True,
         timeout=600,
@@ -168,3 +172,21 @@ def test_vsi_is_read_whole_by_bioformats(vsi, tmp_path):
     shutil.copyfile(vsi, tiff)
     (macro,) = biocode(tiff)["parts"]
     assert macro["iscc_code"] == result["parts"][1]["iscc_code"]
+
+
+@pytest.fixture(scope="module")
+def native_formats() -> list[Path]:
+    """Real CZI and DV files, read natively and by Bio-Formats."""
+    return [samples.sample_or_skip(s) for s in [*samples.CZI, samples.DV_TOXO]]
+
+
+def test_native_readers_agree_with_bioformats_on_real_files(native_formats):
+    found, proc = cli(*native_formats, env=None, reader="bioformats")
+    for path in native_formats:
+        native = biocode(path)
+        assert native["format"] in ("czi", "dv"), path.name
+        bf = found[path.name]
+        assert bf["format"] == "bioformats", proc.stderr[-2000:]
+        assert [(p["iscc_code"], p["dims"]) for p in bf["parts"]] == [
+            (p["iscc_code"], p["dims"]) for p in native["parts"]
+        ], path.name
