@@ -190,3 +190,58 @@ def test_native_readers_agree_with_bioformats_on_real_files(native_formats):
         assert [(p["iscc_code"], p["dims"]) for p in bf["parts"]] == [
             (p["iscc_code"], p["dims"]) for p in native["parts"]
         ], path.name
+
+
+def write_qptiff(path: Path, full: np.ndarray, seed: int = 5) -> Path:
+    """A QPTIFF laid out as PerkinElmer/Akoya scanners write it (tifffile's
+    QPI series): tiled full-resolution channel pages, an RGB thumbnail, the
+    reduced resolutions, then RGB overview and label images, each page with
+    its PerkinElmer-QPI XML."""
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+
+    def rgb(y: int, x: int) -> np.ndarray:
+        return rng.integers(0, 255, (y, x, 3), dtype="uint8")
+
+    def page(kind: str, name: str | None = None) -> dict:
+        channel = f"<Name>{name}</Name>" if name else ""
+        xml = (
+            '<?xml version="1.0" encoding="utf-16"?>'
+            "<PerkinElmer-QPI-ImageDescription><DescriptionVersion>2"
+            f"</DescriptionVersion><ImageType>{kind}</ImageType>{channel}"
+            "</PerkinElmer-QPI-ImageDescription>"
+        )
+        return {"description": xml, "software": "PerkinElmer-QPI", "metadata": None}
+
+    names = [f"marker{i}" for i in range(len(full))]
+    with tifffile.TiffWriter(path) as w:
+        for name, plane in zip(names, full):
+            w.write(plane, tile=(32, 32), **page("FullResolution", name))
+        w.write(rgb(32, 24), photometric="rgb", **page("Thumbnail"))
+        for name, plane in zip(names, full):
+            w.write(plane[::2, ::2], tile=(32, 32), **page("ReducedResolution", name))
+        w.write(rgb(40, 60), photometric="rgb", **page("Overview"))
+        w.write(rgb(20, 30), photometric="rgb", **page("Label"))
+    return path
+
+
+def test_qptiff_is_read_as_the_tiff_it_is(tmp_path):
+    """QPTIFF needs no plugin: tifffile's QPI series give the full
+    resolution (channels as C, pyramid levels not walked) and the thumbnail,
+    overview and label images as scenes, as bioio-qptiff 0.1.0 does with the
+    same codes (checked by hand; the plugin is not locked, README)."""
+    full = synth.random_scene((3, 128, 96), "uint16", seed=8)
+    path = write_qptiff(tmp_path / "slide.qptiff", full)
+    result = biocode(path)
+    assert result["format"] == "tiff"
+    got = [(p["scene_name"], p["dims"]["C"], p["dims"]["Y"]) for p in result["parts"]]
+    assert got == [
+        ("Baseline", 3, 128),
+        ("Thumbnail", 3, 32),
+        ("Macro", 3, 40),
+        ("Label", 3, 20),
+    ]
+    same = synth.write_ome_tiff(tmp_path / "same.ome.tif", full[None, :, None])
+    (expected,) = biocode(same)["parts"]
+    assert result["parts"][0]["iscc_code"] == expected["iscc_code"]
