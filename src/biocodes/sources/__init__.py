@@ -85,7 +85,7 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
     if reader == BIOFORMATS:
         return BioioSource(name, reader)
     kind = sniff(name)
-    if kind == "tiff":
+    if kind == "tiff" and not _tiff_based_other_format(name):
         from biocodes.sources.tiff import NotPageMappable, TiffSource
 
         try:
@@ -116,6 +116,21 @@ MAGIC = {
     b"\x89PNG\r\n\x1a\n": "png",
     b"ZISRAWFILE": "czi",
 }
+
+
+def _tiff_based_other_format(path: str) -> bool:
+    """Whether a TIFF file's name says it is the entry of another format
+    whose pixels live elsewhere (Olympus .vsi with .ets files, ...): a name
+    tifffile's own suffix list does not claim but a reader's list does.
+    tifffile would read only the TIFF's own pages (a thumbnail)."""
+    import tifffile
+
+    from biocodes import bioformats
+
+    name = path.lower()
+    if any(name.endswith("." + e) for e in tifffile.TIFF.FILE_EXTENSIONS):
+        return False
+    return bioformats.claims(path)
 
 
 def sniff(path: str) -> str | None:

@@ -96,6 +96,42 @@ def make_scene(
     return SceneInfo(index, name, t, c * samples, z, y, x, dtype, samples)
 
 
+#: codecs whose decoded pixels can differ between decoders (lossy, or
+#: lossy-capable: a JPEG 2000 stream may be reversible or not); lower case,
+#: as tifffile, numcodecs/imagecodecs and zarr name them
+LOSSY_CODECS = frozenset(
+    """jpeg jpeg2000 jpeg2k j2k jp2k jpegxl jpegxr jpegxs jpeg_ls jpegls webp
+    avif heif lerc imagecodecs_jpeg imagecodecs_jpeg2k imagecodecs_jpegxl
+    imagecodecs_jpegxr imagecodecs_webp imagecodecs_avif imagecodecs_lerc
+    """.split()
+)
+
+
+def package_version(dist: str) -> str:
+    """``"name version"`` of an installed distribution, for ``decoder``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{dist} {version(dist)}"
+    except PackageNotFoundError:
+        return dist
+
+
+def decoding(codecs: list[str] | None, decoder: str) -> dict:
+    """The ``codec``, ``decoder`` and ``lossy`` of a scene (scenes table).
+
+    The code of lossily compressed pixels depends on the decoder (two JPEG
+    2000 decoders differ by ±1 in some pixels), so the decoder and its
+    version are recorded and are part of the settings key. ``lossy`` is None
+    when the reader does not say which codec the file uses."""
+    names = sorted({c.lower() for c in codecs}) if codecs is not None else None
+    return {
+        "codec": None if names is None else ",".join(names) or "none",
+        "decoder": decoder,
+        "lossy": None if names is None else any(c in LOSSY_CODECS for c in names),
+    }
+
+
 class PlaneSource(ABC):
     """One opened image: its scenes, and single planes on request."""
 
@@ -155,6 +191,12 @@ class PlaneSource(ABC):
                 f"the declared {scene.dtype}",
             )
         return plane
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """``codec`` (the file's compression of this scene, comma-separated,
+        None if unknown), ``decoder`` (library and version) and ``lossy``;
+        see :func:`decoding`. Adapters that know their codecs override it."""
+        return decoding(None, package_version(self.format))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
