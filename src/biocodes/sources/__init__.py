@@ -104,6 +104,15 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
             return CziSource(name)
         except NotPlaneMappable:
             return BioioSource(name, reader, content=kind)
+    from biocodes.sources.pillow import PillowSource, open_image
+
+    image = open_image(name)
+    if image is not None:
+        try:
+            return PillowSource(name, image)
+        except BaseException:
+            image.close()
+            raise
     return BioioSource(name, reader)
 
 

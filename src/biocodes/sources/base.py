@@ -23,12 +23,15 @@ SUPPORTED_DTYPES = frozenset(
 
 
 def check_dtype(path: str, dtype: np.dtype) -> np.dtype:
-    """Return the native-order dtype, or refuse one IMAGEWALK has no encoding for.
+    """Return the native-order dtype, or refuse one IMAGEWALK has no encoding for
+    (bool, 1-bit samples, is read as uint8 0/1).
 
     bool, float16, complex and structured types have no agreed canonical bytes,
     so hashing them would produce codes no other implementation can reproduce.
     """
     dtype = np.dtype(dtype)
+    if dtype == np.bool_:  # 1-bit samples: their stored values 0/1, one byte
+        return np.dtype("uint8")  # each (Bio-Formats reads them the same way)
     if dtype.str[1:] not in SUPPORTED_DTYPES:
         raise UnsupportedError(
             path,
@@ -178,6 +181,8 @@ class PlaneSource(ABC):
                     )
                 self._last = (key, pixels)
             plane = self._last[1][..., sample]
+        if plane.dtype == np.bool_:
+            plane = plane.astype(np.uint8)  # not a view: Pillow stores True as 255
         if plane.shape != (scene.size_y, scene.size_x):
             raise UnreadableError(
                 self.path,
