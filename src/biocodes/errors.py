@@ -97,8 +97,8 @@ def _reader_that_raised(exc: BaseException) -> str | None:
         frames.append(tb.tb_frame.f_globals.get("__name__", ""))
         tb = tb.tb_next
     ours = [i for i, name in enumerate(frames) if name.split(".")[0] == "biocodes"]
-    if ours and ours[-1] + 1 < len(frames):
-        top = frames[ours[-1] + 1].split(".")[0]
+    for name in frames[ours[-1] + 1 if ours else 0 :]:  # what biocodes called
+        top = name.split(".")[0]
         if top in READER_PACKAGES or top.startswith("bioio"):
             return top
     return None
@@ -122,6 +122,15 @@ def as_biocode_error(path: str, exc: BaseException) -> BiocodeError:
     err = BiocodeError(path, f"internal error {type(exc).__name__}: {exc}")
     err.kind = "internal"
     return err
+
+
+def raise_as_reader_error(path: str, exc: Exception) -> None:
+    """Re-raise a reader's crash as the ``unreadable`` BiocodeError the
+    library promises; anything else (biocodes' own bugs) unchanged."""
+    err = as_biocode_error(path, exc)
+    if err.kind == "internal":
+        raise exc
+    raise err from exc
 
 
 class NotFoundError(BiocodeError):

@@ -14,7 +14,13 @@ import os
 import stat
 from pathlib import Path
 
-from biocodes.errors import EmptyImageError, UnreadableError, path_error
+from biocodes.errors import (
+    BiocodeError,
+    EmptyImageError,
+    UnreadableError,
+    path_error,
+    raise_as_reader_error,
+)
 from biocodes.limits import Limits
 from biocodes.sources.base import PlaneSource, SceneInfo
 
@@ -29,7 +35,12 @@ def open_source(
     pixel is read. ``reader="bioformats"`` reads a file with Bio-Formats
     even where a native reader exists, to compare the two."""
     limits = limits or Limits()
-    source = _open(path, limits, reader)
+    try:
+        source = _open(path, limits, reader)
+    except BiocodeError:
+        raise
+    except Exception as exc:  # a reader's own crash on this file
+        raise_as_reader_error(str(path), exc)
     try:
         for scene in source.scenes:
             limits.check(source.path, scene)

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biocodes.errors import EmptyImageError, UnreadableError, UnsupportedError
+from biocodes.errors import (
+    BiocodeError,
+    EmptyImageError,
+    UnreadableError,
+    UnsupportedError,
+    raise_as_reader_error,
+)
 
 #: dtypes the IMAGEWALK spec requires (§6.2), plus 64-bit integers, which we
 #: encode the same way: 8 bytes, big-endian, two's complement for signed.
@@ -164,7 +170,17 @@ class PlaneSource(ABC):
 
     def read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         """Read one IMAGEWALK plane (sample ``c % S`` of source channel
-        ``c // S``) and check it is what the scene promised."""
+        ``c // S``) and check it is what the scene promised. A reader's
+        crash is an :class:`UnreadableError`."""
+        try:
+            return self._checked_plane(scene, z, c, t)
+        except BiocodeError:
+            raise
+        except Exception as exc:
+            raise_as_reader_error(self.path, exc)
+            raise  # not reached
+
+    def _checked_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         channel, sample = divmod(c, scene.samples)
         if scene.samples == 1:
             plane = np.asarray(self._read_pixels(scene, z, channel, t))
