@@ -17,7 +17,13 @@ import os
 import numpy as np
 
 from biocodes.errors import TruncatedError, UnreadableError
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 
 UNKNOWN_AXES = "QI"
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -27,21 +33,25 @@ class NotPageMappable(Exception):
     """The series does not store exactly one plane per page."""
 
 
-def stored_order(axes: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+def stored_order(
+    axes: str, shape: tuple[int, ...], page_ndim: int
+) -> tuple[str, tuple[int, ...]]:
     """The page axes to walk, as (names, sizes), outermost first.
 
     Where the file does not say what an axis is (tifffile's ``Q``, or ``I``
     for a plain page sequence; e.g. its "shaped" description records a shape
     but no axes), the pages are walked in stored order as one axis, never
     split by a guessed C/Z/T: Bio-Formats reads such a file as a sequence of
-    pages too (it calls the axis T; we keep Z, the name bioio gives a lone
-    unknown axis, so existing catalogues keep their dims; the code is the
-    same). Unknown axes of size 1 are dropped.
+    pages too. The merged axis is named as bioio-tifffile names a lone
+    unknown axis (the first free of ``TCZ`` counted back from Y: Z for gray
+    pages, C for RGB pages); Bio-Formats calls it T. The code is the same
+    whatever the name. Unknown axes of size 1 are dropped.
     """
     kept = [(a, n) for a, n in zip(axes, shape) if not (a in UNKNOWN_AXES and n == 1)]
-    if any(a in UNKNOWN_AXES for a, _ in kept):
-        return "Z", (math.prod(n for _, n in kept),)
-    return "".join(a for a, _ in kept), tuple(n for _, n in kept)
+    if not any(a in UNKNOWN_AXES for a, _ in kept):
+        return "".join(a for a, _ in kept), tuple(n for _, n in kept)
+    guess = "TCZYX"[len("TCZYX") - 1 - page_ndim]
+    return guess, (math.prod(n for _, n in kept),)
 
 
 class _Series:
@@ -54,7 +64,9 @@ class _Series:
         if kf.shaped[1] != 1 or not axes.endswith(page_axes):
             raise NotPageMappable(f"series {index} axes {axes} / page {page_axes}")
         n_outer = len(axes) - len(page_axes)
-        outer_axes, outer_shape = stored_order(axes[:n_outer], shape[:n_outer])
+        outer_axes, outer_shape = stored_order(
+            axes[:n_outer], shape[:n_outer], len(page_axes)
+        )
         if math.prod(outer_shape) != len(series.pages):
             raise NotPageMappable(f"series {index}: pages do not match shape")
         sizes: dict[str, int] = {}
@@ -158,6 +170,17 @@ class TiffSource(PlaneSource):
     @property
     def scenes(self) -> list[SceneInfo]:
         return [s.info for s in self._series]
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """The compression of the scene's pages (tifffile's names)."""
+        pages = self._series[scene.index].pages
+        names = {
+            p.compression.name.lower()
+            for p in (pages[0], pages[len(pages) - 1])
+            if p is not None
+        }
+        tools = f"{package_version('tifffile')}, {package_version('imagecodecs')}"
+        return decoding(sorted(names), tools)
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
