@@ -91,10 +91,10 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
         raise UnreadableError(
             name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
-    from biocodes.sources.bioio import BIOFORMATS, BIOFORMATS_CANONICAL, BioioSource
+    from biocodes.sources.bioio import BIOFORMATS, BioioSource
 
-    if reader == BIOFORMATS or p.name.lower().endswith(BIOFORMATS_CANONICAL):
-        return BioioSource(name, reader)  # a VSI's TIFF bytes hold no stack
+    if reader == BIOFORMATS:
+        return BioioSource(name, reader)
     kind = sniff(name)
     if kind == "tiff" and not _tiff_based_other_format(name):
         from biocodes.sources.tiff import NotPageMappable, TiffSource
