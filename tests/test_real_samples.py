@@ -245,3 +245,67 @@ def test_qptiff_is_read_as_the_tiff_it_is(tmp_path):
     same = synth.write_ome_tiff(tmp_path / "same.ome.tif", full[None, :, None])
     (expected,) = biocode(same)["parts"]
     assert result["parts"][0]["iscc_code"] == expected["iscc_code"]
+
+
+def fake_reader(dims: str, shape: tuple[int, ...], stitched: tuple | None = None):
+    """A bioio reader class that reports ``dims`` of ``shape`` (and stitches
+    its M tiles into ``stitched`` TCZYX, if given), as a plugin might."""
+    import dask.array as da
+    import xarray as xr
+    from bioio_base.reader import Reader
+
+    class FakeReader(Reader):
+        def __init__(self, image, **kwargs) -> None:
+            self._path = str(image)
+
+        @staticmethod
+        def _is_supported_image(fs, path, **kwargs) -> bool:
+            return True
+
+        @property
+        def scenes(self) -> tuple[str, ...]:
+            return ("Image:0",)
+
+        def _read_delayed(self) -> xr.DataArray:
+            return xr.DataArray(da.zeros(shape, dtype="uint8"), dims=list(dims))
+
+        def _read_immediate(self) -> xr.DataArray:
+            return self._read_delayed().compute()
+
+        def _get_stitched_dask_mosaic(self) -> xr.DataArray:
+            if stitched is None:
+                raise NotImplementedError
+            return xr.DataArray(da.zeros(stitched, dtype="uint8"), dims=list("TCZYX"))
+
+    return FakeReader
+
+
+@pytest.mark.parametrize(
+    "dims, shape, stitched, refused",
+    [
+        ("LCZYX", (20, 1, 1, 8, 8), None, "'L' of size 20"),  # a wavelength sweep
+        ("TCZYXV", (1, 1, 1, 8, 8, 3), None, "'V' of size 3"),  # three views
+        ("MTCZYX", (4, 1, 1, 1, 8, 8), None, "'M' of size 4"),  # tiles, unstitched
+        ("MTCZYX", (4, 1, 1, 1, 8, 8), (1, 1, 1, 16, 16), None),  # stitched
+        ("TCZYXL", (2, 1, 1, 8, 8, 1), None, None),  # a single wavelength
+    ],
+)
+def test_an_axis_imagewalk_does_not_name_is_refused_not_dropped(
+    tmp_path, monkeypatch, dims, shape, stitched, refused
+):
+    """bioio's BioImage folds every reader into TCZYX(S) and keeps index 0 of
+    any other axis: such a scene is `unsupported`, never hashed as its first
+    wavelength or view. Mosaic tiles that bioio stitched are not dropped."""
+    from biocodes.errors import UnsupportedError
+    from biocodes.sources import bioio as bioio_source
+
+    reader = fake_reader(dims, shape, stitched)
+    monkeypatch.setattr(bioio_source, "choose_readers", lambda *a: [reader])
+    path = tmp_path / "image.raw"
+    path.write_bytes(b"\0" * 64)
+    if refused:
+        with pytest.raises(UnsupportedError, match=f"dimension {refused}"):
+            bioio_source.BioioSource(str(path))
+    else:
+        (scene,) = bioio_source.BioioSource(str(path)).scenes
+        assert scene.planes * scene.plane_nbytes == int(np.prod(stitched or shape))

@@ -128,13 +128,17 @@ class BioioSource(PlaneSource):
             dims = self._img.dims
             order, shape = dims.order, dims.shape
             dtype = self._img.dtype
+            # BioImage shows every reader as TCZYX(S) and keeps index 0 of any
+            # other axis without a word: check the reader's own dims too
+            stored = self._img.reader.dims
         except Exception as exc:
             raise UnreadableError(
                 self.path, f"cannot read scene {index}: {_one_line(exc)}"
             ) from None
         sizes = dict(zip(order, shape))
-        for axis, n in sizes.items():
-            if axis not in "TCZYXS" and n != 1:
+        known = "TCZYXS" + ("" if "M" in order else "M")  # M: tiles it stitched
+        for axis, n in [*zip(stored.order, stored.shape), *sizes.items()]:
+            if axis not in known and n != 1:
                 raise UnsupportedError(
                     self.path,
                     f"scene {index} has a dimension {axis!r} of size {n}, which "
