@@ -301,6 +301,8 @@ def _chains():
         "v2-delta-blosc": lambda p, a: _zarr_v2(
             p, a, [numcodecs.Delta(dtype="<u2")], numcodecs.Blosc()
         ),
+        # no compressor: the last filter's output (a blosc frame) is stored
+        "v2-blosc-filter-only": lambda p, a: _zarr_v2(p, a, [numcodecs.Blosc()], None),
     }
 
 
@@ -421,7 +423,7 @@ def test_renamed_files_give_the_same_scenes(tmp_path):
     tif = synth.write_tiff(tmp_path / "x.tif", a)
     png = synth.write_png(tmp_path / "x.png", a[0])
     for src, names in (
-        (tif, ("x.svs", "x.tiff", "x.btf", "x.data")),
+        (tif, ("x.svs", "x.tiff", "x.btf", "x.data", "x.png")),
         (png, ("y.PNG", "y.img")),
     ):
         want = codes(src)
