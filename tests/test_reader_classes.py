@@ -423,7 +423,7 @@ def test_renamed_files_give_the_same_scenes(tmp_path):
     tif = synth.write_tiff(tmp_path / "x.tif", a)
     png = synth.write_png(tmp_path / "x.png", a[0])
     for src, names in (
-        (tif, ("x.svs", "x.tiff", "x.btf", "x.data", "x.png")),
+        (tif, ("x.svs", "x.tiff", "x.btf", "x.data", "t.png", "t.jpg")),
         (png, ("y.PNG", "y.img")),
     ):
         want = codes(src)
