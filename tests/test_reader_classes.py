@@ -194,6 +194,14 @@ def test_one_bit_samples_are_zero_and_one_in_every_format(tmp_path):
     for name in ("b.tif", "b.bmp"):
         Image.fromarray(bits).save(tmp_path / name)
         paths.append(tmp_path / name)
+    zarr = synth.write_ome_zarr(
+        tmp_path / "b.ome.zarr", bits.astype(np.uint8)[None, None, None], levels=1
+    )
+    import zarr as zarr_python
+
+    group = zarr_python.open_group(str(zarr), mode="r+")
+    group["0"] = group["0"][...].astype(bool)  # a boolean array: 0/1 bytes
+    paths.append(zarr)
     for path in paths:
         assert codes(path) == truth(bits.astype(np.uint8)), path.name
 
