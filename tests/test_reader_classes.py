@@ -194,6 +194,14 @@ def test_one_bit_samples_are_zero_and_one_in_every_format(tmp_path):
     for name in ("b.tif", "b.bmp"):
         Image.fromarray(bits).save(tmp_path / name)
         paths.append(tmp_path / name)
+    zarr = synth.write_ome_zarr(
+        tmp_path / "b.ome.zarr", bits.astype(np.uint8)[None, None, None], levels=1
+    )
+    import zarr as zarr_python
+
+    group = zarr_python.open_group(str(zarr), mode="r+")
+    group["0"] = group["0"][...].astype(bool)  # a boolean array: 0/1 bytes
+    paths.append(zarr)
     for path in paths:
         assert codes(path) == truth(bits.astype(np.uint8)), path.name
 
@@ -301,6 +309,8 @@ def _chains():
         "v2-delta-blosc": lambda p, a: _zarr_v2(
             p, a, [numcodecs.Delta(dtype="<u2")], numcodecs.Blosc()
         ),
+        # no compressor: the last filter's output (a blosc frame) is stored
+        "v2-blosc-filter-only": lambda p, a: _zarr_v2(p, a, [numcodecs.Blosc()], None),
     }
 
 
@@ -392,8 +402,8 @@ def test_a_bioformats_crash_is_unreadable(tmp_path):
     bits = np.random.default_rng(9).integers(0, 2, (20, 28)).astype(bool)
     path = tmp_path / "b.png"
     Image.fromarray(bits).save(path)  # as Pillow 13 writes it
-    with pytest.raises(UnreadableError, match="Bio-Formats"):
-        biocode(path, reader="bioformats")
+    error = cli(path, reader="bioformats")["b.png"]["error"]
+    assert error["type"] == "unreadable" and "Bio-Formats" in error["message"]
 
 
 # -- class 4: unnamed axes keep the stored order ----------------------------
@@ -421,7 +431,7 @@ def test_renamed_files_give_the_same_scenes(tmp_path):
     tif = synth.write_tiff(tmp_path / "x.tif", a)
     png = synth.write_png(tmp_path / "x.png", a[0])
     for src, names in (
-        (tif, ("x.svs", "x.tiff", "x.btf", "x.data")),
+        (tif, ("x.svs", "x.tiff", "x.btf", "x.data", "t.png", "t.jpg")),
         (png, ("y.PNG", "y.img")),
     ):
         want = codes(src)
@@ -454,6 +464,60 @@ def _need_bioformats() -> None:
         pytest.fail(f"Bio-Formats is not set up: {bioformats.problem()}")
 
 
+def cli(*paths: Path, reader: str = "auto") -> dict[str, dict]:
+    """``biocodes biocode --json`` in a subprocess, so that no JVM lives in
+    the test process (as in test_bioformats.py): {file name: result}."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biocodes.cli",
+            "biocode",
+            "--json",
+            "--reader",
+            reader,
+            "--",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    found = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(found) == {Path(p).name for p in paths}, proc.stderr[-2000:]
+    return found
+
+
+def cli_codes(result: dict) -> list[str]:
+    assert "error" not in result, result
+    return [p["iscc_code"] for p in result["parts"]]
+
+
+def test_bioformats_suffix_list_is_the_jars():
+    """biocodes.bioformats.SUFFIXES equals what the jar's readers claim."""
+    import subprocess
+    import sys
+
+    _need_bioformats()
+    code = (
+        "from biocodes import bioformats; bioformats.configure(); import scyjava;"
+        "r = scyjava.jimport('loci.formats.ImageReader')();"
+        "print('SUFFIXES', *sorted({str(s).lower() for s in r.getSuffixes()}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    from biocodes.bioformats import SUFFIXES
+
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("SUFFIXES ")]
+    jar = {s for s in line.split()[1:] if "," not in s}  # one entry is "tif,"
+    assert jar == set(SUFFIXES), proc.stderr[-2000:]
+
+
 def test_every_suffix_of_a_bioformats_reader_is_read(tmp_path):
     """EMDB maps (.map), particle stacks (.mrcs), tilt series (.st, .ali) are
     MRC files: Bio-Formats' MRC reader claims them all, so they are read.
@@ -462,9 +526,10 @@ def test_every_suffix_of_a_bioformats_reader_is_read(tmp_path):
     _need_bioformats()
     a = synth.random_scene((3, 6, 8), "int16", seed=16)
     want = synth.expected_biocode(a[None, None, :, ::-1].copy())
-    for suffix in ("mrc", "map", "mrcs", "st", "ali", "rec"):
-        path = _write_mrc(tmp_path / f"x.{suffix}", a)
-        assert codes(path) == want, suffix
+    suffixes = ("mrc", "map", "mrcs", "st", "ali", "rec")
+    paths = [_write_mrc(tmp_path / f"x.{suffix}", a) for suffix in suffixes]
+    for name, result in cli(*paths).items():
+        assert cli_codes(result) == want, name
 
 
 def test_an_svs_under_any_name_has_the_scenes_bioformats_gives(tmp_path):
@@ -501,7 +566,7 @@ def test_an_svs_under_any_name_has_the_scenes_bioformats_gives(tmp_path):
         for x in (base, base[:50, :60], base[:80, :96])
     ]
     assert codes(svs) == codes(renamed) == want
-    assert codes(svs, reader="bioformats") == want
+    assert cli_codes(cli(svs, reader="bioformats")["slide.svs"]) == want
 
 
 def test_a_tiff_entry_of_another_format_is_not_read_as_a_tiff(tmp_path):
@@ -511,8 +576,7 @@ def test_a_tiff_entry_of_another_format_is_not_read_as_a_tiff(tmp_path):
     path = synth.write_tiff(
         tmp_path / "slide.vsi", synth.random_scene((16, 16), "uint8")
     )
-    with open_source(path) as source:
-        assert source.format == "bioformats"
+    assert cli(path)["slide.vsi"].get("format") == "bioformats"
 
 
 # -- class 8: lossy codecs record their decoder ----------------------------
