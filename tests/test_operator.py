@@ -239,3 +239,68 @@ def test_readme_says_how_to_get_the_commands():
     assert "bash scripts/example.sh --configfile" in readme
     script = (ROOT / "scripts" / "example.sh").read_text()
     assert '"$@"' in script  # arguments reach snakemake
+
+
+def _snakemake(tmp_path, config, *args):
+    import yaml
+
+    cfg = tmp_path / "user.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [Path(sys.executable).parent / "snakemake", "--configfile", cfg, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_a_misspelt_config_key_is_one_line_with_the_allowed_keys(tmp_path):
+    proc = _snakemake(tmp_path, {"shard": 3}, "-n", "--nolock")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (
+        "config: unknown key 'shard'; did you mean 'shards'? (allowed in config: "
+        "cluster, duplicates, example, exclude," in out
+    )
+    assert "additionalProperties" not in out  # no schema dump
+    assert len(out.splitlines()) < 10, out
+    proc = _snakemake(tmp_path, {"views": {"max_view": 3}}, "-n", "--nolock")
+    out = proc.stdout + proc.stderr
+    assert "unknown key 'views.max_view'; did you mean 'max_views'?" in out
+
+
+def test_the_main_command_still_runs_the_example():
+    proc = subprocess.run(
+        [Path(sys.executable).parent / "snakemake", "-n", "--nolock"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule make_example:" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_user_config_with_roots_fingerprints_only_those(tmp_path):
+    import pyarrow.parquet as pq
+
+    repo = tmp_path / "lab"
+    repo.mkdir()
+    synth.write_tiff(repo / "x.tif", scene(1)[0, 0])
+    results = tmp_path / "results"
+    config = {"roots": {"lab": str(repo)}, "results": str(results)}
+    dry = _snakemake(tmp_path, config, "-n", "--nolock")
+    assert "make_example" not in dry.stdout + dry.stderr
+    proc = _snakemake(tmp_path, config, "--nolock")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    images = pq.read_table(results / "catalogue" / "images.parquet").to_pylist()
+    assert [(i["root"], i["path"]) for i in images] == [("lab", "x.tif")]
+    (run,) = pq.read_table(results / "catalogue" / "runs.parquet").to_pylist()
+    recorded = json.loads(run["config"])
+    assert recorded["roots"] == {"lab": str(repo)}
+    assert recorded["example"]["generate"] is False
+    assert "example.done" not in os.listdir(results)
+    log = (results / "logs" / "manifest.log").read_text()
+    assert "skipped: no files" in log

@@ -155,8 +155,8 @@ def similar(
 
     A path is fingerprinted (with views if the catalogue has them) and each of
     its scenes is compared by ISCC-SUM (identical pixels), Data-Code,
-    ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the column of its type. Only the
-    catalogue is read, never the repository.
+    ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the
+    column of its type. Only the catalogue is read, never the repository.
     """
     from biocodes.catalogue import read_catalogue
 
