@@ -59,6 +59,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("iscc_mixed", S),
             ("status", S),
             ("error", S),
+            # metadata, where the reader gives it; never part of a code
+            ("physical_size_x", pa.float64()),
+            ("physical_size_y", pa.float64()),
+            ("physical_size_z", pa.float64()),
+            ("physical_unit_x", S),
+            ("physical_unit_y", S),
+            ("physical_unit_z", S),
+            ("channel_names", pa.list_(S)),
+            ("acquisition_date", S),
         ]
     ),
     "simprints": pa.schema(

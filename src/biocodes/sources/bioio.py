@@ -14,11 +14,14 @@ whose chunks are larger).
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 
 import numpy as np
 
 from biocodes.errors import UnreadableError, UnsupportedError
+from biocodes.sources import metadata
 from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.metadata import safely
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -127,7 +130,9 @@ class BioioSource(PlaneSource):
                     f"scene {index} has a dimension {axis!r} of size {n}, which "
                     "IMAGEWALK does not define",
                 )
-        return make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
+        scene = make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
+        meta = safely(self.path, lambda: metadata.bioio_scene(self._img), {})
+        return replace(scene, metadata=metadata.expand_channels(meta, scene.samples))
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
