@@ -14,7 +14,13 @@ import numpy as np
 
 from biocodes.errors import UnreadableError
 from biocodes.sources import metadata
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 from biocodes.sources.metadata import safely
 
 PIXEL_TYPES = {
@@ -77,6 +83,11 @@ class CziSource(PlaneSource):
         for i, meta in enumerate(found):
             meta = metadata.expand_channels(meta, self._scenes[i].samples)
             self._scenes[i] = replace(self._scenes[i], metadata=meta)
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """libCZI decodes (JPEG XR and zstd included); aicspylibczi does not
+        say which compression the subblocks use."""
+        return decoding(None, package_version("aicspylibczi"))
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
