@@ -313,3 +313,28 @@ def test_a_user_config_with_roots_fingerprints_only_those(tmp_path):
     assert "example.done" not in os.listdir(results)
     log = (results / "logs" / "manifest.log").read_text()
     assert "skipped: no files" in log
+
+
+def test_a_catalogue_from_before_timestamps_is_carried_on(catalogued, tmp_path):
+    """runs.started/finished were ISO strings: the next merge reads them as
+    timestamps and keeps the old run."""
+    import shutil
+    from datetime import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results = tmp_path / "results"
+    shutil.copytree(catalogued / "results", results, symlinks=True)
+    runs_file = results / "catalogue" / "runs.parquet"
+    runs = pq.read_table(runs_file)
+    old = runs.drop_columns(["started", "finished", "images_touched"])
+    old = old.append_column("started", pa.array(["2026-11-01T01:00:00+00:00"]))
+    old = old.append_column("finished", pa.array(["2026-11-01T01:10:00+00:00"]))
+    os.remove(runs_file)
+    pq.write_table(old, runs_file)
+    build_catalogue({"repo": catalogued / "repo"}, results)
+    first, second = pq.read_table(runs_file).to_pylist()
+    assert first["started"] == datetime.fromisoformat("2026-11-01T01:00:00+00:00")
+    assert first["images_touched"] is None and second["images_touched"] == 0
+    assert isinstance(second["started"], datetime)
