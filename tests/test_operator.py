@@ -338,3 +338,33 @@ def test_a_catalogue_from_before_timestamps_is_carried_on(catalogued, tmp_path):
     assert first["started"] == datetime.fromisoformat("2026-11-01T01:00:00+00:00")
     assert first["images_touched"] is None and second["images_touched"] == 0
     assert isinstance(second["started"], datetime)
+
+
+def test_settle_roots(tmp_path):
+    from biocodes.config import ConfigError, settle_roots
+
+    (tmp_path / "lab").mkdir()
+
+    def default():
+        return {
+            "roots": {"example": "example"},
+            "example": {"generate": True, "root": "example"},
+        }
+
+    # no user roots: the example, generated (it need not exist yet), absolute
+    cfg = default()
+    assert settle_roots(cfg, {}, tmp_path) == {"example": str(tmp_path / "example")}
+    # user roots (merged by Snakemake over the example's): only theirs
+    cfg = default()
+    cfg["roots"]["lab"] = "lab"
+    assert settle_roots(cfg, {"roots": {"lab": "lab"}}, tmp_path) == {
+        "lab": str(tmp_path / "lab")
+    }
+    assert cfg["example"]["generate"] is False and list(cfg["roots"]) == ["lab"]
+    # the example switched off (merged by Snakemake) and no other root
+    cfg = default()
+    cfg["example"]["generate"] = False
+    with pytest.raises(ConfigError, match="no roots to scan"):
+        settle_roots(cfg, {"example": {"generate": False}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"roots\.gone: 'gone' is not a directory"):
+        settle_roots(default(), {"roots": {"gone": "gone"}}, tmp_path)

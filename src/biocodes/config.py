@@ -76,11 +76,6 @@ def settle_roots(
         config["example"] = example
     label = example.get("root")
     generated = bool(example.get("generate", False))
-    if generated and label not in config["roots"]:
-        raise ConfigError(
-            f"config: example.root {label!r} is not one of roots "
-            f"({', '.join(config['roots'])})"
-        )
     roots = {
         k: v
         for k, v in config["roots"].items()
@@ -93,11 +88,16 @@ def settle_roots(
     for k, root in roots.items():
         if not is_remote(root):
             roots[k] = os.path.normpath(os.path.join(os.path.abspath(workdir), root))
-        if k != label or not generated:
-            if not is_remote(root) and not os.path.isdir(roots[k]):
-                raise ConfigError(
-                    f"config: roots.{k}: {root!r} is not a directory or a "
-                    "s3://, http:// or https:// URL"
-                )
+        made_here = generated and k == label  # the example, generated first
+        if not made_here and not is_remote(root) and not os.path.isdir(roots[k]):
+            raise ConfigError(
+                f"config: roots.{k}: {root!r} is not a directory or a "
+                "s3://, http:// or https:// URL"
+            )
+    if generated and label not in roots:
+        raise ConfigError(
+            f"config: example.generate is true but example.root {label!r} is not "
+            f"one of roots ({', '.join(roots)})"
+        )
     config["roots"] = roots
     return roots
