@@ -76,6 +76,29 @@ def test_only_changed_added_and_corrupted_images_are_read(nightly):
     assert "pixels read for 3 images" in proc.stdout + proc.stderr
 
 
+def test_per_run_figures_count_this_run_only(nightly):
+    """bytes_hashed and scenes_read are this run's reads; removed and touched
+    are this run's changes; the catalogue's totals are named as totals."""
+    from datetime import datetime
+
+    tmp, first_rows, proc = nightly
+    first, second = rows(tmp / "results", "runs", drop=())[:2]
+    scenes = rows(tmp / "results", "scenes")
+    nbytes = {s["path"]: s["nbytes"] for s in scenes if s["status"] == "ok"}
+    all_first = sum(s["nbytes"] for s in first_rows["scenes"] if s["status"] == "ok")
+    assert first["bytes_hashed"] == first["bytes_total"] == all_first
+    # the second run read added and changed (corrupt failed: no pixels)
+    read = nbytes["a/added.ome.tif"] + nbytes["a/change.ome.tif"]
+    assert second["bytes_hashed"] == read and second["scenes_read"] == 2
+    assert second["bytes_total"] == sum(nbytes.values()) != read
+    assert second["images_touched"] == 1 and second["images_removed"] == 1
+    assert second["images_removed_total"] == 1
+    assert isinstance(second["started"], datetime) and second["started"].tzinfo
+    assert second["finished"] >= second["started"]
+    out = proc.stdout + proc.stderr
+    assert "1 added, 1 changed, 1 touched, 1 removed, 1 failed" in out
+
+
 def test_changes_table_says_exactly_what_happened(nightly):
     tmp, _, _ = nightly
     runs = [r["run_id"] for r in rows(tmp / "results", "runs", drop=())]
@@ -127,6 +150,9 @@ def test_a_no_change_rerun_rewrites_identical_tables(nightly):
     last = rows(tmp / "results", "runs", drop=())[-1]
     assert last["images_read"] == 1  # only the corrupt file is retried
     assert last["images_reused"] == 6 and last["images_added"] == 0
+    # nothing removed tonight, no pixels hashed (the corrupt file failed again)
+    assert last["images_removed"] == 0 and last["images_removed_total"] == 1
+    assert last["bytes_hashed"] == 0 and last["bytes_total"] > 0
     for name, data in before.items():
         assert (cat / f"{name}.parquet").read_bytes() == data, name
     assert rows(tmp / "results", "images") == images
@@ -156,7 +182,8 @@ def test_similar_answers_from_the_catalogue(nightly, tmp_path):
         json.loads(x)
         for x in run_cli("similar", "--json", results, crop).stdout.splitlines()
     ]
-    assert {m["match"] for m in found} == {"iscc_mixed"}
+    # by its mixed code or, nearer, by a view's code (never identical)
+    assert found and {m["match"] for m in found} <= {"iscc_mixed", "iscc_image"}
     assert {m["path"] for m in found} >= {"a/one.ome.tif", "b/one.ome.zarr"}
     mixed = found[0]["code"]
     proc = run_cli("similar", results, mixed, "--max-distance", "0")

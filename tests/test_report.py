@@ -1,7 +1,15 @@
-"""The HTML report: names from the repository are text, never markup."""
+"""The HTML report: names from the repository are text, never markup; the
+morning report's sections for a repository run three times; capped at scale."""
 
 import json
+import os
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pytest
+from catalogues import build_catalogue
+
+from biocodes import synth
 from biocodes.catalogue import TABLES, to_table, write_atomic
 from biocodes.report import render, write_report
 
@@ -13,8 +21,8 @@ def catalogue(tmp_path, scenes=3):
     rows["runs"].append(
         {
             "run_id": "r1",
-            "started": "s",
-            "finished": "f",
+            "started": datetime(2026, 11, 30, 1, 0, tzinfo=UTC),
+            "finished": datetime(2026, 11, 30, 1, 5, tzinfo=UTC),
             "config_sha256": "0" * 64,
             "versions": json.dumps({"biocodes": "0"}),
             "imagewalk_spec": "IMAGEWALK",
@@ -62,3 +70,178 @@ def test_grid_is_capped_and_says_so(tmp_path):
     assert "Scenes (first 2 of 3)" in html
     assert html.count('class="card"') == 2
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def scene(seed, shape=(1, 2, 3, 48, 64)):
+    return synth.structured_scene(shape, "uint16", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    """A repository catalogued three times with a day's changes in between."""
+    tmp = tmp_path_factory.mktemp("morning")
+    repo, results = tmp / "repo", tmp / "results"
+    repo.mkdir()
+    synth.write_ome_tiff(repo / "a.ome.tif", scene(1))
+    synth.write_ome_zarr(repo / "a-copy.ome.zarr", scene(1))  # exact duplicate
+    synth.write_ome_tiff(repo / "a-crop.ome.tif", scene(1)[..., 2:-2, 2:-2])
+    synth.write_ome_tiff(repo / "b.ome.tif", scene(2))
+    synth.write_tiff(repo / "gone.tif", scene(3)[0, 0])
+    data = synth.write_ome_tiff(repo / "cut.ome.tif", scene(4)).read_bytes()
+    (repo / "cut.ome.tif").write_bytes(data[: len(data) // 2])
+    build_catalogue({"repo": repo}, results)
+    # day 2: one added, one removed, one not an image at all
+    synth.write_ome_tiff(repo / "new.ome.tif", scene(5))
+    (repo / "gone.tif").unlink()
+    (repo / "notes.tif").write_text("not a TIFF")
+    build_catalogue({"repo": repo}, results)
+    # day 3: pixels changed under a kept name, one file touched, one added
+    synth.write_ome_tiff(repo / "b.ome.tif", scene(6))
+    st = os.stat(repo / "new.ome.tif")
+    os.utime(repo / "new.ome.tif", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    synth.write_ome_tiff(repo / "late.ome.tif", scene(7))
+    cat = build_catalogue({"repo": repo}, results)
+    page = write_report(cat, results / "report.html")
+    return tmp, page
+
+
+def test_morning_report_sections(three_runs):
+    from browser import dump_dom
+
+    _, page = three_runs
+    dom = dump_dom(page)
+    assert "This run's changes (5)" in dom  # changed, 2 failed, added, touched
+    assert '<tr class="integrity">' in dom and "repo:b.ome.tif" in dom
+    assert "1 image(s) have new pixel codes" in dom
+    assert "Failures (2)" in dom
+    for kind in ("truncated", "unreadable"):
+        assert f"<td><b>{kind}</b></td><td>1</td>" in dom
+    assert "exact: identical pixels" in dom and "a-copy.ome.zarr#scene0" in dom
+    assert "near_mixed" in dom and "a-crop.ome.tif#scene0" in dom
+    assert "Run history (last 3 of 3 runs)" in dom
+    assert dom.count("<circle") == 3 * 4  # 3 runs, 4 series
+    shown = int(dom.split('data-images="')[1].split('"')[0])
+    loaded = int(dom.split('data-loaded="')[1].split('"')[0])
+    assert shown > 10 and loaded == shown
+
+
+def test_morning_report_screenshot(three_runs):
+    """On screen: the history plot's lines, the flagged change, thumbnails."""
+    from browser import screenshot
+    from PIL import Image
+
+    tmp, page = three_runs
+    png = screenshot(page, tmp / "report.png", width=1280, height=3200)
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+    def share(rgb, tol=12):
+        return (np.abs(pixels - np.array(rgb)).max(axis=2) <= tol).mean()
+
+    assert share((0x1F, 0x5F, 0xBF)) > 1e-4  # images line
+    assert share((0xD6, 0x20, 0x20)) > 1e-4  # failures line
+    assert share((0x8A, 0x3F, 0xFC)) > 1e-4  # pixels-read line
+    assert share((0xFF, 0xD6, 0xD6)) > 1e-3  # the integrity flag
+    assert (pixels.max(axis=2) < 40).mean() > 0.02  # thumbnails' dark backgrounds
+
+
+def big_catalogue(tmp_path, n=100_000):
+    """A synthetic catalogue of ``n`` images (one scene and view each), 3% failed,
+    a busy night of changes, 5,000 duplicate pairs and 100 runs."""
+    rng = np.random.default_rng(1)
+    rows = {name: [] for name in TABLES}
+    start = datetime(2026, 8, 1, tzinfo=UTC)
+    for r in range(100):
+        rows["runs"].append(
+            {
+                "run_id": f"r{r:03d}",
+                "started": start + timedelta(days=r),
+                "finished": start + timedelta(days=r, hours=1),
+                "config_sha256": "0" * 64,
+                "versions": json.dumps({"biocodes": "0"}),
+                "imagewalk_spec": "IMAGEWALK",
+                "images": n,
+                "images_ok": n - 3000,
+                "images_error": 3000,
+                "scenes": n,
+                "bytes_hashed": int(rng.integers(0, 10**11)),
+            }
+        )
+    types = ["truncated", "unreadable", "not_found", "empty", "unsupported"]
+    for i in range(n):
+        iid = f"{i:016x}"
+        path = f"plate{i // 1000:03d}/well{i % 1000:04d}.ome.tif"
+        rows["scenes"].append(
+            {
+                "image_id": iid,
+                "path": path,
+                "scene_index": 0,
+                "dtype": "uint16",
+                "iscc_code": f"ISCC:{i:020d}",
+                "status": "ok",
+            }
+            | {k: 1 for k in ("size_t", "size_c", "size_z", "size_y", "size_x")}
+        )
+        rows["views"].append(
+            {
+                "image_id": iid,
+                "scene_index": 0,
+                "view_index": 0,
+                "strategy": "composite",
+                "iscc_image": "ISCC:EEA",
+                "thumbnail": f"thumbnails/{iid[:2]}/{iid}/scene0.view0.png",
+            }
+        )
+        if i % 33 == 0:
+            rows["errors"].append(
+                {
+                    "image_id": iid,
+                    "path": path,
+                    "stage": "read",
+                    "error_type": types[i % 5],
+                    "message": f"{path}: bad",
+                }
+            )
+        if i % 5 == 0:
+            rows["changes"].append(
+                {
+                    "run_id": "r099",
+                    "image_id": iid,
+                    "root": "lab",
+                    "path": path,
+                    "change": ["added", "changed", "touched", "removed"][i % 4],
+                    "codes_changed": i % 4 == 1,
+                }
+            )
+        if i % 20 == 0:
+            for member in (i, i + 1):
+                rows["duplicates"].append(
+                    {
+                        "kind": "exact",
+                        "group_id": f"exact:{i}",
+                        "image_id": f"{member:016x}",
+                        "path": f"copy{member}.tif",
+                        "scene_index": 0,
+                        "code": "ISCC:X",
+                        "distance": 0,
+                    }
+                )
+    out = tmp_path / "catalogue"
+    for name, items in rows.items():
+        write_atomic(to_table(name, items), out / f"{name}.parquet")
+    return out
+
+
+@pytest.mark.slow
+def test_report_stays_readable_at_100k_images(tmp_path):
+    page = write_report(big_catalogue(tmp_path), tmp_path / "report.html")
+    html = page.read_text()
+    assert len(html) < 3_000_000, len(html)
+    assert "Scenes (first 500 of 100000)" in html
+    assert "This run's changes (20,000)" in html
+    assert "… and 19,800 more in changes.parquet" in html
+    assert "Failures (3,031)" in html and html.count("in errors.parquet") == 5
+    assert "Duplicates (5,000 groups)" in html
+    assert "… and 4,970 more in duplicates.parquet" in html
+    assert "Run history (last 60 of 100 runs)" in html
+    assert html.count("<circle") == 60 * 4
+    assert html.count("<tr") < 400

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 S, I64, I32, B = pa.string(), pa.int64(), pa.int32(), pa.bool_()
+TS = pa.timestamp("s", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
     "images": pa.schema(
@@ -61,6 +62,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("iscc_mixed", S),
             ("status", S),
             ("error", S),
+            # metadata, where the reader gives it; never part of a code
+            ("physical_size_x", pa.float64()),
+            ("physical_size_y", pa.float64()),
+            ("physical_size_z", pa.float64()),
+            ("physical_unit_x", S),
+            ("physical_unit_y", S),
+            ("physical_unit_z", S),
+            ("channel_names", pa.list_(S)),
+            ("acquisition_date", S),
         ]
     ),
     "simprints": pa.schema(
@@ -129,8 +139,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "runs": pa.schema(
         [
             ("run_id", S),
-            ("started", S),
-            ("finished", S),
+            ("started", TS),
+            ("finished", TS),
             ("config_sha256", S),
             ("config", S),
             ("versions", S),
@@ -148,6 +158,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("images_failed", I64),
             ("scenes", I64),
             ("bytes_hashed", I64),
+            # added later: see run_figures
+            ("images_touched", I64),
+            ("images_removed_total", I64),
+            ("scenes_read", I64),
+            ("bytes_total", I64),
+            ("files_skipped", I64),
         ]
     ),
 }
@@ -301,6 +317,70 @@ def _versions_changed(previous_runs: list[dict], versions: dict[str, str]) -> st
     return "; ".join(moved)
 
 
+def _timestamps(run: dict) -> dict:
+    """A ``runs`` row with ``started``/``finished`` as datetimes (catalogues
+    before 2026-11-30 stored ISO strings)."""
+    from datetime import datetime
+
+    return {
+        **run,
+        **{
+            k: datetime.fromisoformat(run[k])
+            for k in ("started", "finished")
+            if isinstance(run.get(k), str)
+        },
+    }
+
+
+def skipped_files(manifest: str | os.PathLike) -> dict[str, int]:
+    """Files the scan passed over (not in ``include``, or ``exclude``d), by
+    suffix, as the scan stamped them on the manifest."""
+    import json
+
+    meta = pq.read_schema(manifest).metadata or {}
+    return json.loads(meta.get(b"skipped", b"{}"))
+
+
+def run_figures(
+    current: dict[str, list[dict]],
+    change_rows: list[dict],
+    counts: Sequence[dict[str, int]],
+    run_id: str,
+) -> dict[str, int]:
+    """The ``runs`` counts. Per-run figures count this run only: images read,
+    re-hashed and reused (from the shards' counts), the changes (added,
+    changed, touched, removed, failed), and the scenes and pixel bytes read
+    (images whose rows this run wrote). Catalogue totals after the run are
+    ``images``, ``images_ok``, ``images_error``, ``images_removed_total``,
+    ``scenes`` and ``bytes_total``."""
+    status = [i["status"] for i in current["images"]]
+    kinds = [c["change"] for c in change_rows]
+    total = {
+        k: sum(c.get(k, 0) for c in counts) for k in ("read", "rehashed", "reused")
+    }
+    live = [s for s in current["scenes"] if s["status"] == "ok"]
+    read_now = {i["image_id"] for i in current["images"] if i["run_id"] == run_id}
+    read_scenes = [s for s in live if s["image_id"] in read_now]
+    return {
+        "images": len(status) - status.count("removed"),
+        "images_ok": status.count("ok"),
+        "images_error": status.count("error"),
+        "images_removed_total": status.count("removed"),
+        "images_read": total["read"],
+        "images_rehashed": total["rehashed"],
+        "images_reused": total["reused"],
+        "images_added": kinds.count("added"),
+        "images_changed": kinds.count("changed"),
+        "images_touched": kinds.count("touched"),
+        "images_removed": kinds.count("removed"),
+        "images_failed": kinds.count("failed"),
+        "scenes": len(live),
+        "scenes_read": len(read_scenes),
+        "bytes_hashed": sum(s["nbytes"] for s in read_scenes),
+        "bytes_total": sum(s["nbytes"] for s in live),
+    }
+
+
 def merge_run(
     state_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -331,6 +411,7 @@ def merge_run(
     }
     # duplicates are recomputed, never read
     previous = {n: read_catalogue(out_dir, n) for n in TABLES if n != "duplicates"}
+    previous["runs"] = [_timestamps(r) for r in previous["runs"]]
     run_id, started = run_info(manifest)
     change_rows, carried = changes(
         {name: previous[name] for name in SHARD_TABLES}, current, run_id
@@ -346,35 +427,22 @@ def merge_run(
     )
     current["changes"] = previous["changes"] + change_rows
     versions = code_versions()
-    status = [i["status"] for i in current["images"]]
-    kinds = [c["change"] for c in change_rows]
-    total = {
-        k: sum(c.get(k, 0) for c in counts) for k in ("read", "rehashed", "reused")
-    }
-    live = [s for s in current["scenes"] if s["status"] == "ok"]
+    finished = (
+        datetime.fromisoformat(started)  # reproducible: SOURCE_DATE_EPOCH fixes both
+        if os.environ.get("SOURCE_DATE_EPOCH")
+        else datetime.now(UTC).replace(microsecond=0)
+    )
     run = {
         "run_id": run_id,
-        "started": started,
-        "finished": started  # reproducible: SOURCE_DATE_EPOCH fixes both
-        if os.environ.get("SOURCE_DATE_EPOCH")
-        else datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": datetime.fromisoformat(started),
+        "finished": finished,
         "config_sha256": config_sha256(config),
         "config": json.dumps(redact(config), sort_keys=True, default=str),
         "versions": json.dumps(versions, sort_keys=True),
         "versions_changed": _versions_changed(previous["runs"], versions),
         "imagewalk_spec": SPEC_VERSION,
-        "images": len(status) - status.count("removed"),
-        "images_ok": status.count("ok"),
-        "images_error": status.count("error"),
-        "images_removed": status.count("removed"),
-        "images_read": total["read"],
-        "images_rehashed": total["rehashed"],
-        "images_reused": total["reused"],
-        "images_added": kinds.count("added"),
-        "images_changed": kinds.count("changed"),
-        "images_failed": kinds.count("failed"),
-        "scenes": len(live),
-        "bytes_hashed": sum(s["nbytes"] for s in live),
+        **run_figures(current, change_rows, counts, run_id),
+        "files_skipped": sum(skipped_files(manifest).values()),
     }
     current["runs"] = [*previous["runs"], run]
     with atomic_dir(out_dir, keep=3) as new:
@@ -391,13 +459,20 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
     lines = [
         f"biocodes run {run['run_id']}: {run['images']} images "
         f"({run['images_ok']} ok, {run['images_error']} failed), "
-        f"{run['scenes']} scenes, {run['bytes_hashed'] / 1e6:,.1f} MB of pixels",
-        f"  pixels read for {run['images_read']} images, "
+        f"{run['scenes']} scenes in the catalogue",
+        f"  this run: pixels read for {run['images_read']} images "
+        f"({run['scenes_read']} scenes, {run['bytes_hashed'] / 1e6:,.1f} MB), "
         f"{run['images_rehashed']} re-hashed as files, "
         f"{run['images_reused']} unchanged; "
         f"{run['images_added']} added, {run['images_changed']} changed, "
-        f"{run['images_removed']} removed, {run['images_failed']} failed",
+        f"{run['images_touched']} touched, {run['images_removed']} removed, "
+        f"{run['images_failed']} failed",
     ]
+    if run["files_skipped"]:
+        lines.append(
+            f"  {run['files_skipped']} files skipped by include/exclude "
+            "(by suffix in logs/manifest.log)"
+        )
     if run["versions_changed"]:
         lines.append(
             f"  code versions changed since the last run: "

@@ -11,8 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn, TextIO
 
 import click
 
@@ -233,13 +234,15 @@ def scenes(
     """List the scenes of each image with their dims and pixel type."""
     from biocodes.fingerprint import scene_entry
     from biocodes.sources import open_source
-    from biocodes.thumbnails import write_previews
+    from biocodes.thumbnails import output_names, write_previews
+
+    names = output_names(paths)
 
     def work(path: str) -> dict:
         with open_source(path) as source:
             items = [scene_entry(s) for s in source.scenes]
             if out_dir is not None:
-                files = write_previews(source, out_dir, size)
+                files = write_previews(source, out_dir, size, stem=names[path])
                 for item, file in zip(items, files):
                     item["thumbnail"] = str(file)
             return {"format": source.format, "scenes": items}
@@ -255,13 +258,19 @@ def scenes(
     _run_each(paths, as_json, work, show)
 
 
-def _views_work(out_dir: str | None, **options: object) -> Callable[[str], dict]:
-    """Compute the views of one path; PNGs go to OUT_DIR/<file name>/."""
+def _views_work(
+    out_dir: str | None, paths: tuple[str, ...], **options: object
+) -> Callable[[str], dict]:
+    """Compute the views of one path; PNGs go to OUT_DIR/<file name>/ (with
+    parent folders where two inputs share a file name)."""
     from dataclasses import replace
     from pathlib import Path
 
     from biocodes.fingerprint import imagecode
+    from biocodes.thumbnails import output_names
     from biocodes.views import ViewOptions
+
+    names = output_names(paths)
 
     try:
         base = ViewOptions(**options)
@@ -271,7 +280,7 @@ def _views_work(out_dir: str | None, **options: object) -> Callable[[str], dict]
     def work(path: str) -> dict:
         where = None
         if out_dir is not None:
-            where = str(Path(out_dir) / Path(path.rstrip("/")).name)
+            where = str(Path(out_dir) / names[path])
         return imagecode(path, replace(base, thumbnails=where))
 
     return work
@@ -318,7 +327,7 @@ def imagecode(
             )
             _show_views(part)
 
-    work = _views_work(out_dir, max_views=max_views, thumbnail_size=size)
+    work = _views_work(out_dir, paths, max_views=max_views, thumbnail_size=size)
     _run_each(paths, as_json, work, show)
 
 
@@ -357,6 +366,7 @@ def views(
 
     work = _views_work(
         out_dir,
+        paths,
         strategies=chosen,
         max_views=max_views,
         time_point=time_point,
@@ -408,15 +418,16 @@ def similar(
     catalogued path and scene. Exit status 1 if nothing matched.
     """
     from biocodes.similarity import similar as search
-    from biocodes.verify import catalogue_dir
+    from biocodes.verify import NotACatalogueError, catalogue_dir
 
     try:
         matches = search(catalogue_dir(catalogue), query, max_distance)
+    except NotACatalogueError as exc:
+        _cannot_run(exc)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except Exception as exc:
-        click.echo(f"biocodes: {_fail(query, exc)}", err=True)
-        sys.exit(2)
+        _cannot_run(_fail(query, exc))
     for m in matches:
         if as_json:
             click.echo(json.dumps(m))
@@ -459,22 +470,107 @@ def verify(
         if not sep:
             raise click.UsageError(f"--root {item!r}: expected LABEL=DIR")
         moved[label] = where
+    try:
+        results = check(catalogue, sample=sample, roots=moved, seed=seed)
+        _print_checks(results, as_json, "images")
+    except ValueError as exc:  # not a catalogue, an unknown --root label
+        _cannot_run(exc)
+
+
+def _cannot_run(exc: BaseException) -> NoReturn:
+    """A command that cannot do its job at all (not a catalogue, not a list of
+    codes) says why in one line and exits 2: distinct from 1, "something
+    failed the check", and from 0, so a typo in a cron job never passes."""
+    click.echo(f"biocodes: {exc}", err=True)
+    sys.exit(2)
+
+
+def _print_checks(results: Iterable[dict], as_json: bool, what: str) -> None:
+    """``PATH: STATUS (detail)`` lines, a summary on stderr, exit 1 if any
+    result is not OK (like ``sha256sum -c``)."""
     counts = {"OK": 0, "FAILED": 0, "MISSING": 0}
-    for r in check(catalogue, sample=sample, roots=moved, seed=seed):
+    for r in results:
         counts[r["status"]] += 1
         if as_json:
             click.echo(json.dumps(r))
         else:
             detail = f" ({r['detail']})" if r["detail"] else ""
             click.echo(f"{r['path']}: {r['status']}{detail}")
-    bad = counts["FAILED"] + counts["MISSING"]
-    if bad:
+    if counts["FAILED"] + counts["MISSING"]:
         click.echo(
             f"biocodes: WARNING: {counts['FAILED']} failed, {counts['MISSING']} "
-            f"missing of {sum(counts.values())} images",
+            f"missing of {sum(counts.values())} {what}",
             err=True,
         )
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("codes", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per scene.")
+def check(codes: TextIO, as_json: bool) -> None:
+    """Re-read the files listed in CODES and compare them scene by scene.
+
+    CODES is what `biocodes biocode PATH... > codes.txt` printed (text or
+    --json; '-' reads stdin). Prints PATH#sceneN: OK, FAILED (pixels differ,
+    a scene gone or new, unreadable) or PATH: MISSING, like sha256sum -c.
+    Relative paths are relative to the current directory. Exit status 1 if
+    anything failed or is missing, 2 if CODES lists no codes at all.
+    """
+    from biocodes.verify import check_codes, parse_codes
+
+    entries, bad = parse_codes(codes)
+    name = getattr(codes, "name", "codes")
+    if not entries:
+        _cannot_run(
+            ValueError(
+                f"{name}: no codes found (expected the output of biocodes biocode)"
+            )
+        )
+    if bad:
+        click.echo(
+            f"biocodes: WARNING: {bad} line(s) of {name} hold no code (failed "
+            "files or other text); skipped",
+            err=True,
+        )
+    _print_checks(check_codes(entries), as_json, "scenes")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=IMAGE_PATH)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the PNG files.",
+)
+@_size_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
+def thumb(paths: tuple[str, ...], out_dir: str, size: int, as_json: bool) -> None:
+    """Write one representative PNG per image: DIR/<file name>.png.
+
+    The middle Z plane at the first time point of the image's largest scene
+    (RGB as stored, other types stretched between the 0.5 and 99.5
+    percentiles); only those planes are read. Where two inputs share a file
+    name, their parent folders tell the PNGs apart.
+    """
+    from biocodes.sources import open_source
+    from biocodes.thumbnails import output_names, write_thumbnail
+
+    names = output_names(paths)
+
+    def work(path: str) -> dict:
+        with open_source(path) as source:
+            png = write_thumbnail(source, out_dir, size, stem=names[path])
+            return {"format": source.format, "thumbnail": str(png)}
+
+    def show(path: str, r: dict) -> None:
+        click.echo(f"{r['thumbnail']} *{display_path(path)}")
+
+    _run_each(paths, as_json, work, show)
 
 
 @cli.command("bioformats-setup")

@@ -45,6 +45,8 @@ def scene_entry(scene: SceneInfo) -> dict:
         "dtype": scene.dtype.name,
         "planes": scene.planes,
         "nbytes": scene.nbytes,
+        # what the reader says (pixel sizes, channel names, date); not hashed
+        "metadata": dict(scene.metadata),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -180,12 +181,14 @@ def scan_root(
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
     confinement: Confinement | None = None,
+    skipped: Counter | None = None,
 ) -> Iterator[ManifestRow]:
     """Yield the images under one root (directories first, then their files).
 
     Symlinked files are checked against ``confinement`` (default: this root
     only, no following); symlinked directories are descended only with
-    ``follow_symlinks``, each real directory once, so a loop ends.
+    ``follow_symlinks``, each real directory once, so a loop ends. Files left
+    out by ``include``/``exclude`` are counted by suffix in ``skipped``.
     """
     base = Path(root)
     policy = confinement or Confinement({label: str(root)})
@@ -214,9 +217,30 @@ def scan_root(
             is_store = name in stores
             wanted = is_store or name in links or _matches(rel, include)
             if _matches(rel, exclude) or not wanted:
+                if skipped is not None:
+                    skipped[_suffix(name)] += 1
                 continue
             why = policy.why_not(full) if full.is_symlink() else None
             yield _row(label, rel, full, is_store, shards, why)
+
+
+def _suffix(name: str) -> str:
+    """A file's suffix for the skipped-files count: ``.ome.tif`` counts as
+    ``.tif``; no suffix as ``(none)``."""
+    return os.path.splitext(name)[1].lower() or "(none)"
+
+
+def describe_skipped(skipped: Mapping[str, int]) -> str:
+    """One log line: how many files the scan passed over, by suffix."""
+    if not skipped:
+        return "skipped: no files (every file matched include and no exclude)"
+    by = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{suffix} {n}" for suffix, n in by[:20])
+    more = f", ... {len(by) - 20} more suffixes" if len(by) > 20 else ""
+    return (
+        f"skipped: {sum(skipped.values())} files not in include or excluded "
+        f"(by suffix: {shown}{more})"
+    )
 
 
 def scan_remote_root(
@@ -265,6 +289,7 @@ def scan(
     exclude: Sequence[str] = (),
     follow_symlinks: bool = False,
     limits: Limits | None = None,
+    skipped: Counter | None = None,
 ) -> list[dict]:
     """All images of all roots, as dict rows, sorted by root and path."""
     policy = Confinement(roots, follow_symlinks)
@@ -273,7 +298,9 @@ def scan(
         if is_remote(roots[label]):
             found = scan_remote_root(label, roots[label], shards, exclude, limits)
         else:
-            found = scan_root(label, roots[label], shards, include, exclude, policy)
+            found = scan_root(
+                label, roots[label], shards, include, exclude, policy, skipped
+            )
         rows += [asdict(r) for r in found]
     rows.sort(key=lambda r: (r["root"], r["path"]))
     return rows
@@ -357,21 +384,26 @@ def build_manifest(
     follow_symlinks: bool = False,
     limits: Limits | None = None,
 ) -> int:
-    """Scan (or read the user's list) and write the manifest Parquet atomically."""
+    """Scan (or read the user's list) and write the manifest Parquet
+    atomically, stamped with the run and the skipped files by suffix."""
+    import json
+
     import pyarrow as pa
 
     from biocodes.catalogue import write_atomic
 
+    skipped: Counter = Counter()
     rows = (
         from_file(manifest_file, shards, roots, follow_symlinks, limits)
         if manifest_file
-        else scan(roots, shards, include, exclude, follow_symlinks, limits)
+        else scan(roots, shards, include, exclude, follow_symlinks, limits, skipped)
     )
     for r in rows:
         r["abspath"] = os.fsencode(r["abspath"])
     schema = pa.schema([(n, getattr(pa, t)()) for n, t in MANIFEST_SCHEMA_FIELDS])
     table = pa.Table.from_pylist(rows, schema=schema)
-    write_atomic(table.replace_schema_metadata(new_run()), out)
+    meta = {**new_run(), "skipped": json.dumps(dict(sorted(skipped.items())))}
+    write_atomic(table.replace_schema_metadata(meta), out)
     return len(rows)
 
 

@@ -1,15 +1,23 @@
-"""An HTML page about one catalogue: the last run, a grid of scenes, the failures.
+"""The morning report: one self-contained HTML page about a catalogue.
 
-The page is plain HTML with inline CSS and no external resources, written next
-to the catalogue so that thumbnail paths (relative to the results directory)
-resolve. Every value from the repository (file names, messages) is escaped:
-a file name must never become markup.
+Written for the person who reads it each morning: this run's figures and
+changes (a scene code that changed under a kept file is flagged as a possible
+integrity problem), failures grouped by type, exact and near duplicate groups
+with their thumbnails, a plot of the run history, then a grid of scenes.
+
+The page is plain HTML with inline CSS and SVG and no external resources,
+written next to the catalogue so that thumbnail paths (relative to the results
+directory) resolve. Every list is capped and says how many it left out, so
+the page stays small at 100k images (the catalogue has everything). Every
+value from the repository (file names, messages) is escaped: a file name must
+never become markup.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -17,7 +25,9 @@ from urllib.parse import quote
 CSS = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:22px;margin:0 0 8px} h2{font-size:17px;margin:28px 0 8px}
-.summary td{padding:2px 12px 2px 0}
+h3{font-size:15px;margin:16px 0 6px}
+.summary td{padding:2px 12px 2px 0;vertical-align:top}
+.cols{display:flex;gap:40px;flex-wrap:wrap;align-items:flex-start}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
 .card img{width:100%;height:180px;object-fit:contain;background:#111;display:block}
@@ -25,9 +35,23 @@ h1{font-size:22px;margin:0 0 8px} h2{font-size:17px;margin:28px 0 8px}
 .path{font-weight:600;word-break:break-all;margin-top:6px}
 code{font-size:11px;word-break:break-all;color:#444}
 .views{display:flex;gap:3px;margin-top:4px}.views img{width:40px;height:40px}
-table.errors{border-collapse:collapse;background:#fff}
-table.errors td,table.errors th{border:1px solid #ddd;padding:4px 8px;text-align:left}
-.ok{color:#176f2c}.bad{color:#a01616}
+table.list{border-collapse:collapse;background:#fff}
+table.list td,table.list th{border:1px solid #ddd;padding:4px 8px;text-align:left}
+tr.integrity td{background:#ffd6d6}
+.alert{background:#ffd6d6;border:2px solid #a01616;padding:8px 12px;margin:12px 0;
+ border-radius:6px;color:#700}
+.ok{color:#176f2c}.bad{color:#a01616}.more{color:#666;font-style:italic}
+.kind{display:inline-block;min-width:72px;padding:1px 6px;border-radius:4px;
+ background:#e8e8e8;font-size:12px}
+.kind.changed{background:#ffe3a8}.kind.failed{background:#ffd6d6}
+.kind.added{background:#d6f5dc}.kind.removed{background:#ddd}
+.group{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;
+ margin:0 0 8px}
+.members{display:flex;gap:8px;flex-wrap:wrap}
+.member{width:132px;font-size:11px;word-break:break-all}
+.member img{width:128px;height:96px;object-fit:contain;background:#111;display:block}
+.member .noimg{width:128px;height:96px;line-height:96px}
+svg.history{background:#fff;border:1px solid #ddd;border-radius:6px}
 """
 
 # Counts thumbnails that really decoded, for people and for the browser test.
@@ -40,9 +64,25 @@ window.addEventListener('load', () => {
 });
 """
 
+#: the run-history series: (runs column, label, colour, scale, unit)
+SERIES = (
+    ("images", "images", "#1f5fbf", 1, ""),
+    ("scenes", "scenes", "#2f9e44", 1, ""),
+    ("images_error", "failures", "#d62020", 1, ""),
+    ("bytes_hashed", "pixels read", "#8a3ffc", 1e6, " MB"),
+)
+#: change kinds in the order a reader wants them
+KINDS = ("changed", "failed", "removed", "added", "touched")
+
 
 def _img(src: str, alt: str, cls: str = "") -> str:
     return f'<img src="{quote(src)}" alt="{escape(alt)}" class="{cls}" loading="eager">'
+
+
+def _more(shown: int, total: int, where: str) -> str:
+    if total <= shown:
+        return ""
+    return f'<p class="more">… and {total - shown:,} more in {escape(where)}</p>'
 
 
 def _card(scene: dict, views: list[dict]) -> str:
@@ -73,64 +113,307 @@ def _card(scene: dict, views: list[dict]) -> str:
     )
 
 
-def render(catalogue_dir: str | os.PathLike, max_scenes: int = 500) -> str:
-    """The report page for a catalogue, as a string."""
+def _n(value: object) -> int:
+    return int(value or 0)
+
+
+def _when(value: object) -> str:
+    """A run time as text: timestamps (or old catalogues' ISO strings)."""
+    if value is None:
+        return "—"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return text.replace("+00:00", "Z")
+
+
+def _summary(run: dict) -> list[str]:
+    this_run = [
+        ("run", run["run_id"]),
+        ("started / finished", f"{_when(run['started'])} / {_when(run['finished'])}"),
+        (
+            "pixels read",
+            f"{_n(run['images_read']):,} images, {_n(run.get('scenes_read')):,} "
+            f"scenes, {_n(run['bytes_hashed']) / 1e6:,.1f} MB",
+        ),
+        (
+            "re-hashed as files / unchanged",
+            f"{_n(run['images_rehashed']):,} / {_n(run['images_reused']):,}",
+        ),
+        (
+            "changes",
+            ", ".join(
+                f"{_n(run.get(f'images_{k}')):,} {k}"
+                for k in ("added", "changed", "touched", "removed", "failed")
+            ),
+        ),
+        ("files skipped (include/exclude)", f"{_n(run.get('files_skipped')):,}"),
+    ]
+    total = [
+        (
+            "images",
+            f"{_n(run['images']):,} ({_n(run['images_ok']):,} ok, "
+            f"{_n(run['images_error']):,} failed, "
+            f"{_n(run.get('images_removed_total')):,} removed earlier)",
+        ),
+        ("scenes", f"{_n(run['scenes']):,}"),
+        ("pixels", f"{_n(run.get('bytes_total')) / 1e6:,.1f} MB"),
+        ("IMAGEWALK", run["imagewalk_spec"]),
+        ("config sha256", run["config_sha256"]),
+        (
+            "versions",
+            ", ".join(f"{k} {v}" for k, v in json.loads(run["versions"]).items()),
+        ),
+    ]
+    if run.get("versions_changed"):
+        total.append(("versions changed", run["versions_changed"]))
+
+    def table(title: str, items: list[tuple[str, object]]) -> str:
+        body = "".join(
+            f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in items
+        )
+        return f"<div><h3>{title}</h3><table class=summary>{body}</table></div>"
+
+    return [
+        '<div class="cols">',
+        table("This run", this_run),
+        table("Catalogue after this run (totals)", total),
+        "</div>",
+    ]
+
+
+def history_svg(runs: Sequence[dict], last: int = 60) -> str:
+    """The run history as inline SVG: one small panel per series (images,
+    scenes, failures, pixels read), one point per run, the newest last."""
+    runs = list(runs)[-last:]
+    width, panel, gap, left = 720, 70, 22, 120
+    height = len(SERIES) * (panel + gap) + 24
+    n = len(runs)
+    out = [
+        f'<svg class="history" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="run history">'
+    ]
+    for i, (column, label, colour, scale, unit) in enumerate(SERIES):
+        top = 12 + i * (panel + gap)
+        values = [_n(r.get(column)) / scale for r in runs]
+        peak = max(values, default=0) or 1
+        xs = [
+            left + (width - left - 20) * (k / (n - 1) if n > 1 else 0.5)
+            for k in range(n)
+        ]
+        ys = [top + panel - panel * v / peak for v in values]
+        last_value = values[-1] if values else 0
+        fmt = ",.1f" if unit else ",.0f"
+        out.append(
+            f'<text x="8" y="{top + 14}" font-size="13" fill="{colour}" '
+            f'font-weight="600">{escape(label)}</text>'
+            f'<text x="8" y="{top + 32}" font-size="11" fill="#444">now '
+            f"{last_value:{fmt}}{unit}</text>"
+            f'<text x="8" y="{top + 48}" font-size="11" fill="#888">max '
+            f"{max(values, default=0):{fmt}}{unit}</text>"
+            f'<line x1="{left}" y1="{top + panel}" x2="{width - 20}" '
+            f'y2="{top + panel}" stroke="#bbb"/>'
+        )
+        if n > 1:
+            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+            out.append(
+                f'<polyline points="{points}" fill="none" stroke="{colour}" '
+                f'stroke-width="3"/>'
+            )
+        for x, y, r, v in zip(xs, ys, runs, values):
+            out.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}">'
+                f"<title>{escape(r['run_id'])}: {v:,.1f}{unit}</title></circle>"
+            )
+    first = escape(runs[0]["run_id"]) if runs else ""
+    newest = escape(runs[-1]["run_id"]) if runs else ""
+    out.append(
+        f'<text x="{left}" y="{height - 4}" font-size="11" fill="#666">{first}</text>'
+        f'<text x="{width - 20}" y="{height - 4}" font-size="11" fill="#666" '
+        f'text-anchor="end">{newest}</text></svg>'
+    )
+    return "".join(out)
+
+
+def _changes(changes: list[dict], cap: int) -> list[str]:
+    """This run's changes, by kind; codes_changed rows first and flagged."""
+    counts = {k: 0 for k in KINDS}
+    for c in changes:
+        counts[c["change"]] = counts.get(c["change"], 0) + 1
+    integrity = [c for c in changes if c["change"] == "changed" and c["codes_changed"]]
+    head = ", ".join(f"{n:,} {k}" for k, n in counts.items())
+    parts = [f"<h2>This run's changes ({len(changes):,})</h2><p>{head}</p>"]
+    if integrity:
+        parts.append(
+            f'<div class="alert"><b>{len(integrity):,} image(s) have new pixel '
+            "codes</b> under the same name: a re-acquisition, an edit, or an "
+            "integrity problem (silent corruption, a wrong copy). Check them "
+            "below (changes.parquet, codes_changed).</div>"
+        )
+    if not changes:
+        parts.append("<p>No image was added, changed, touched, removed or failed.</p>")
+        return parts
+    order = {k: i for i, k in enumerate(KINDS)}
+    ranked = sorted(
+        changes,
+        key=lambda c: (
+            not (c["change"] == "changed" and c["codes_changed"]),
+            order.get(c["change"], 9),
+            c["root"] or "",
+            c["path"] or "",
+        ),
+    )
+    parts.append(
+        "<table class=list><tr><th>change</th><th>path</th><th>codes</th>"
+        "<th>detail</th></tr>"
+    )
+    for c in ranked[:cap]:
+        flag = c["change"] == "changed" and c["codes_changed"]
+        if c["change"] == "failed":
+            detail = c["error"] or ""
+        elif c["change"] in ("changed", "touched"):
+            detail = f"{c['previous_iscc_code'] or '—'} → {c['iscc_code'] or '—'}"
+        else:
+            detail = c["iscc_code"] or c["previous_iscc_code"] or ""
+        codes = "CHANGED" if flag else ("same" if c["change"] == "touched" else "")
+        parts.append(
+            f'<tr class="{"integrity" if flag else ""}">'
+            f'<td><span class="kind {escape(c["change"])}">{escape(c["change"])}'
+            f"</span></td><td>{escape(c['root'] or '')}:{escape(c['path'] or '')}</td>"
+            f"<td>{codes}</td><td><code>{escape(detail)}</code></td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(_more(min(cap, len(ranked)), len(ranked), "changes.parquet"))
+    return parts
+
+
+def _failures(errors: list[dict], per_type: int) -> list[str]:
+    """Failures grouped by error type, most frequent first, a few examples each."""
+    parts = [f'<h2 class="{"bad" if errors else "ok"}">Failures ({len(errors):,})</h2>']
+    if not errors:
+        return [*parts, "<p>None.</p>"]
+    groups: dict[str, list[dict]] = {}
+    for e in errors:
+        groups.setdefault(e["error_type"] or "error", []).append(e)
+    parts.append(
+        "<table class=list><tr><th>type</th><th>images</th><th>stage</th>"
+        "<th>examples</th></tr>"
+    )
+    for kind, items in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        items.sort(key=lambda e: e["path"] or "")
+        stages = ", ".join(sorted({e["stage"] or "" for e in items}))
+        examples = "".join(
+            f"<div>{escape(e['path'] or '')}: <code>{escape(e['message'] or '')}"
+            "</code></div>"
+            for e in items[:per_type]
+        )
+        if len(items) > per_type:
+            examples += (
+                f'<div class="more">… and {len(items) - per_type:,} more '
+                "in errors.parquet</div>"
+            )
+        parts.append(
+            f"<tr><td><b>{escape(kind)}</b></td><td>{len(items):,}</td>"
+            f"<td>{escape(stages)}</td><td>{examples}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _duplicates(
+    dups: list[dict], thumbs: dict[tuple, str], groups_cap: int, members_cap: int
+) -> list[str]:
+    """Exact and near duplicate groups, each member with its first thumbnail."""
+    by_kind: dict[str, dict[str, list[dict]]] = {}
+    for d in dups:
+        by_kind.setdefault(d["kind"], {}).setdefault(d["group_id"], []).append(d)
+    total = sum(len(g) for g in by_kind.values())
+    parts = [f"<h2>Duplicates ({total:,} groups)</h2>"]
+    if not by_kind:
+        return [*parts, "<p>No scene appears in more than one file.</p>"]
+    titles = {
+        "exact": "identical pixels (same scene ISCC-SUM)",
+        "near_data": "near by Data-Code",
+        "near_mixed": "look alike (ISCC-MIXED)",
+    }
+    for kind in sorted(by_kind, key=lambda k: (k != "exact", k)):
+        groups = by_kind[kind]
+        ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        parts.append(
+            f"<h3>{escape(kind)}: {escape(titles.get(kind, kind))} "
+            f"({len(groups):,} groups)</h3>"
+        )
+        for _gid, members in ranked[:groups_cap]:
+            cells = []
+            for m in members[:members_cap]:
+                thumb = thumbs.get((m["image_id"], m["scene_index"]))
+                where = f"{m['path']}#scene{m['scene_index']}"
+                pic = _img(thumb, where) if thumb else '<div class="noimg">—</div>'
+                dist = f" · {m['distance']} bits" if m["distance"] else ""
+                cells.append(
+                    f'<div class="member">{pic}{escape(where)}<br>'
+                    f"{escape(m['format'] or '')}{dist}</div>"
+                )
+            left = len(members) - members_cap
+            if left > 0:
+                cells.append(f'<div class="member more">… {left:,} more</div>')
+            parts.append(
+                f'<div class="group"><code>{escape(members[0]["code"] or "")}</code>'
+                f' · {len(members):,} scenes<div class="members">{"".join(cells)}'
+                "</div></div>"
+            )
+        parts.append(
+            _more(min(groups_cap, len(ranked)), len(ranked), "duplicates.parquet")
+        )
+    return parts
+
+
+def render(
+    catalogue_dir: str | os.PathLike,
+    max_scenes: int = 500,
+    max_list: int = 200,
+    max_groups: int = 30,
+) -> str:
+    """The report page for a catalogue, as a string. ``max_scenes`` caps the
+    grid, ``max_list`` the changes table, ``max_groups`` the duplicate groups
+    shown per kind; the page says what each left out."""
     from biocodes.catalogue import read_catalogue
 
     def rows(name: str) -> list[dict]:
         return read_catalogue(catalogue_dir, name)
 
-    run = rows("runs")[-1]
+    runs = rows("runs")
+    run = runs[-1]
     scenes, errors = rows("scenes"), rows("errors")
     by_scene: dict[tuple, list[dict]] = {}
     for v in rows("views"):
         by_scene.setdefault((v["image_id"], v["scene_index"]), []).append(v)
+    thumbs = {
+        key: next((v["thumbnail"] for v in items if v.get("thumbnail")), None)
+        for key, items in by_scene.items()
+    }
+    changes = [c for c in rows("changes") if c["run_id"] == run["run_id"]]
+    scenes = [s for s in scenes if s["status"] != "removed"]
     scenes.sort(key=lambda s: (s["path"], s["scene_index"]))
     shown = scenes[:max_scenes]
-    versions = json.loads(run["versions"])
-    summary = [
-        ("run", run["run_id"]),
-        ("started / finished", f"{run['started']} / {run['finished']}"),
-        (
-            "images",
-            f"{run['images']} ({run['images_ok']} ok, {run['images_error']} failed)",
-        ),
-        ("scenes", run["scenes"]),
-        ("pixels hashed", f"{run['bytes_hashed'] / 1e6:,.1f} MB"),
-        ("IMAGEWALK", run["imagewalk_spec"]),
-        ("config sha256", run["config_sha256"]),
-        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
-    ]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>biocodes report {escape(run['run_id'])}</title>",
         f"<style>{CSS}</style><script>{SCRIPT}</script></head><body>",
-        "<h1>biocodes report</h1><table class=summary>",
-        *(f"<tr><td>{k}</td><td>{escape(str(v))}</td></tr>" for k, v in summary),
-        "</table>",
-        f'<h2 class="{"bad" if errors else "ok"}">Failures ({len(errors)})</h2>',
+        f"<h1>biocodes report · run {escape(run['run_id'])}</h1>",
+        *_summary(run),
+        f"<h2>Run history (last {min(len(runs), 60)} of {len(runs)} runs)</h2>",
+        history_svg(runs),
+        *_changes(changes, max_list),
+        *_failures(errors, per_type=5),
+        *_duplicates(rows("duplicates"), thumbs, max_groups, members_cap=8),
     ]
-    if errors:
-        parts.append(
-            "<table class=errors><tr><th>path</th><th>scene</th><th>stage</th>"
-            "<th>type</th><th>message</th></tr>"
-        )
-        parts += [
-            f"<tr><td>{escape(e['path'])}</td><td>{e['scene_index'] or ''}</td>"
-            f"<td>{escape(e['stage'] or '')}</td><td>{escape(e['error_type'] or '')}"
-            f"</td><td>{escape(e['message'] or '')}</td></tr>"
-            for e in errors
-        ]
-        parts.append("</table>")
-    else:
-        parts.append("<p>None.</p>")
     more = f" (first {len(shown)} of {len(scenes)})" if len(shown) < len(scenes) else ""
     parts += [
         f"<h2>Scenes{more}</h2><div class=grid>",
         *(_card(s, by_scene.get((s["image_id"], s["scene_index"]), [])) for s in shown),
         "</div></body></html>",
     ]
-    return "\n".join(parts)
+    return "\n".join(p for p in parts if p)
 
 
 def write_report(

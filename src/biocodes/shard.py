@@ -135,6 +135,7 @@ def fingerprint_image(
                 "iscc_mixed": p.get("iscc_mixed"),
                 "status": "ok",
                 "error": None,
+                **scene_metadata_columns(p.get("metadata") or {}),
             }
         )
         for v in p.get("views", []):
@@ -162,6 +163,14 @@ def fingerprint_image(
                 }
             )
     return out
+
+
+def scene_metadata_columns(meta: Mapping[str, Any]) -> dict:
+    """The scenes table's metadata columns (null where the reader says
+    nothing)."""
+    from biocodes.sources.metadata import FIELDS
+
+    return {k: meta.get(k) for k in FIELDS}
 
 
 class ScanError(BiocodeError):

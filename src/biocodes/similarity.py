@@ -154,9 +154,9 @@ def similar(
     """Catalogue scenes like ``query`` (an image path or a code), nearest first.
 
     A path is fingerprinted (with views if the catalogue has them) and each of
-    its scenes is compared by ISCC-SUM (identical pixels), Data-Code and
-    ISCC-MIXED. A code is compared with the column of its type. Only the
-    catalogue is read, never the repository.
+    its scenes is compared by ISCC-SUM (identical pixels), Data-Code,
+    ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the
+    column of its type. Only the catalogue is read, never the repository.
     """
     from biocodes.catalogue import read_catalogue
 
@@ -183,6 +183,10 @@ def similar(
             probes.append((label, "data_code", p["units"][0]))
             if p.get("iscc_mixed"):
                 probes.append((label, "iscc_mixed", p["iscc_mixed"]))
+            # each view against the catalogue's view codes: a lossy copy (a
+            # JPEG of a PNG) can be near one view while its mixed code is not
+            for v in p.get("views", []):
+                probes.append((label, "iscc_image", v["iscc_image"]))
     candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
     by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
     best: dict[tuple, dict] = {}

@@ -130,8 +130,10 @@ def write_ome_zarr(
     zarr_format: int = 3,
     levels: int = 2,
     name: str = "Image",
+    **writer: object,
 ) -> Path:
-    """One OME-Zarr image (NGFF 0.4 for zarr v2, 0.5 for v3) with a pyramid."""
+    """One OME-Zarr image (NGFF 0.4 for zarr v2, 0.5 for v3) with a pyramid;
+    ``writer``: more OMEZarrWriter options (``axes_units``, ``channels``, ...)."""
     from bioio_ome_zarr.writers import OMEZarrWriter
 
     if Path(path).exists():
@@ -150,6 +152,7 @@ def write_ome_zarr(
         chunk_shape=chunks,
         zarr_format=zarr_format,
         image_name=name,
+        **writer,
     )
     writer.write_full_volume(array)
     return Path(path)
@@ -183,11 +186,16 @@ def write_bioformats2raw(
     return path
 
 
-def write_czi(path: str | os.PathLike, scenes: np.ndarray | list[np.ndarray]) -> Path:
+def write_czi(
+    path: str | os.PathLike,
+    scenes: np.ndarray | list[np.ndarray],
+    metadata: dict | None = None,
+) -> Path:
     """CZI via pylibCZIrw: gray uint8/uint16/float32, or RGB uint8 (as BGR).
 
     Scenes are placed side by side so their bounding boxes never overlap, and
-    the scene XML is added so readers list every scene.
+    the scene XML is added so readers list every scene. ``metadata`` goes to
+    pylibCZIrw's ``write_metadata`` (``channel_names``, ``scale_x`` in µm, ...).
     """
     from pylibCZIrw import czi as pyczi
 
@@ -211,6 +219,8 @@ def write_czi(path: str | os.PathLike, scenes: np.ndarray | list[np.ndarray]) ->
                             location=(x0, 0),
                         )
             x0 += a.shape[4] + 16
+        if metadata:
+            doc.write_metadata(**metadata)
     if len(scenes) > 1:
         _add_czi_scene_xml(path, len(scenes))
     return Path(path)

@@ -15,6 +15,7 @@ pass shows (:mod:`biocodes.views`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,40 @@ def scene_preview(source: PlaneSource, scene: SceneInfo) -> np.ndarray:
     return composite(planes, rgb=True, rgb8=scene.dtype == np.uint8)
 
 
+def output_names(paths: Sequence[str]) -> dict[str, str]:
+    """A distinct output name per input path, for PNGs written side by side:
+    the file name, or, where two inputs share it, as many parent folders as
+    tell them apart (``a/x.tif``, ``b/x.tif`` -> ``a_x.tif``, ``b_x.tif``), so
+    no input's PNG overwrites another's."""
+    parts = {
+        p: [q for q in p.rstrip("/").split("/") if q not in ("", ".")] for p in paths
+    }
+    depth = dict.fromkeys(parts, 1)
+    while True:
+        names = {p: "_".join(parts[p][-depth[p] :]) or p for p in parts}
+        seen: dict[str, list[str]] = {}
+        for p, name in names.items():
+            seen.setdefault(name, []).append(p)
+        clash = [p for group in seen.values() if len(group) > 1 for p in group]
+        grow = [p for p in clash if depth[p] < len(parts[p])]
+        if not grow:
+            break
+        for p in grow:
+            depth[p] += 1
+    for group in seen.values():  # names that no folder tells apart (a/b_c, a_b/c)
+        for n, p in enumerate(group[1:], start=2):
+            names[p] = f"{names[p]}~{n}"
+    return names
+
+
 def write_previews(
-    source: PlaneSource, out_dir: str | os.PathLike, max_size: int = MAX_SIZE
+    source: PlaneSource,
+    out_dir: str | os.PathLike,
+    max_size: int = MAX_SIZE,
+    stem: str | None = None,
 ) -> list[Path]:
-    """One PNG per scene, named after the image and the scene index."""
-    stem = Path(source.path.rstrip("/")).name
+    """One PNG per scene, named after the image (or ``stem``) and the scene index."""
+    stem = stem or Path(source.path.rstrip("/")).name
     return [
         save_png(
             scene_preview(source, scene),
@@ -101,3 +131,22 @@ def write_previews(
         )
         for scene in source.scenes
     ]
+
+
+def write_thumbnail(
+    source: PlaneSource,
+    out_dir: str | os.PathLike,
+    max_size: int = MAX_SIZE,
+    stem: str | None = None,
+) -> Path:
+    """One representative PNG for a whole image (``biocodes thumb``): the
+    preview of its largest scene (the first of equals), as ``<stem>.png``."""
+    if not source.scenes:
+        from biocodes.errors import EmptyImageError
+
+        raise EmptyImageError(source.path, "no scenes to show")
+    scene = max(source.scenes, key=lambda s: (s.size_y * s.size_x, -s.index))
+    stem = stem or Path(source.path.rstrip("/")).name
+    return save_png(
+        scene_preview(source, scene), Path(out_dir) / f"{stem}.png", max_size
+    )

@@ -5,7 +5,14 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+from biocodes.config import ConfigError, check_config, settle_roots
+
+# one line naming the key, not Snakemake's dump of the whole schema
+try:
+    check_config(config, Path(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, schema="../schemas/config.schema.yaml")  # fills in defaults
 
 RESULTS = config["results"]
 # written by the merge, retired by a successful run: see catalogue.smk
@@ -14,26 +21,12 @@ SHARDS = list(range(config["shards"]))
 
 
 def _roots():
-    """The roots to scan. The example's root only counts when it is generated:
-    a user's --configfile is merged into config/config.yaml, so its `roots`
-    come on top of the example's."""
-    example = config.get("example") or {}
-    generated = example.get("generate", False)
-    roots = {
-        label: root
-        for label, root in config["roots"].items()
-        if generated or label != example.get("root")
-    }
-    if not roots:
-        raise WorkflowError("config: no roots to scan")
-    for label, root in roots.items():
-        remote = root.split("://", 1)[0].lower() in ("s3", "http", "https")
-        if label != example.get("root") and not remote and not os.path.isdir(root):
-            raise WorkflowError(
-                f"config: roots.{label}: {root!r} is not a directory or a "
-                "s3://, http:// or https:// URL"
-            )
-    return roots
+    """The roots to scan, absolute: the example's, or only the user's when
+    their --configfile names roots (see biocodes.config.settle_roots)."""
+    try:
+        return settle_roots(config, workflow.config_settings.overwrite_config)
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 ROOTS = _roots()

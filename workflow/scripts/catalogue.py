@@ -15,4 +15,4 @@ run = merge_run(
     counts=counts,
 )
 with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(json.dumps(run, indent=1))
+    tmp.write_text(json.dumps(run, indent=1, default=str))

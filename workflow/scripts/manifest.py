@@ -2,8 +2,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from biocodes.catalogue import skipped_files
 from biocodes.limits import Limits
-from biocodes.manifest import build_manifest
+from biocodes.manifest import build_manifest, describe_skipped
 
 p = snakemake.params
 rows = build_manifest(
@@ -17,3 +18,4 @@ rows = build_manifest(
     Limits.from_config(p.limits),
 )
 print(f"manifest: {rows} images in {p.shards} shards", file=sys.stderr)
+print(describe_skipped(skipped_files(snakemake.output[0])), file=sys.stderr)

@@ -8,7 +8,9 @@ quirks (axis names, RGB samples, pyramids, page layouts) stay inside adapters.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +63,10 @@ class SceneInfo:
     dtype: np.dtype
     #: samples per pixel in the source (3 for RGB); size_c includes them
     samples: int = 1
+    #: what the reader says about the scene (physical pixel sizes and units,
+    #: channel names, acquisition date: see :mod:`biocodes.sources.metadata`);
+    #: metadata only, never part of a code
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def planes(self) -> int:

@@ -14,10 +14,12 @@ whose chunks are larger).
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 
 import numpy as np
 
 from biocodes.errors import UnreadableError, UnsupportedError
+from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,
     SceneInfo,
@@ -25,6 +27,7 @@ from biocodes.sources.base import (
     make_scene,
     package_version,
 )
+from biocodes.sources.metadata import safely
 
 #: readers are constructed with per-plane chunks where they accept it
 PLANE_CHUNKS = ["Y", "X", "S"]
@@ -144,7 +147,9 @@ class BioioSource(PlaneSource):
                     f"scene {index} has a dimension {axis!r} of size {n}, which "
                     "IMAGEWALK does not define",
                 )
-        return make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
+        scene = make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
+        meta = safely(self.path, lambda: metadata.bioio_scene(self._img), {})
+        return replace(scene, metadata=metadata.expand_channels(meta, scene.samples))
 
     def decoding(self, scene: SceneInfo) -> dict:
         """The plugin (and Bio-Formats' jar) that decoded; bioio does not say

@@ -8,9 +8,12 @@ other format. Mosaic files fall back to bioio (raise :class:`NotPlaneMappable`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from biocodes.errors import UnreadableError
+from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,
     SceneInfo,
@@ -18,6 +21,7 @@ from biocodes.sources.base import (
     make_scene,
     package_version,
 )
+from biocodes.sources.metadata import safely
 
 PIXEL_TYPES = {
     "gray8": ("uint8", 1),
@@ -75,6 +79,10 @@ class CziSource(PlaneSource):
         self._scenes.sort(key=lambda sc: sc.index)
         if [s.index for s in self._scenes] != list(range(len(self._scenes))):
             raise NotPlaneMappable("scene indices are not contiguous")
+        found = safely(path, lambda: metadata.czi(czi.meta, len(self._scenes)), [])
+        for i, meta in enumerate(found):
+            meta = metadata.expand_channels(meta, self._scenes[i].samples)
+            self._scenes[i] = replace(self._scenes[i], metadata=meta)
 
     def decoding(self, scene: SceneInfo) -> dict:
         """libCZI decodes (JPEG XR and zstd included); aicspylibczi does not

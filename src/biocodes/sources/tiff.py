@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
 from biocodes.errors import TruncatedError, UnreadableError
+from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,
     SceneInfo,
@@ -24,6 +26,7 @@ from biocodes.sources.base import (
     make_scene,
     package_version,
 )
+from biocodes.sources.metadata import safely
 
 UNKNOWN_AXES = "QI"
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -176,6 +179,11 @@ class TiffSource(PlaneSource):
         self.format = (
             "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
         )
+        if tif.is_ome:  # scene metadata from the OME-XML, one Image per series
+            found = safely(path, lambda: metadata.ome_xml(tif.ome_metadata), [])
+            for s, meta in zip(self._series, found):
+                meta = metadata.expand_channels(meta, s.info.samples)
+                s.info = replace(s.info, metadata=meta)
 
     @property
     def scenes(self) -> list[SceneInfo]:

@@ -10,6 +10,7 @@ the same checks for local and remote stores.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from biocodes.errors import UnreadableError, UnsupportedError
 from biocodes.limits import Limits
 from biocodes.remote import url_name
+from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,
     SceneInfo,
@@ -25,6 +27,7 @@ from biocodes.sources.base import (
     make_scene,
     package_version,
 )
+from biocodes.sources.metadata import safely
 
 
 def _ome_attrs(group) -> dict:  # noqa: ANN001
@@ -153,6 +156,13 @@ class ZarrSource(PlaneSource):
                     )
             self._scenes.append(make_scene(path, index, name, sizes, array.dtype))
             self._arrays.append((array, axes))
+        for index, (_name, group, ms) in enumerate(images):
+            meta = safely(
+                path,
+                lambda ms=ms, g=group: metadata.ngff(ms, _ome_attrs(g).get("omero")),
+                {},
+            )
+            self._scenes[index] = replace(self._scenes[index], metadata=meta)
 
     @staticmethod
     def _find_images(root, name: str) -> list[tuple[str, object, dict]]:  # noqa: ANN001

@@ -1,0 +1,103 @@
+"""The workflow's config: one-line messages for mistakes, and whose roots count.
+
+Snakemake's own validation prints the whole schema for a misspelt key (some
+hundreds of lines); :func:`check_config` says what is wrong in one line, with
+the keys allowed there. :func:`settle_roots` decides which roots a run scans:
+the example's when the user gave none, only the user's when they did.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config mistake, as one line that names the key."""
+
+
+def _where(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "config"
+
+
+def check_config(config: Mapping[str, Any], schema_file: str | os.PathLike) -> None:
+    """Raise :class:`ConfigError` (one line) for the first problem in ``config``
+    against the JSON schema: an unknown key names the keys allowed beside it
+    (and the nearest one), anything else the key and what was expected."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
+    if error is None:
+        return
+    where = _where(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if allowed and extra:
+            near = difflib.get_close_matches(str(extra[0]), allowed, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            key = extra[0] if where == "config" else f"{where}.{extra[0]}"
+            raise ConfigError(
+                f"config: unknown key {key!r}{hint} (allowed in "
+                f"{where}: {', '.join(allowed)})"
+            )
+    message = " ".join(error.message.split())
+    if len(message) > 200:
+        message = message[:200] + "..."
+    raise ConfigError(f"config: {where}: {message}")
+
+
+def settle_roots(
+    config: dict[str, Any],
+    user: Mapping[str, Any] | None,
+    workdir: str | os.PathLike = ".",
+) -> dict[str, str]:
+    """The roots this run scans, as recorded: local roots absolute.
+
+    ``config`` is Snakemake's merged config (config/config.yaml, then the
+    user's ``--configfile``s); ``user`` is what the user's files and
+    ``--config`` gave. A user who names ``roots`` gets only those roots, and
+    the example is generated only if they ask for it (``example.generate``):
+    Snakemake merges mappings key by key, which would otherwise add the
+    example's root to theirs. ``config`` is updated in place, so the recorded
+    config says what was scanned.
+    """
+    user = user or {}
+    example = dict(config.get("example") or {})
+    if "roots" in user:
+        config["roots"] = dict(user["roots"])
+        example["generate"] = bool((user.get("example") or {}).get("generate", False))
+        config["example"] = example
+    label = example.get("root")
+    generated = bool(example.get("generate", False))
+    roots = {
+        k: v
+        for k, v in config["roots"].items()
+        if generated or k != label or k in user.get("roots", {})
+    }
+    if not roots:
+        raise ConfigError("config: no roots to scan")
+    from biocodes.remote import is_remote
+
+    for k, root in roots.items():
+        if not is_remote(root):
+            roots[k] = os.path.normpath(os.path.join(os.path.abspath(workdir), root))
+        made_here = generated and k == label  # the example, generated first
+        if not made_here and not is_remote(root) and not os.path.isdir(roots[k]):
+            raise ConfigError(
+                f"config: roots.{k}: {root!r} is not a directory or a "
+                "s3://, http:// or https:// URL"
+            )
+    if generated and label not in roots:
+        raise ConfigError(
+            f"config: example.generate is true but example.root {label!r} is not "
+            f"one of roots ({', '.join(roots)})"
+        )
+    config["roots"] = roots
+    return roots
