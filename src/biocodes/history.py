@@ -3,83 +3,142 @@
 Images that disappear keep their rows with ``status=removed``; every run adds
 one ``changes`` row per image added, changed, touched (new mtime, same bytes),
 removed or failed. Unchanged images are not listed.
+
+Both are computed on whole Arrow tables (joins and column comparisons), never
+row by row: the merge runs every night over the whole catalogue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: carried along for a removed image (a gone file's errors are moot)
+CARRIED = ("images", "scenes", "simprints", "views")
 
 
-def _by_image(rows: Iterable[dict]) -> dict[str, list[dict]]:
-    found: dict[str, list[dict]] = {}
-    for r in rows:
-        found.setdefault(r["image_id"], []).append(r)
-    return found
+def code_signature(images: pa.Table, scenes: pa.Table) -> pa.Table:
+    """``image_id`` and ``sig``: an image's raw-file code and its scenes'
+    codes in scene order, as one string, so two runs' codes compare as one
+    column."""
+    ordered = scenes.select(["image_id", "scene_index", "iscc_code"]).sort_by(
+        [("image_id", "ascending"), ("scene_index", "ascending")]
+    )
+    ordered = ordered.set_column(
+        2, "iscc_code", pc.fill_null(ordered["iscc_code"], "\0")
+    )
+    per_image = ordered.group_by("image_id", use_threads=False).aggregate(
+        [("iscc_code", "list")]
+    )
+    joined = pc.binary_join(per_image["iscc_code_list"], "\x1f")
+    scene_sig = pa.table({"image_id": per_image["image_id"], "_scenes": joined})
+    t = images.select(["image_id", "iscc_code"]).join(
+        scene_sig, "image_id", join_type="left outer"
+    )
+    sig = pc.binary_join_element_wise(
+        pc.fill_null(t["iscc_code"], "\0"), pc.fill_null(t["_scenes"], ""), "\x1e"
+    )
+    return pa.table({"image_id": t["image_id"], "sig": sig})
 
 
-def _codes(image: dict | None, scenes: list[dict]) -> tuple:
-    if image is None:
-        return ()
-    return (image.get("iscc_code"), tuple(s["iscc_code"] for s in scenes))
+def changes_table(
+    previous: dict[str, pa.Table], current: dict[str, pa.Table], run_id: str
+) -> tuple[pa.Table, dict[str, pa.Table]]:
+    """``changes`` rows for this run (unsorted), and the removed images' rows
+    to carry on, by table. Removed images keep their rows; their ``images``
+    and ``scenes`` rows get ``status=removed``."""
+    from biocodes.catalogue import SCHEMAS
 
+    schema = SCHEMAS["changes"]
+    prev_images, cur_images = previous["images"], current["images"]
+    before = prev_images.select(["image_id", "status", "size", "mtime_ns", "iscc_code"])
+    before = before.rename_columns(["image_id", "_status", "_size", "_mtime", "_code"])
+    old = code_signature(prev_images, previous["scenes"]).rename_columns(
+        ["image_id", "_old"]
+    )
+    new = code_signature(cur_images, current["scenes"]).rename_columns(
+        ["image_id", "_new"]
+    )
+    cols = ["image_id", "root", "path", "status", "size", "mtime_ns", "iscc_code"]
+    t = cur_images.select([*cols, "error"])
+    t = t.join(before, "image_id", join_type="left outer")
+    t = t.join(old, "image_id", join_type="left outer")
+    t = t.join(new, "image_id", join_type="left outer")
+    # a removed image that is back counts as added
+    known = pc.and_kleene(
+        pc.is_valid(t["_status"]), pc.not_equal(t["_status"], "removed")
+    ).fill_null(False)
+    codes_changed = pc.invert(
+        pc.and_(known, pc.equal(t["_old"], t["_new"]).fill_null(False))
+    )
+    moved = pc.or_(
+        pc.not_equal(t["_size"], t["size"]), pc.not_equal(t["_mtime"], t["mtime_ns"])
+    ).fill_null(True)
+    failed = pc.equal(t["status"], "error")
+    change = pc.case_when(
+        pc.make_struct(
+            failed,
+            pc.invert(known),
+            codes_changed,
+            moved,
+            field_names=["failed", "added", "changed", "touched"],
+        ),
+        "failed",
+        "added",
+        "changed",
+        "touched",
+    )
+    t = t.append_column("change", change).append_column("codes_changed", codes_changed)
+    t = t.filter(pc.is_valid(t["change"]))
+    known = pc.and_kleene(
+        pc.is_valid(t["_status"]), pc.not_equal(t["_status"], "removed")
+    ).fill_null(False)
+    previous_code = pc.if_else(known, t["_code"], pa.scalar(None, pa.string()))
+    rows = pa.table(
+        {
+            "run_id": pa.array([run_id] * t.num_rows, pa.string()),
+            "image_id": t["image_id"],
+            "root": t["root"],
+            "path": t["path"],
+            "change": t["change"],
+            "codes_changed": t["codes_changed"],
+            "previous_iscc_code": previous_code,
+            "iscc_code": t["iscc_code"],
+            "error": pc.if_else(
+                pc.equal(t["change"], "failed"),
+                t["error"],
+                pa.scalar(None, pa.string()),
+            ),
+        },
+        schema=schema,
+    )
 
-def changes(
-    previous: dict[str, list[dict]], current: dict[str, list[dict]], run_id: str
-) -> tuple[list[dict], dict[str, list[dict]]]:
-    """``changes`` rows for this run, and the removed images' rows to carry on.
-
-    ``previous`` and ``current`` map table names to rows. Removed images keep
-    all their rows; their ``images`` and ``scenes`` rows get ``status=removed``.
-    """
-    prev_images = {r["image_id"]: r for r in previous.get("images", [])}
-    prev_scenes = _by_image(previous.get("scenes", []))
-    cur_scenes = _by_image(current["scenes"])
-    rows: list[dict] = []
-
-    def note(image: dict, change: str, before: dict | None, old: tuple = ()) -> None:
-        new = _codes(image, cur_scenes.get(image["image_id"], []))
-        rows.append(
-            {
-                "run_id": run_id,
-                "image_id": image["image_id"],
-                "root": image["root"],
-                "path": image["path"],
-                "change": change,
-                "codes_changed": change != "removed" and old != new,
-                "previous_iscc_code": before and before.get("iscc_code"),
-                "iscc_code": None if change == "removed" else image.get("iscc_code"),
-                "error": image.get("error") if change == "failed" else None,
-            }
-        )
-
-    seen = set()
-    for image in current["images"]:
-        iid = image["image_id"]
-        seen.add(iid)
-        before = prev_images.get(iid)
-        if before is not None and before["status"] == "removed":
-            before = None
-        old = _codes(before, prev_scenes.get(iid, []))
-        if image["status"] == "error":
-            note(image, "failed", before, old)
-        elif before is None:
-            note(image, "added", None)
-        elif old != _codes(image, cur_scenes.get(iid, [])):
-            note(image, "changed", before, old)
-        elif (before["size"], before["mtime_ns"]) != (image["size"], image["mtime_ns"]):
-            note(image, "touched", before, old)
-
-    carried: dict[str, list[dict]] = {name: [] for name in previous}
-    gone = {iid for iid in prev_images if iid not in seen}
-    for name, items in previous.items():
-        if name not in current or name == "errors":  # a gone file's errors are moot
-            continue
-        for r in items:
-            if r["image_id"] in gone:
-                if name in ("images", "scenes"):
-                    r = {**r, "status": "removed"}
-                carried[name].append(r)
-    for iid in sorted(gone):
-        if prev_images[iid]["status"] != "removed":
-            note(prev_images[iid], "removed", prev_images[iid])
-    return rows, carried
+    gone_mask = pc.invert(pc.is_in(prev_images["image_id"], cur_images["image_id"]))
+    gone_images = prev_images.filter(gone_mask)
+    gone = gone_images["image_id"]
+    newly = gone_images.filter(pc.not_equal(gone_images["status"], "removed"))
+    removed = pa.table(
+        {
+            "run_id": pa.array([run_id] * newly.num_rows, pa.string()),
+            "image_id": newly["image_id"],
+            "root": newly["root"],
+            "path": newly["path"],
+            "change": pa.array(["removed"] * newly.num_rows, pa.string()),
+            "codes_changed": pa.array([False] * newly.num_rows, pa.bool_()),
+            "previous_iscc_code": newly["iscc_code"],
+            "iscc_code": pa.array([None] * newly.num_rows, pa.string()),
+            "error": pa.array([None] * newly.num_rows, pa.string()),
+        },
+        schema=schema,
+    )
+    carried: dict[str, pa.Table] = {}
+    for name in CARRIED:
+        table = previous[name]
+        table = table.filter(pc.is_in(table["image_id"], gone))
+        if name in ("images", "scenes"):
+            status = pa.array(["removed"] * table.num_rows, pa.string())
+            table = table.set_column(
+                table.schema.get_field_index("status"), "status", status
+            )
+        carried[name] = table
+    return pa.concat_tables([rows, removed]), carried

@@ -11,7 +11,13 @@ band are compared.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from itertools import combinations
+from math import comb
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def code_bits(code: str) -> tuple[int, int]:
@@ -30,40 +36,279 @@ def near_pairs(
     if not codes or max_distance < 0:
         return []
     bits = codes[0][1]
-    bands = min(max_distance + 1, bits)
+    nbytes = (bits + 63) // 64 * 8
+    body = np.frombuffer(
+        b"".join(v.to_bytes(nbytes, "big") for v, _ in codes), dtype=">u8"
+    )
+    words = body.reshape(len(codes), -1).astype(np.uint64)
+    i, j, d = _pairs_within(words, bits, max_distance)
+    return sorted(zip(i.tolist(), j.tolist(), d.tolist()))
+
+
+# ------------------------------------------------------------ vectorised
+# The catalogue merge finds duplicates among all live scenes every night, so
+# the search works on Arrow columns and numpy arrays, never row by row.
+
+_B32 = np.full(256, 255, dtype=np.uint8)
+_B32[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)] = np.arange(
+    32, dtype=np.uint8
+)
+#: candidate pairs checked per numpy batch (bounds memory: ~50 bytes each)
+PAIR_BATCH = 4_000_000
+
+
+def code_words(codes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """ISCC unit bodies as big-endian uint64 words (``words[n, k]``, bits),
+    base32-decoded for the whole column at once. All codes must be of one
+    unit type and length; the header is checked against iscc-core."""
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    codes = codes.cast(pa.string())
+    n = len(codes)
+    if n == 0:
+        return np.zeros((0, 1), dtype=np.uint64), 0
+    lengths = pc.utf8_length(codes).to_numpy(zero_copy_only=False)
+    if lengths.min() != lengths.max():
+        raise ValueError("ISCC codes of different lengths in one column")
+    length = int(lengths[0])
+    offsets = np.frombuffer(codes.buffers()[1], dtype=np.int32)
+    offsets = offsets[codes.offset : codes.offset + n + 1]
+    data = np.frombuffer(codes.buffers()[2], dtype=np.uint8)
+    text = data[offsets[0] : offsets[-1]].reshape(n, length)[:, 5:]  # "ISCC:"
+    values = _B32[text]
+    if (values == 255).any():
+        raise ValueError("ISCC code that is not base32")
+    bits = np.unpackbits(values[..., None], axis=-1)[..., 3:].reshape(n, -1)
+    raw = np.packbits(bits[:, : bits.shape[1] // 8 * 8], axis=1)
+    value, width = code_bits(codes[0].as_py())
+    body = raw[:, 2 : 2 + width // 8]  # a 2-byte header: every unit we store
+    if int.from_bytes(body[0].tobytes(), "big") != value:
+        raise ValueError("unexpected ISCC header length")
+    pad = (-body.shape[1]) % 8
+    if pad:
+        body = np.concatenate([np.zeros((n, pad), np.uint8), body], axis=1)
+    words = np.ascontiguousarray(body).view(">u8").astype(np.uint64)
+    return words, width
+
+
+def _distance(words: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(words[a] ^ words[b]).sum(axis=1, dtype=np.int64)
+
+
+def _plan(n: int, bits: int, max_distance: int) -> tuple[int, int]:
+    """Bands and per-band radius for a multi-index search: codes within ``d``
+    bits agree up to ``d // bands`` bits in at least one band (pigeonhole).
+    ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
+    with a radius of 1 or 2 (each bit subset masked in turn) check far fewer
+    candidate pairs. The cost model counts sorts and expected random pairs."""
+    best = None
+    for bands in range(max(1, -(-bits // 62)), bits + 1):
+        radius = max_distance // bands
+        width = bits / bands
+        if radius > width:
+            continue
+        masks = bands * comb(int(width), radius)
+        candidates = masks * n * n / 2 * 2.0 ** -(width - radius)
+        cost = masks * n * 3.0 + candidates
+        if best is None or cost < best[0]:
+            best = (cost, bands, radius)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _pairs_within(
+    words: np.ndarray, bits: int, max_distance: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (i < j, distance) with Hamming distance <= max_distance, exactly."""
+    n = len(words)
+    empty = np.zeros(0, dtype=np.int64)
+    if n < 2 or max_distance < 0:
+        return empty, empty, empty
+    bands, radius = _plan(n, bits, max_distance)
     edges = [bits * k // bands for k in range(bands + 1)]
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i, (value, _) in enumerate(codes):
-        for b in range(bands):
-            width = edges[b + 1] - edges[b]
-            key = (b, (value >> edges[b]) & ((1 << width) - 1))
-            buckets.setdefault(key, []).append(i)
-    found: dict[tuple[int, int], int] = {}
-    for members in buckets.values():
-        for x, i in enumerate(members):
-            for j in members[x + 1 :]:
-                if (i, j) not in found:
-                    d = (codes[i][0] ^ codes[j][0]).bit_count()
-                    if d <= max_distance:
-                        found[(i, j)] = d
-    return sorted((i, j, d) for (i, j), d in found.items())
+    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
+    raw = np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(n, -1)
+    found: list[np.ndarray] = []
+    for b in range(bands):
+        lo, hi = edges[b] + skip, edges[b + 1] + skip
+        band = np.unpackbits(raw[:, lo // 8 : (hi + 7) // 8], axis=1)
+        band = band[:, lo % 8 : lo % 8 + hi - lo].astype(np.int64)
+        weights = 1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64)
+        keys = band @ weights
+        for masked in combinations(range(hi - lo), radius):
+            mask = ~sum(int(weights[m]) for m in masked)
+            found.extend(_equal_key_pairs(keys & mask, words, max_distance))
+    if not found:
+        return empty, empty, empty
+    pairs = np.unique(np.concatenate(found))
+    i, j = pairs // n, pairs % n
+    return i, j, _distance(words, i, j)
 
 
-def _components(n: int, pairs: Iterable[tuple[int, int, int]]) -> list[list[int]]:
-    parent = list(range(n))
+def _equal_key_pairs(
+    keys: np.ndarray, words: np.ndarray, max_distance: int
+) -> list[np.ndarray]:
+    """Pairs (as i * n + j, i < j) of rows with equal keys and codes within
+    ``max_distance``, generated and checked in bounded batches."""
+    n = len(keys)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    multi = sizes > 1
+    starts, sizes = starts[multi], sizes[multi]
+    if not len(starts):
+        return []
+    work = sizes * (sizes - 1) // 2
+    cut = np.searchsorted(
+        np.cumsum(work), np.arange(1, 1 + work.sum() // PAIR_BATCH) * PAIR_BATCH
+    )
+    out = []
+    for s0, s1 in zip(np.r_[0, cut], np.r_[cut, len(starts)]):
+        st, sz = starts[s0 : s1 + 1], sizes[s0 : s1 + 1]
+        if not len(st):
+            continue
+        rank = np.arange(sz.sum()) - np.repeat(np.cumsum(sz) - sz, sz)
+        pos = np.repeat(st, sz) + rank
+        count = np.repeat(sz, sz) - 1 - rank
+        left = np.repeat(pos, count)
+        right = (
+            left
+            + 1
+            + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+        )
+        a, b = order[left], order[right]
+        keep = _distance(words, a, b) <= max_distance
+        a, b = a[keep], b[keep]
+        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    return out
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for i, j, _ in pairs:
-        parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return [sorted(g) for g in groups.values() if len(g) > 1]
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Connected component label of each of ``n`` nodes linked by pairs."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+DUPLICATES_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("group_id", pa.string()),
+        ("image_id", pa.string()),
+        ("root", pa.string()),
+        ("path", pa.string()),
+        ("scene_index", pa.int32()),
+        ("format", pa.string()),
+        ("code", pa.string()),
+        ("distance", pa.int32()),
+    ]
+)
+
+
+def duplicate_table(
+    scenes: pa.Table,
+    images: pa.Table,
+    data_distance: int = 24,
+    mixed_distance: int = 8,
+) -> pa.Table:
+    """The ``duplicates`` table: one row per scene per group (unsorted).
+
+    ``exact`` groups share the scene ISCC-SUM; ``near_data`` and ``near_mixed``
+    groups are connected by Data-Code or ISCC-MIXED distances within the
+    thresholds. A group spans at least two files; ``distance`` is to the
+    group's first member (sorted by root, path and scene index).
+    """
+    info = images.select(["image_id", "root", "format"])
+    live = scenes.filter(
+        pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
+    )
+    cols = ["image_id", "path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
+    live = live.select(cols).join(info, "image_id", join_type="left outer")
+    live = live.sort_by(
+        [("root", "ascending"), ("path", "ascending"), ("scene_index", "ascending")]
+    ).combine_chunks()
+    parts = []
+
+    def emit(
+        kind: str,
+        members: pa.Table,
+        label: np.ndarray,
+        code: pa.Array,
+        distance: np.ndarray,
+    ) -> None:
+        """Rows of the groups ``label`` forms, where each spans two files and
+        (near kinds) more than one set of pixels."""
+        if not members.num_rows:
+            return
+        t = (
+            members.append_column("_g", pa.array(label))
+            .append_column("_code", code)
+            .append_column("_d", pa.array(distance, pa.int32()))
+        )
+        t = t.append_column("_i", pa.array(np.arange(t.num_rows)))
+        stats = t.group_by("_g", use_threads=False).aggregate(
+            [
+                ("image_id", "count_distinct"),
+                ("iscc_code", "count_distinct"),
+                ("_i", "min"),
+            ]
+        )
+        ok = pc.greater_equal(stats["image_id_count_distinct"], 2)
+        if kind != "exact":
+            ok = pc.and_(ok, pc.greater_equal(stats["iscc_code_count_distinct"], 2))
+        stats = stats.filter(ok)
+        first = pc.take(t["_code"], stats["_i_min"])
+        gid = pc.binary_join_element_wise(f"{kind}:", first, "")
+        keep = pa.table({"_g": stats["_g"], "group_id": gid})
+        t = t.join(keep, "_g", join_type="inner")
+        parts.append(
+            pa.table(
+                {
+                    "kind": pa.array([kind] * t.num_rows, pa.string()),
+                    "group_id": t["group_id"],
+                    "image_id": t["image_id"],
+                    "root": t["root"],
+                    "path": t["path"],
+                    "scene_index": t["scene_index"],
+                    "format": t["format"],
+                    "code": t["_code"],
+                    "distance": t["_d"],
+                },
+                schema=DUPLICATES_SCHEMA,
+            )
+        )
+
+    codes = live["iscc_code"].combine_chunks()
+    labels = pc.dictionary_encode(codes).indices.to_numpy()
+    emit("exact", live, labels, codes, np.zeros(len(labels), np.int32))
+    for kind, column, limit in (
+        ("near_data", "data_code", data_distance),
+        ("near_mixed", "iscc_mixed", mixed_distance),
+    ):
+        have = live.filter(pc.is_valid(live[column]))
+        if have.num_rows < 2:
+            continue
+        codes = have[column].combine_chunks()
+        encoded = pc.dictionary_encode(codes)
+        index = encoded.indices.to_numpy()
+        words, bits = code_words(encoded.dictionary)
+        i, j, _ = _pairs_within(words, bits, limit)
+        group = _components(len(words), i, j)[index]
+        first = (
+            pa.table({"g": group, "i": np.arange(len(group))})
+            .group_by("g", use_threads=False)
+            .aggregate([("i", "min")])
+        )
+        first_of = np.zeros(group.max() + 1, dtype=np.int64)
+        first_of[first["g"].to_numpy()] = first["i_min"].to_numpy()
+        dist = _distance(words, index, index[first_of[group]])
+        emit(kind, have, group, codes, dist.astype(np.int32))
+    if not parts:
+        return DUPLICATES_SCHEMA.empty_table()
+    return pa.concat_tables(parts)
 
 
 def duplicate_rows(
@@ -72,57 +317,34 @@ def duplicate_rows(
     data_distance: int = 24,
     mixed_distance: int = 8,
 ) -> list[dict]:
-    """Rows of the ``duplicates`` table: one per scene per group.
-
-    ``exact`` groups share the scene ISCC-SUM; ``near_data`` and ``near_mixed``
-    groups are connected by Data-Code or ISCC-MIXED distances within the
-    thresholds. A group spans at least two files; ``distance`` is to the
-    group's first member (sorted by path).
-    """
-    info = {i["image_id"]: i for i in images}
-    live = [s for s in scenes if s["status"] == "ok" and s.get("iscc_code")]
-    live.sort(key=lambda s: (info[s["image_id"]]["root"], s["path"], s["scene_index"]))
-    rows: list[dict] = []
-
-    def emit(kind: str, members: list[dict], codes: list[str], dist: list[int]) -> None:
-        if len({m["image_id"] for m in members}) < 2:
-            return
-        group = f"{kind}:{codes[0]}"
-        for m, code, d in zip(members, codes, dist):
-            rows.append(
-                {
-                    "kind": kind,
-                    "group_id": group,
-                    "image_id": m["image_id"],
-                    "root": info[m["image_id"]]["root"],
-                    "path": m["path"],
-                    "scene_index": m["scene_index"],
-                    "format": info[m["image_id"]].get("format"),
-                    "code": code,
-                    "distance": d,
-                }
+    """:func:`duplicate_table` for rows, sorted as the catalogue stores them."""
+    cols = [
+        "image_id",
+        "path",
+        "scene_index",
+        "iscc_code",
+        "data_code",
+        "iscc_mixed",
+        "status",
+    ]
+    st = pa.table(
+        {
+            c: pa.array(
+                [s.get(c) for s in scenes],
+                pa.int32() if c == "scene_index" else pa.string(),
             )
-
-    exact: dict[str, list[dict]] = {}
-    for s in live:
-        exact.setdefault(s["iscc_code"], []).append(s)
-    for code, members in exact.items():
-        emit("exact", members, [code] * len(members), [0] * len(members))
-
-    for kind, column, limit in (
-        ("near_data", "data_code", data_distance),
-        ("near_mixed", "iscc_mixed", mixed_distance),
-    ):
-        have = [s for s in live if s.get(column)]
-        bits = [code_bits(s[column]) for s in have]
-        for group in _components(len(have), near_pairs(bits, limit)):
-            members = [have[i] for i in group]
-            if len({m["iscc_code"] for m in members}) < 2:
-                continue  # identical pixels only: already an exact group
-            first = bits[group[0]][0]
-            dist = [(bits[i][0] ^ first).bit_count() for i in group]
-            emit(kind, members, [m[column] for m in members], dist)
-    return rows
+            for c in cols
+        }
+    )
+    it = pa.table(
+        {
+            c: pa.array([i.get(c) for i in images], pa.string())
+            for c in ("image_id", "root", "format")
+        }
+    )
+    table = duplicate_table(st, it, data_distance, mixed_distance)
+    keys = ["kind", "group_id", "image_id", "scene_index"]
+    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
 
 
 def _kind_of(code: str) -> str:
