@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -196,20 +197,34 @@ def sort_table(name: str, table: pa.Table) -> pa.Table:
     return table.combine_chunks()
 
 
-def read_tables(paths: Sequence[str | os.PathLike], name: str) -> pa.Table:
+def read_tables(
+    paths: Sequence[str | os.PathLike], name: str, columns: Sequence[str] | None = None
+) -> pa.Table:
     """Concatenate one table from several shard files (missing files are
     empty; columns added since a file was written are null)."""
-    parts = [read_table(p, name) for p in paths]
+    parts = [read_table(p, name, columns) for p in paths]
     if not parts:
-        return SCHEMAS[name].empty_table()
+        return _schema(name, columns).empty_table()
     return pa.concat_tables(parts)
 
 
-def read_table(path: str | os.PathLike, name: str) -> pa.Table:
-    """One table file in the current schema; empty if it does not exist."""
+def _schema(name: str, columns: Sequence[str] | None) -> pa.Schema:
+    schema = SCHEMAS[name]
+    return schema if columns is None else pa.schema([schema.field(c) for c in columns])
+
+
+def read_table(
+    path: str | os.PathLike,
+    name: str,
+    columns: Sequence[str] | None = None,
+    filter: object = None,
+) -> pa.Table:
+    """One table file in the current schema (or its ``columns``); empty if
+    it does not exist. ``filter``: a pyarrow dataset expression."""
+    schema = _schema(name, columns)
     if not Path(path).exists():
-        return SCHEMAS[name].empty_table()
-    return pq.read_table(path, schema=SCHEMAS[name])
+        return schema.empty_table()
+    return pq.read_table(path, schema=schema, columns=schema.names, filters=filter)
 
 
 #: packages whose versions can change codes; recorded with every run
@@ -315,55 +330,112 @@ def merge_run(
 
     Removed images keep their rows (``status=removed``); ``changes`` and
     ``runs`` grow by this run's rows; ``duplicates`` is recomputed. Tables
-    stay Arrow columns throughout (joins, filters, sorts: multi-threaded C++,
-    no Python object per row), so a night's merge of a million images takes
-    seconds. The whole catalogue is swapped in at once
-    (:func:`biocodes.atomic.atomic_dir`), so a reader or a crash never sees
-    half of it. Returns the new ``runs`` row.
+    stay Arrow columns throughout (joins, filters, sorts in pyarrow's C++, no
+    Python object per row), and one table is held at a time, with only the
+    columns each step needs: a night's merge of a million images takes
+    seconds and a bounded amount of memory. The whole catalogue is swapped in
+    at once (:func:`biocodes.atomic.atomic_dir`), so a reader or a crash never
+    sees half of it. Returns the new ``runs`` row.
     """
+    import pyarrow.compute as pc
+
     from biocodes.atomic import atomic_dir
-    from biocodes.history import changes_table
+    from biocodes.history import IMAGE_COLUMNS, SCENE_COLUMNS, carry, changes_table
     from biocodes.similarity import duplicate_table
 
-    current = {
-        name: read_tables([Path(d) / f"{name}.parquet" for d in state_dirs], name)
-        for name in SHARD_TABLES
-    }
-    # duplicates are recomputed, never read
-    previous = {
-        name: read_table(Path(out_dir) / f"{name}.parquet", name)
-        for name in TABLES
-        if name != "duplicates"
-    }
+    def states(name: str, columns: Sequence[str] | None = None) -> pa.Table:
+        return read_tables(
+            [Path(d) / f"{name}.parquet" for d in state_dirs], name, columns
+        )
+
+    def before(
+        name: str, columns: Sequence[str] | None = None, filter: object = None
+    ) -> pa.Table:
+        return read_table(Path(out_dir) / f"{name}.parquet", name, columns, filter)
+
     run_id, started = run_info(manifest)
-    change_rows, carried = changes_table(previous, current, run_id)
-    for name, rows in carried.items():
-        current[name] = pa.concat_tables([current[name], rows])
-    dup = config.get("duplicates", {})
-    current["duplicates"] = duplicate_table(
-        current["scenes"],
-        current["images"],
-        data_distance=dup.get("data_distance", 24),
-        mixed_distance=dup.get("mixed_distance", 8),
-    )
-    current["changes"] = pa.concat_tables([previous["changes"], change_rows])
-    run = run_row(
+    columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
+    change_rows, gone = changes_table(
+        {n: before(n, c) for n, c in columns.items()},
+        {n: states(n, c) for n, c in columns.items()},
         run_id,
-        started,
-        config,
-        current["images"],
-        current["scenes"],
-        change_rows,
-        counts,
-        previous["runs"].slice(max(0, previous["runs"].num_rows - 1)).to_pylist(),
     )
-    current["runs"] = pa.concat_tables(
-        [previous["runs"], pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
-    )
+    runs = before("runs")
+    dup = config.get("duplicates", {})
+    known = _known_pairs(Path(out_dir), before)
     with atomic_dir(out_dir, keep=3) as new:
-        for name in TABLES:
-            write_atomic(sort_table(name, current[name]), new / f"{name}.parquet")
+
+        def write(name: str, table: pa.Table) -> None:
+            write_atomic(sort_table(name, table), new / f"{name}.parquet")
+
+        for name in SHARD_TABLES:  # one table in memory at a time
+            table = states(name)
+            if name == "images":
+                images = table.select(["image_id", "root", "format", "status"])
+            elif name == "scenes":
+                scenes = table.select(["status", "nbytes"])
+                duplicates, pairs = duplicate_table(
+                    table,
+                    images,
+                    data_distance=dup.get("data_distance", 24),
+                    mixed_distance=dup.get("mixed_distance", 8),
+                    known=known,
+                )
+                (new / "_merge").mkdir()
+                pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
+            if name != "errors" and len(gone):  # a gone file's errors are moot
+                found = pc.field("image_id").isin(gone)
+                table = pa.concat_tables(
+                    [table, carry(name, before(name, filter=found), gone)]
+                )
+            write(name, table)
+            del table
+        write("duplicates", duplicates)
+        write("changes", pa.concat_tables([before("changes"), change_rows]))
+        run = run_row(
+            run_id,
+            started,
+            config,
+            images,
+            scenes,
+            change_rows,
+            counts,
+            runs.slice(max(0, runs.num_rows - 1)).to_pylist(),
+            removed=len(gone),
+        )
+        write(
+            "runs",
+            pa.concat_tables(
+                [runs, pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
+            ),
+        )
     return run
+
+
+#: the near pairs a merge found, for the next merge (not a catalogue table)
+PAIRS_FILE = "_merge/near_pairs.parquet"
+
+
+def _known_pairs(out_dir: Path, before: Any) -> dict[str, tuple[pa.Array, pa.Table]]:
+    """Per near kind: the codes the previous merge searched (its live scenes'
+    codes) and the pairs it found, if it kept them."""
+    import pyarrow.compute as pc
+
+    path = out_dir / PAIRS_FILE
+    if not path.exists():
+        return {}
+    pairs = pq.read_table(path)
+    scenes = before("scenes", ["status", "iscc_code", "data_code", "iscc_mixed"])
+    live = scenes.filter(
+        pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
+    )
+    return {
+        kind: (
+            pc.unique(live[column].drop_null()),
+            pairs.filter(pc.equal(pairs["kind"], kind)),
+        )
+        for kind, column in (("near_data", "data_code"), ("near_mixed", "iscc_mixed"))
+    }
 
 
 def run_row(
@@ -375,8 +447,11 @@ def run_row(
     change_rows: pa.Table,
     counts: Sequence[dict[str, int]],
     previous_runs: list[dict],
+    removed: int = 0,
 ) -> dict:
-    """This run's ``runs`` row: counted from the merged tables' columns."""
+    """This run's ``runs`` row: counted from the merged tables' columns
+    (``images`` and ``scenes`` of this run's images; ``removed``: images
+    whose rows are carried on as removed)."""
     import json
     from datetime import UTC, datetime
 
@@ -407,7 +482,7 @@ def run_row(
         "images": images.num_rows - count(status, "removed"),
         "images_ok": count(status, "ok"),
         "images_error": count(status, "error"),
-        "images_removed": count(status, "removed"),
+        "images_removed": count(status, "removed") + removed,
         "images_read": total["read"],
         "images_rehashed": total["rehashed"],
         "images_reused": total["reused"],

@@ -41,12 +41,18 @@ def code_signature(images: pa.Table, scenes: pa.Table) -> pa.Table:
     return pa.table({"image_id": t["image_id"], "sig": sig})
 
 
+#: the columns :func:`changes_table` reads
+IMAGE_COLUMNS = ["image_id", "root", "path", "status", "size", "mtime_ns"]
+IMAGE_COLUMNS += ["iscc_code", "error"]
+SCENE_COLUMNS = ["image_id", "scene_index", "iscc_code"]
+
+
 def changes_table(
     previous: dict[str, pa.Table], current: dict[str, pa.Table], run_id: str
-) -> tuple[pa.Table, dict[str, pa.Table]]:
-    """``changes`` rows for this run (unsorted), and the removed images' rows
-    to carry on, by table. Removed images keep their rows; their ``images``
-    and ``scenes`` rows get ``status=removed``."""
+) -> tuple[pa.Table, pa.Array]:
+    """``changes`` rows for this run (unsorted), and the ids of the images
+    that are gone (see :func:`carry`). Only :data:`IMAGE_COLUMNS` and
+    :data:`SCENE_COLUMNS` of the ``images`` and ``scenes`` tables are used."""
     from biocodes.catalogue import SCHEMAS
 
     schema = SCHEMAS["changes"]
@@ -115,7 +121,6 @@ def changes_table(
 
     gone_mask = pc.invert(pc.is_in(prev_images["image_id"], cur_images["image_id"]))
     gone_images = prev_images.filter(gone_mask)
-    gone = gone_images["image_id"]
     newly = gone_images.filter(pc.not_equal(gone_images["status"], "removed"))
     removed = pa.table(
         {
@@ -131,14 +136,16 @@ def changes_table(
         },
         schema=schema,
     )
-    carried: dict[str, pa.Table] = {}
-    for name in CARRIED:
-        table = previous[name]
-        table = table.filter(pc.is_in(table["image_id"], gone))
-        if name in ("images", "scenes"):
-            status = pa.array(["removed"] * table.num_rows, pa.string())
-            table = table.set_column(
-                table.schema.get_field_index("status"), "status", status
-            )
-        carried[name] = table
-    return pa.concat_tables([rows, removed]), carried
+    return pa.concat_tables([rows, removed]), gone_images["image_id"].combine_chunks()
+
+
+def carry(name: str, previous: pa.Table, gone: pa.Array) -> pa.Table:
+    """The previous rows of images that are gone, to keep in the catalogue:
+    ``images`` and ``scenes`` rows get ``status=removed``."""
+    table = previous.filter(pc.is_in(previous["image_id"], gone))
+    if name in ("images", "scenes"):
+        status = pa.array(["removed"] * table.num_rows, pa.string())
+        table = table.set_column(
+            table.schema.get_field_index("status"), "status", status
+        )
+    return table

@@ -11,7 +11,7 @@ band are compared.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from math import comb
 
@@ -54,7 +54,7 @@ _B32[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)] = np.ar
     32, dtype=np.uint8
 )
 #: candidate pairs checked per numpy batch (bounds memory: ~50 bytes each)
-PAIR_BATCH = 4_000_000
+PAIR_BATCH = 1_000_000
 
 
 def code_words(codes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
@@ -95,12 +95,13 @@ def _distance(words: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(words[a] ^ words[b]).sum(axis=1, dtype=np.int64)
 
 
-def _plan(n: int, bits: int, max_distance: int) -> tuple[int, int]:
+def _plan(n: int, bits: int, max_distance: int, pairs: float) -> tuple[int, int]:
     """Bands and per-band radius for a multi-index search: codes within ``d``
     bits agree up to ``d // bands`` bits in at least one band (pigeonhole).
     ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
     with a radius of 1 or 2 (each bit subset masked in turn) check far fewer
-    candidate pairs. The cost model counts sorts and expected random pairs."""
+    candidates. The cost model counts key lookups over ``n`` codes and the
+    expected candidates among ``pairs`` random pairs."""
     best = None
     for bands in range(max(1, -(-bits // 62)), bits + 1):
         radius = max_distance // bands
@@ -108,8 +109,7 @@ def _plan(n: int, bits: int, max_distance: int) -> tuple[int, int]:
         if radius > width:
             continue
         masks = bands * comb(int(width), radius)
-        candidates = masks * n * n / 2 * 2.0 ** -(width - radius)
-        cost = masks * n * 3.0 + candidates
+        cost = masks * n * 3.0 + masks * pairs * 2.0 ** -(width - radius)
         if best is None or cost < best[0]:
             best = (cost, bands, radius)
     assert best is not None
@@ -117,14 +117,18 @@ def _plan(n: int, bits: int, max_distance: int) -> tuple[int, int]:
 
 
 def _pairs_within(
-    words: np.ndarray, bits: int, max_distance: int
+    words: np.ndarray, bits: int, max_distance: int, query: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (i < j, distance) with Hamming distance <= max_distance, exactly."""
+    """All (i < j, distance) with Hamming distance <= max_distance, exactly;
+    with ``query`` (a boolean mask), only pairs with a queried member, at a
+    cost that follows the number queried."""
     n = len(words)
     empty = np.zeros(0, dtype=np.int64)
-    if n < 2 or max_distance < 0:
+    asked = None if query is None else np.flatnonzero(query)
+    if n < 2 or max_distance < 0 or (asked is not None and not len(asked)):
         return empty, empty, empty
-    bands, radius = _plan(n, bits, max_distance)
+    pairs = n * n / 2 if asked is None else n * len(asked)
+    bands, radius = _plan(n, bits, max_distance, pairs)
     edges = [bits * k // bands for k in range(bands + 1)]
     skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
     raw = np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(n, -1)
@@ -135,14 +139,47 @@ def _pairs_within(
         band = band[:, lo % 8 : lo % 8 + hi - lo].astype(np.int64)
         weights = 1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64)
         keys = band @ weights
+        del band
         for masked in combinations(range(hi - lo), radius):
             mask = ~sum(int(weights[m]) for m in masked)
-            found.extend(_equal_key_pairs(keys & mask, words, max_distance))
+            if asked is None:
+                found.extend(_equal_key_pairs(keys & mask, words, max_distance))
+            else:
+                found.extend(_query_pairs(keys & mask, asked, words, max_distance))
     if not found:
         return empty, empty, empty
-    pairs = np.unique(np.concatenate(found))
-    i, j = pairs // n, pairs % n
+    pairs_found = np.unique(np.concatenate(found))
+    i, j = pairs_found // n, pairs_found % n
     return i, j, _distance(words, i, j)
+
+
+def _query_pairs(
+    keys: np.ndarray, asked: np.ndarray, words: np.ndarray, max_distance: int
+) -> list[np.ndarray]:
+    """Pairs (as i * n + j, i < j) of a row and a queried row with equal
+    keys and codes within ``max_distance``, checked in bounded batches."""
+    n = len(keys)
+    order = np.argsort(keys[asked], kind="stable")
+    sorted_keys = keys[asked][order]
+    out = []
+    step = max(1, PAIR_BATCH // 4)
+    for start in range(0, n, step):
+        part = keys[start : start + step]
+        lo = np.searchsorted(sorted_keys, part, "left")
+        count = np.searchsorted(sorted_keys, part, "right") - lo
+        hit = np.flatnonzero(count)
+        if not len(hit):
+            continue
+        count = count[hit]
+        rows = np.repeat(hit + start, count)
+        offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        other = asked[order[np.repeat(lo[hit], count) + offset]]
+        keep = rows != other
+        rows, other = rows[keep], other[keep]
+        keep = _distance(words, rows, other) <= max_distance
+        a, b = rows[keep], other[keep]
+        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    return out
 
 
 def _equal_key_pairs(
@@ -208,18 +245,36 @@ DUPLICATES_SCHEMA = pa.schema(
 )
 
 
+#: near pairs of one merge, kept for the next (see :func:`duplicate_table`)
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("a", pa.string()),
+        ("b", pa.string()),
+        ("limit", pa.int32()),
+    ]
+)
+
+
 def duplicate_table(
     scenes: pa.Table,
     images: pa.Table,
     data_distance: int = 24,
     mixed_distance: int = 8,
-) -> pa.Table:
-    """The ``duplicates`` table: one row per scene per group (unsorted).
+    known: Mapping[str, tuple[pa.Array, pa.Table]] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """The ``duplicates`` table (one row per scene per group, unsorted) and
+    the near pairs behind it (:data:`PAIRS_SCHEMA`).
 
     ``exact`` groups share the scene ISCC-SUM; ``near_data`` and ``near_mixed``
     groups are connected by Data-Code or ISCC-MIXED distances within the
     thresholds. A group spans at least two files; ``distance`` is to the
     group's first member (sorted by root, path and scene index).
+
+    ``known`` maps a kind to the codes searched last time and the pairs found
+    then: those pairs still hold among codes still present, so only codes
+    not searched before are compared with all (a night's cost follows what
+    changed). Pairs found with another limit are not used.
     """
     info = images.select(["image_id", "root", "format"])
     live = scenes.filter(
@@ -231,6 +286,7 @@ def duplicate_table(
         [("root", "ascending"), ("path", "ascending"), ("scene_index", "ascending")]
     ).combine_chunks()
     parts = []
+    found_pairs = []
 
     def emit(
         kind: str,
@@ -289,13 +345,39 @@ def duplicate_table(
         ("near_mixed", "iscc_mixed", mixed_distance),
     ):
         have = live.filter(pc.is_valid(live[column]))
-        if have.num_rows < 2:
-            continue
         codes = have[column].combine_chunks()
         encoded = pc.dictionary_encode(codes)
+        unique = encoded.dictionary
         index = encoded.indices.to_numpy()
-        words, bits = code_words(encoded.dictionary)
-        i, j, _ = _pairs_within(words, bits, limit)
+        words, bits = code_words(unique)
+        before = (known or {}).get(kind)
+        if before is not None and len(before[1]):
+            if before[1]["limit"][0].as_py() != limit:
+                before = None
+        if before is None:
+            i, j, _ = _pairs_within(words, bits, limit)
+        else:
+            searched, pairs = before
+            fresh = pc.invert(pc.is_in(unique, searched)).to_numpy(zero_copy_only=False)
+            i, j, _ = _pairs_within(words, bits, limit, query=fresh)
+            a = pc.index_in(pairs["a"], unique)
+            b = pc.index_in(pairs["b"], unique)
+            still = pc.and_(pc.is_valid(a), pc.is_valid(b))
+            i = np.concatenate([i, a.filter(still).to_numpy().astype(np.int64)])
+            j = np.concatenate([j, b.filter(still).to_numpy().astype(np.int64)])
+        found_pairs.append(
+            pa.table(
+                {
+                    "kind": pa.array([kind] * len(i), pa.string()),
+                    "a": unique.take(pa.array(i, pa.int64())),
+                    "b": unique.take(pa.array(j, pa.int64())),
+                    "limit": pa.array([limit] * len(i), pa.int32()),
+                },
+                schema=PAIRS_SCHEMA,
+            )
+        )
+        if have.num_rows < 2:
+            continue
         group = _components(len(words), i, j)[index]
         first = (
             pa.table({"g": group, "i": np.arange(len(group))})
@@ -306,9 +388,8 @@ def duplicate_table(
         first_of[first["g"].to_numpy()] = first["i_min"].to_numpy()
         dist = _distance(words, index, index[first_of[group]])
         emit(kind, have, group, codes, dist.astype(np.int32))
-    if not parts:
-        return DUPLICATES_SCHEMA.empty_table()
-    return pa.concat_tables(parts)
+    table = pa.concat_tables(parts) if parts else DUPLICATES_SCHEMA.empty_table()
+    return table, pa.concat_tables(found_pairs)
 
 
 def duplicate_rows(
@@ -342,7 +423,7 @@ def duplicate_rows(
             for c in ("image_id", "root", "format")
         }
     )
-    table = duplicate_table(st, it, data_distance, mixed_distance)
+    table, _ = duplicate_table(st, it, data_distance, mixed_distance)
     keys = ["kind", "group_id", "image_id", "scene_index"]
     return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
 
