@@ -189,11 +189,15 @@ def write_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
 
 def sort_table(name: str, table: pa.Table) -> pa.Table:
     """An Arrow table in the fixed schema of ``name``, sorted by its keys, in
-    one chunk: equal contents always write equal bytes."""
+    one chunk: equal contents always write equal bytes. At most two copies
+    are alive at once (pass a table nothing else holds, to free the first)."""
+    import pyarrow.compute as pc
+
     schema = SCHEMAS[name]
-    table = table.select(schema.names).cast(schema)
+    table = table.select(schema.names).cast(schema).combine_chunks()
     if table.num_rows:
-        table = table.sort_by([(k, "ascending") for k in SORT_KEYS[name]])
+        keys = [(k, "ascending") for k in SORT_KEYS[name]]
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
     return table.combine_chunks()
 
 
@@ -367,29 +371,32 @@ def merge_run(
 
         def write(name: str, table: pa.Table) -> None:
             write_atomic(sort_table(name, table), new / f"{name}.parquet")
+            pa.default_memory_pool().release_unused()
 
-        for name in SHARD_TABLES:  # one table in memory at a time
+        def merged(name: str) -> pa.Table:
+            """This run's rows of a shard table, and the gone images' rows."""
             table = states(name)
-            if name == "images":
-                images = table.select(["image_id", "root", "format", "status"])
-            elif name == "scenes":
-                scenes = table.select(["status", "nbytes"])
-                duplicates, pairs = duplicate_table(
-                    table,
-                    images,
-                    data_distance=dup.get("data_distance", 24),
-                    mixed_distance=dup.get("mixed_distance", 8),
-                    known=known,
-                )
-                (new / "_merge").mkdir()
-                pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
             if name != "errors" and len(gone):  # a gone file's errors are moot
                 found = pc.field("image_id").isin(gone)
                 table = pa.concat_tables(
                     [table, carry(name, before(name, filter=found), gone)]
                 )
-            write(name, table)
-            del table
+            return table
+
+        for name in SHARD_TABLES:  # one table in memory at a time
+            write(name, merged(name))
+        images = states("images", ["image_id", "root", "format", "status"])
+        live = ["image_id", "path", "scene_index", "iscc_code", "data_code"]
+        scenes = states("scenes", [*live, "iscc_mixed", "status", "nbytes"])
+        duplicates, pairs = duplicate_table(
+            scenes,
+            images,
+            data_distance=dup.get("data_distance", 24),
+            mixed_distance=dup.get("mixed_distance", 8),
+            known=known,
+        )
+        (new / "_merge").mkdir()
+        pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
         write("duplicates", duplicates)
         write("changes", pa.concat_tables([before("changes"), change_rows]))
         run = run_row(
