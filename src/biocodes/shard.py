@@ -326,11 +326,9 @@ def run_shard(
     bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
     """
     import pyarrow.parquet as pq
-    from distributed import KilledWorker, as_completed
 
     from biocodes.atomic import atomic_dir
     from biocodes.catalogue import sort_table
-    from biocodes.cluster import dask_client
 
     state_dir = Path(state_dir)
     run_id = (pq.read_schema(manifest).metadata or {}).get(b"run_id", b"").decode()
@@ -394,7 +392,11 @@ def run_shard(
                 results[name].append(r)
 
     kept_after = []
-    if work:
+    if work:  # dask only when there is work: a quiet shard starts in a blink
+        from distributed import KilledWorker, as_completed
+
+        from biocodes.cluster import dask_client
+
         with dask_client(cluster, threads) as client:
             futures = {}
             for row, code in work:
