@@ -287,8 +287,17 @@ def write_repo(out: Path, n: int) -> None:
             Image.fromarray(pixels).save(sub / f"img{i:06d}.png")
 
 
+#: the checkout whose workflow runs (--baseline-tree: another one's, with
+#: its own src/ first on the path)
+TREE = {"root": ROOT}
+
+
 def snakemake(cfg: Path, *extra: str) -> float:
     t0 = time.perf_counter()
+    root = TREE["root"]
+    env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"}
+    if root != ROOT:
+        env["PYTHONPATH"] = str(root / "src")
     proc = subprocess.run(
         [
             PY,
@@ -300,10 +309,10 @@ def snakemake(cfg: Path, *extra: str) -> float:
             str(cfg),
             *extra,
         ],
-        cwd=ROOT,
+        cwd=root,
         capture_output=True,
         text=True,
-        env={**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"},
+        env=env,
     )
     if proc.returncode:
         sys.exit(f"snakemake {extra} failed:\n{proc.stderr[-3000:]}")
@@ -325,7 +334,7 @@ def bench_repo(data: Path, n: int, extra: dict) -> list[str]:
         shutil.rmtree(repo, ignore_errors=True)
         write_repo(repo, n)
         (data / f"repo-{n}.done").write_text("")
-    work = data / f"run-{n}"
+    work = data / f"run-{n}-{TREE['root'].name}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cfg = work / "config.yaml"
@@ -354,7 +363,7 @@ def bench_repo(data: Path, n: int, extra: dict) -> list[str]:
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     changed = snakemake(cfg)
     return [
-        f"repository of {n:,} images: first run {first:.0f} s "
+        f"repository of {n:,} images ({TREE['root']}): first run {first:.0f} s "
         f"({n / first:.0f} images/s)",
         f"  floor (stat of every file + snakemake -n): {base:.1f} s",
         f"  second run (shard count set from the first): {settle:.1f} s = "
@@ -373,7 +382,12 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout's src/")
     parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "scale")
     parser.add_argument("--config", default="{}", help="JSON config overrides")
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="run the repository part with this checkout"
+    )
     args = parser.parse_args()
+    if args.baseline_tree:
+        TREE["root"] = args.baseline_tree.resolve()
     lines = []
     if not args.skip_merge:
         lines += bench_merge(args.data, args.merge_images, args.baseline)
