@@ -81,9 +81,8 @@ def changes_table(
     from biocodes.catalogue import SCHEMAS
 
     schema = SCHEMAS["changes"]
-    prev_images = previous["images"].combine_chunks()
-    cur = current["images"].combine_chunks()
-    prev_ids = prev_images["image_id"]
+    prev_images, cur = previous["images"], current["images"]
+    prev_ids = prev_images["image_id"].combine_chunks()  # index_in's value set
     pos = pc.index_in(cur["image_id"], value_set=prev_ids)
 
     def before(column: str) -> pa.Array:
@@ -92,14 +91,11 @@ def changes_table(
     status = before("status")
     known = pc.and_kleene(pc.is_valid(status), pc.not_equal(status, "removed"))
     known = known.fill_null(False).to_numpy(zero_copy_only=False)
-    scenes_differ = _scenes_differ(
-        previous["scenes"].combine_chunks(),
-        current["scenes"].combine_chunks(),
-        prev_ids,
-    )
+    scenes_differ = _scenes_differ(previous["scenes"], current["scenes"], prev_ids)
     at = pos.fill_null(0).to_numpy(zero_copy_only=False)
     same_scenes = ~scenes_differ[at] if len(scenes_differ) else np.zeros(len(at), bool)
-    same_code = _same(before("iscc_code"), cur["iscc_code"])
+    previous_code = before("iscc_code")
+    same_code = _same(previous_code, cur["iscc_code"])
     codes_changed = ~(known & same_code & same_scenes)
     moved = ~(
         _same(before("size"), cur["size"]) & _same(before("mtime_ns"), cur["mtime_ns"])
@@ -122,7 +118,7 @@ def changes_table(
             "change": pa.array(change[noted], pa.string()),
             "codes_changed": pa.array(codes_changed[noted]),
             "previous_iscc_code": pc.if_else(
-                pa.array(known), before("iscc_code"), pa.scalar(None, pa.string())
+                pa.array(known), previous_code, pa.scalar(None, pa.string())
             ).filter(pick),
             "iscc_code": t["iscc_code"],
             "error": pc.if_else(
