@@ -78,8 +78,18 @@ def code_words(codes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
     values = _B32[text]
     if (values == 255).any():
         raise ValueError("ISCC code that is not base32")
-    bits = np.unpackbits(values[..., None], axis=-1)[..., 3:].reshape(n, -1)
-    raw = np.packbits(bits[:, : bits.shape[1] // 8 * 8], axis=1)
+    # 8 base32 characters are 5 bytes: decode groups as 40-bit integers
+    # (a few bytes per code at a time, never a bit per byte)
+    groups = -(-values.shape[1] // 8)
+    padded = np.zeros((n, groups * 8), dtype=np.uint64)
+    padded[:, : values.shape[1]] = values
+    del values
+    shifts = np.arange(35, -1, -5, dtype=np.uint64)
+    packed = (padded.reshape(n, groups, 8) << shifts).sum(axis=2, dtype=np.uint64)
+    del padded
+    as_bytes = packed[..., None] >> np.arange(32, -1, -8, dtype=np.uint64)
+    raw = (as_bytes & np.uint64(255)).astype(np.uint8).reshape(n, groups * 5)
+    del packed, as_bytes
     value, width = code_bits(codes[0].as_py())
     body = raw[:, 2 : 2 + width // 8]  # a 2-byte header: every unit we store
     if int.from_bytes(body[0].tobytes(), "big") != value:
@@ -131,15 +141,11 @@ def _pairs_within(
     bands, radius = _plan(n, bits, max_distance, pairs)
     edges = [bits * k // bands for k in range(bands + 1)]
     skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
-    raw = np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(n, -1)
     found: list[np.ndarray] = []
     for b in range(bands):
         lo, hi = edges[b] + skip, edges[b + 1] + skip
-        band = np.unpackbits(raw[:, lo // 8 : (hi + 7) // 8], axis=1)
-        band = band[:, lo % 8 : lo % 8 + hi - lo].astype(np.int64)
+        keys = _band(words, lo, hi)
         weights = 1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64)
-        keys = band @ weights
-        del band
         for masked in combinations(range(hi - lo), radius):
             mask = ~sum(int(weights[m]) for m in masked)
             if asked is None:
@@ -151,6 +157,21 @@ def _pairs_within(
     pairs_found = np.unique(np.concatenate(found))
     i, j = pairs_found // n, pairs_found % n
     return i, j, _distance(words, i, j)
+
+
+def _band(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Bits ``lo`` to ``hi`` (from the most significant, at most 62) of
+    codes held as big-endian uint64 words, as integers."""
+    i0, i1 = lo // 64, (hi - 1) // 64
+    if i0 == i1:
+        shift = np.uint64(64 * (i0 + 1) - hi)
+        mask = np.uint64((1 << (hi - lo)) - 1)
+        return ((words[:, i0] >> shift) & mask).astype(np.int64)
+    low = 64 * (i0 + 1) - lo  # bits from the end of word i0
+    high = hi - 64 * i1  # bits from the start of word i1
+    a = words[:, i0] & np.uint64((1 << low) - 1)
+    b = words[:, i1] >> np.uint64(64 - high)
+    return ((a << np.uint64(high)) | b).astype(np.int64)
 
 
 def _query_pairs(
