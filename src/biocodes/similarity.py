@@ -11,7 +11,7 @@ band are compared.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
 from math import comb
 
@@ -297,79 +297,84 @@ def duplicate_table(
     not searched before are compared with all (a night's cost follows what
     changed). Pairs found with another limit are not used.
     """
-    info = images.select(["image_id", "root", "format"])
-    live = scenes.filter(
-        pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
-    )
     cols = ["image_id", "path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
-    live = live.select(cols).join(info, "image_id", join_type="left outer")
-    live = live.sort_by(
-        [("root", "ascending"), ("path", "ascending"), ("scene_index", "ascending")]
-    ).combine_chunks()
+    ok = pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
+    live = scenes.select(cols).filter(ok)
+    n = live.num_rows
+    where = pc.index_in(live["image_id"], value_set=images["image_id"].combine_chunks())
+    root = images["root"].take(where)
+    fmt = images["format"].take(where)
+    # each scene's rank in (root, path, scene index) order: a group's first
+    # member is its lowest rank (no sorted copy of the table is made)
+    keys = pa.table({"r": root, "p": live["path"], "s": live["scene_index"]})
+    order = pc.sort_indices(
+        keys, sort_keys=[("r", "ascending"), ("p", "ascending"), ("s", "ascending")]
+    ).to_numpy()
+    del keys
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    del order
+    image_num = _encoded(live["image_id"])
+    sum_num = _encoded(live["iscc_code"])
     parts = []
     found_pairs = []
 
     def emit(
         kind: str,
-        members: pa.Table,
+        rows: np.ndarray,
         label: np.ndarray,
-        code: pa.Array,
-        distance: np.ndarray,
+        column: str,
+        dist: Callable[[np.ndarray, np.ndarray], np.ndarray],
     ) -> None:
-        """Rows of the groups ``label`` forms, where each spans two files and
-        (near kinds) more than one set of pixels."""
-        if not members.num_rows:
+        """Rows of the groups ``label`` forms among ``rows`` (positions in
+        ``live``) that span two files and (near kinds) more than one set of
+        pixels; ``dist(rows, firsts)`` gives each row's distance to its
+        group's first member."""
+        if not len(rows):
             return
-        t = (
-            members.append_column("_g", pa.array(label))
-            .append_column("_code", code)
-            .append_column("_d", pa.array(distance, pa.int32()))
-        )
-        t = t.append_column("_i", pa.array(np.arange(t.num_rows)))
-        stats = t.group_by("_g", use_threads=False).aggregate(
-            [
-                ("image_id", "count_distinct"),
-                ("iscc_code", "count_distinct"),
-                ("_i", "min"),
-            ]
-        )
-        ok = pc.greater_equal(stats["image_id_count_distinct"], 2)
+        spans = _distinct(label, image_num[rows]) >= 2
         if kind != "exact":
-            ok = pc.and_(ok, pc.greater_equal(stats["iscc_code_count_distinct"], 2))
-        stats = stats.filter(ok)
-        first = pc.take(t["_code"], stats["_i_min"])
-        gid = pc.binary_join_element_wise(f"{kind}:", first, "")
-        keep = pa.table({"_g": stats["_g"], "group_id": gid})
-        t = t.join(keep, "_g", join_type="inner")
+            spans &= _distinct(label, sum_num[rows]) >= 2
+        keep = spans[label]
+        rows, label = rows[keep], label[keep]
+        if not len(rows):
+            return
+        by = np.lexsort((rank[rows], label))
+        rows, label = rows[by], label[by]
+        start = np.r_[True, label[1:] != label[:-1]]
+        first = rows[start][np.cumsum(start) - 1]
+        taken = pa.array(rows)
+        code = live[column].take(taken)
+        first_code = live[column].take(pa.array(first))
         parts.append(
             pa.table(
                 {
-                    "kind": pa.array([kind] * t.num_rows, pa.string()),
-                    "group_id": t["group_id"],
-                    "image_id": t["image_id"],
-                    "root": t["root"],
-                    "path": t["path"],
-                    "scene_index": t["scene_index"],
-                    "format": t["format"],
-                    "code": t["_code"],
-                    "distance": t["_d"],
+                    "kind": pa.array([kind] * len(rows), pa.string()),
+                    "group_id": pc.binary_join_element_wise(f"{kind}:", first_code, ""),
+                    "image_id": live["image_id"].take(taken),
+                    "root": root.take(taken),
+                    "path": live["path"].take(taken),
+                    "scene_index": live["scene_index"].take(taken),
+                    "format": fmt.take(taken),
+                    "code": code,
+                    "distance": pa.array(dist(rows, first), pa.int32()),
                 },
                 schema=DUPLICATES_SCHEMA,
             )
         )
 
-    codes = live["iscc_code"].combine_chunks()
-    labels = pc.dictionary_encode(codes).indices.to_numpy()
-    emit("exact", live, labels, codes, np.zeros(len(labels), np.int32))
+    every = np.arange(n)
+    emit("exact", every, sum_num, "iscc_code", lambda r, f: np.zeros(len(r)))
     for kind, column, limit in (
         ("near_data", "data_code", data_distance),
         ("near_mixed", "iscc_mixed", mixed_distance),
     ):
-        have = live.filter(pc.is_valid(live[column]))
-        codes = have[column].combine_chunks()
+        codes = live[column].combine_chunks()
         encoded = pc.dictionary_encode(codes)
         unique = encoded.dictionary
-        index = encoded.indices.to_numpy()
+        index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        have = np.flatnonzero(index >= 0)
+        index = index.astype(np.int64)
         words, bits = code_words(unique)
         before = (known or {}).get(kind)
         if before is not None and len(before[1]):
@@ -397,20 +402,35 @@ def duplicate_table(
                 schema=PAIRS_SCHEMA,
             )
         )
-        if have.num_rows < 2:
+        if len(have) < 2:
             continue
-        group = _components(len(words), i, j)[index]
-        first = (
-            pa.table({"g": group, "i": np.arange(len(group))})
-            .group_by("g", use_threads=False)
-            .aggregate([("i", "min")])
-        )
-        first_of = np.zeros(group.max() + 1, dtype=np.int64)
-        first_of[first["g"].to_numpy()] = first["i_min"].to_numpy()
-        dist = _distance(words, index, index[first_of[group]])
-        emit(kind, have, group, codes, dist.astype(np.int32))
+        group = _components(len(words), i, j)
+
+        def dist(
+            rows: np.ndarray,
+            first: np.ndarray,
+            index: np.ndarray = index,
+            words: np.ndarray = words,
+        ) -> np.ndarray:
+            return _distance(words, index[rows], index[first])
+
+        emit(kind, have, group[index[have]], column, dist)
     table = pa.concat_tables(parts) if parts else DUPLICATES_SCHEMA.empty_table()
     return table, pa.concat_tables(found_pairs)
+
+
+def _encoded(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Integer ids of a column's values (equal values, equal ids)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return pc.dictionary_encode(column).indices.to_numpy(zero_copy_only=False)
+
+
+def _distinct(label: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per label (0..max): how many distinct values its rows hold."""
+    size = int(label.max()) + 1 if len(label) else 0
+    pairs = np.unique(np.stack([label, values.astype(np.int64)]), axis=1)
+    return np.bincount(pairs[0], minlength=size)
 
 
 def duplicate_rows(
