@@ -1,9 +1,11 @@
 """Open any image as a :class:`~biocodes.sources.base.PlaneSource`.
 
-The choice of access path is made here, once: TIFF files are read page by
-page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
-slice with zarr (also over ``s3://`` and ``http(s)://``), and everything
-else goes through bioio's plugins.
+The choice of access path is made here, once, from the file's content where
+its first bytes name the container: TIFF (any suffix: .svs, .lsm, .ndpi ...)
+page by page with tifffile, PNG with a decoder that keeps the stored samples,
+CZI plane by plane with aicspylibczi; zarr stores slice by slice with zarr
+(also over ``s3://`` and ``http(s)://``). Everything else goes through the
+bioio plugins and Bio-Formats whose own suffix lists claim the file's name.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import os
 import stat
 from pathlib import Path
 
-from biocodes.errors import EmptyImageError, UnreadableError, path_error
+from biocodes.errors import (
+    BiocodeError,
+    EmptyImageError,
+    UnreadableError,
+    path_error,
+    raise_as_reader_error,
+)
 from biocodes.limits import Limits
 from biocodes.sources.base import PlaneSource, SceneInfo
 
@@ -27,7 +35,12 @@ def open_source(
     pixel is read. ``reader="bioformats"`` reads a file with Bio-Formats
     even where a native reader exists, to compare the two."""
     limits = limits or Limits()
-    source = _open(path, limits, reader)
+    try:
+        source = _open(path, limits, reader)
+    except BiocodeError:
+        raise
+    except Exception as exc:  # a reader's own crash on this file
+        raise_as_reader_error(str(path), exc)
     try:
         for scene in source.scenes:
             limits.check(source.path, scene)
@@ -78,25 +91,81 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
         raise UnreadableError(
             name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
-    from biocodes.sources.bioio import BIOFORMATS, BioioSource, declared_png_scene
+    from biocodes.sources.bioio import BIOFORMATS, BioioSource
 
     if reader == BIOFORMATS:
         return BioioSource(name, reader)
-    from biocodes.sources.tiff import TIFF_SUFFIXES, NotPageMappable, TiffSource
+    kind = sniff(name)
+    if kind == "tiff" and not _tiff_based_other_format(name):
+        from biocodes.sources.tiff import NotPageMappable, TiffSource
 
-    if p.name.lower().endswith(TIFF_SUFFIXES):
         try:
             return TiffSource(name)
         except NotPageMappable:
-            pass
-    if p.name.lower().endswith(".czi"):
+            return BioioSource(name, reader, content=kind)
+    if kind == "png":
+        from biocodes.sources.png import PngSource, declared_scene
+
+        limits.check(name, declared_scene(name))
+        return PngSource(name)
+    if kind == "czi":
         from biocodes.sources.czi import CziSource, NotPlaneMappable
 
         try:
             return CziSource(name)
         except NotPlaneMappable:
-            pass
-    declared = declared_png_scene(name)
-    if declared is not None:
-        limits.check(name, declared)
+            return BioioSource(name, reader, content=kind)
+    from biocodes.sources.pillow import PillowSource, open_image
+
+    image = open_image(name)
+    if image is not None:
+        try:
+            return PillowSource(name, image)
+        except BaseException:
+            image.close()
+            raise
     return BioioSource(name, reader)
+
+
+#: leading bytes of the formats whose reader is chosen by content, not name
+MAGIC = {
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
+    b"II+\x00": "tiff",  # BigTIFF
+    b"MM\x00+": "tiff",
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"ZISRAWFILE": "czi",
+}
+
+
+def _tiff_based_other_format(path: str) -> bool:
+    """Whether a TIFF file's name says it is the entry of another format
+    whose pixels live elsewhere (Olympus .vsi with .ets files, ...): a name
+    tifffile's own suffix list does not claim but a reader's list does.
+    tifffile would read only the TIFF's own pages (a thumbnail)."""
+    import tifffile
+
+    from biocodes import bioformats
+
+    name = path.lower()
+    if any(name.endswith("." + e) for e in tifffile.TIFF.FILE_EXTENSIONS):
+        return False
+    if name.rsplit(".", 1)[-1] in RECOGNISED_BY_CONTENT:  # a TIFF named .png
+        return False
+    return bioformats.claims(path)
+
+
+#: suffixes of formats recognised by their content here: a file with one of
+#: these names but another container's bytes is read as what its bytes say
+RECOGNISED_BY_CONTENT = frozenset(
+    "png jpg jpeg jpe jfif gif bmp dib pbm pgm ppm pnm czi".split()
+)
+
+
+def sniff(path: str) -> str | None:
+    """The container a file's first bytes declare ("tiff", "png", "czi"), or
+    None. An SVS, LSM or NDPI file is a TIFF whatever its name, so the same
+    bytes get the same reader and the same scenes under any name."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return next((k for m, k in MAGIC.items() if head.startswith(m)), None)
