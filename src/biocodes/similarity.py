@@ -105,13 +105,17 @@ def _distance(words: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(words[a] ^ words[b]).sum(axis=1, dtype=np.int64)
 
 
-def _plan(n: int, bits: int, max_distance: int, pairs: float) -> tuple[int, int]:
+def _plan(
+    n: int, bits: int, max_distance: int, pairs: float, lookup: float = 3.0
+) -> tuple[int, int]:
     """Bands and per-band radius for a multi-index search: codes within ``d``
     bits agree up to ``d // bands`` bits in at least one band (pigeonhole).
     ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
     with a radius of 1 or 2 (each bit subset masked in turn) check far fewer
-    candidates. The cost model counts key lookups over ``n`` codes and the
-    expected candidates among ``pairs`` random pairs."""
+    candidates. The cost model counts key lookups over ``n`` codes (a sort:
+    ``lookup`` candidate checks each; a binary search into a few queried
+    codes: a third of one) and the expected candidates among ``pairs``
+    random pairs."""
     best = None
     for bands in range(max(1, -(-bits // 62)), bits + 1):
         radius = max_distance // bands
@@ -119,7 +123,7 @@ def _plan(n: int, bits: int, max_distance: int, pairs: float) -> tuple[int, int]
         if radius > width:
             continue
         masks = bands * comb(int(width), radius)
-        cost = masks * n * 3.0 + masks * pairs * 2.0 ** -(width - radius)
+        cost = masks * n * lookup + masks * pairs * 2.0 ** -(width - radius)
         if best is None or cost < best[0]:
             best = (cost, bands, radius)
     assert best is not None
@@ -138,7 +142,7 @@ def _pairs_within(
     if n < 2 or max_distance < 0 or (asked is not None and not len(asked)):
         return empty, empty, empty
     pairs = n * n / 2 if asked is None else n * len(asked)
-    bands, radius = _plan(n, bits, max_distance, pairs)
+    bands, radius = _plan(n, bits, max_distance, pairs, 3.0 if asked is None else 0.3)
     edges = [bits * k // bands for k in range(bands + 1)]
     skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
     found: list[np.ndarray] = []
@@ -192,14 +196,22 @@ def _query_pairs(
         if not len(hit):
             continue
         count = count[hit]
-        rows = np.repeat(hit + start, count)
-        offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        other = asked[order[np.repeat(lo[hit], count) + offset]]
-        keep = rows != other
-        rows, other = rows[keep], other[keep]
-        keep = _distance(words, rows, other) <= max_distance
-        a, b = rows[keep], other[keep]
-        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+        # candidates in batches of at most PAIR_BATCH (bounded memory)
+        edges = np.searchsorted(
+            np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
+        )
+        for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(hit)], strict=True):
+            if h1 <= h0:
+                continue
+            c = count[h0:h1]
+            rows = np.repeat(hit[h0:h1] + start, c)
+            offset = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+            other = asked[order[np.repeat(lo[hit[h0:h1]], c) + offset]]
+            keep = rows != other
+            rows, other = rows[keep], other[keep]
+            keep = _distance(words, rows, other) <= max_distance
+            a, b = rows[keep], other[keep]
+            out.append(np.minimum(a, b) * n + np.maximum(a, b))
     return out
 
 
