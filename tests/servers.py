@@ -36,6 +36,27 @@ class _NoListing(_Quiet):
         return super().send_head()
 
 
+class _Counting(_Quiet):
+    """Counts the body bytes it sends, per path, in ``sent`` (shared)."""
+
+    sent: dict[str, int]
+
+    def copyfile(self, source, outputfile) -> None:
+        data = source.read()
+        self.sent[self.path] = self.sent.get(self.path, 0) + len(data)
+        outputfile.write(data)
+
+
+@contextlib.contextmanager
+def counting_http_server(directory: str | Path) -> Iterator[tuple[str, dict]]:
+    """``directory`` over HTTP; yields the base URL and a dict path -> body
+    bytes sent, to measure what a read downloads."""
+    sent: dict[str, int] = {}
+    handler = type("Counting", (_Counting,), {"sent": sent})
+    with _serve(functools.partial(handler, directory=str(directory))) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}", sent
+
+
 @contextlib.contextmanager
 def _serve(handler) -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

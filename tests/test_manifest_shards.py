@@ -104,3 +104,47 @@ def test_symlinked_directories_follow_only_when_allowed_and_loops_end(tmp_path):
     paths = [r["path"] for r in followed]
     assert "linked/e.tif" in paths and not any(r["error"] for r in followed)
     assert len(paths) == len(set(paths)) == 4  # the loop is walked once
+
+
+def test_a_new_shard_count_reads_no_pixels_and_keeps_the_rows(tmp_path):
+    """Images that move to another shard take their rows from the previous
+    catalogue; a shard where nothing changed keeps its state files as they
+    are; the count follows the repository's size in powers of two."""
+    import os
+
+    from biocodes.catalogue import merge_run
+    from biocodes.layout import shard_count, shards_for
+
+    root = repo(tmp_path)
+    local = {"kind": "local"}
+    manifest = tmp_path / "m1.parquet"
+    build_manifest(manifest, {"lab": str(root)}, 1, exclude=["skip.*"])
+    first = run_shard(manifest, 0, tmp_path / "state/0", local, False, shards=1)
+    assert first["read"] == 3
+    merge_run([tmp_path / "state/0"], tmp_path / "catalogue", {}, manifest)
+    before = pq.read_table(tmp_path / "catalogue/scenes.parquet").to_pylist()
+
+    manifest = tmp_path / "m2.parquet"
+    build_manifest(manifest, {"lab": str(root)}, 2, exclude=["skip.*"])
+    states = [tmp_path / f"state/{k}" for k in range(2)]
+    for k in range(2):
+        counts = run_shard(
+            manifest,
+            k,
+            states[k],
+            local,
+            False,
+            shards=2,
+            catalogue=tmp_path / "catalogue",
+        )
+        assert counts["read"] == counts["rehashed"] == 0, counts
+    merge_run(states, tmp_path / "catalogue", {}, manifest)
+    after = pq.read_table(tmp_path / "catalogue/scenes.parquet").to_pylist()
+    assert after == before
+    version = os.path.realpath(states[0])  # nothing changed: not rewritten
+    run_shard(manifest, 0, states[0], local, False, shards=2)
+    assert os.path.realpath(states[0]) == version
+
+    assert [shards_for(n) for n in (10, 10_000, 20_000, 1_000_000)] == [1, 1, 2, 128]
+    assert shard_count(tmp_path / "nowhere") == 4  # a first run
+    assert shard_count(tmp_path, shards=7) == 7

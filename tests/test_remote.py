@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from servers import FlakyProxy, http_server, s3_server, upload
+from servers import FlakyProxy, counting_http_server, http_server, s3_server, upload
 
 from biocodes import synth
 from biocodes.codes import raw_file_code
@@ -95,6 +95,23 @@ def test_same_codes_from_disk_http_and_s3(repo, s3):
             assert summary(biocode(f"{web}/{store}")) == local, store
             assert summary(biocode(f"s3://bucket/repo/{store}")) == local, store
     assert len(local[2]) == 2  # the series store has two scenes
+
+
+def test_a_remote_store_is_downloaded_once(repo):
+    """The raw-file walk keeps each key on disk for the pixel walk: the bytes
+    served are the store's size (directory listings aside), not twice it."""
+    for store in STORES:
+        size = sum(f.stat().st_size for f in (repo / store).rglob("*") if f.is_file())
+        with counting_http_server(repo) as (web, sent):
+            result = biocode(f"{web}/{store}")
+        assert summary(result) == summary(biocode(repo / store))
+        keys = sum(n for path, n in sent.items() if not path.endswith("/"))
+        assert keys <= 1.05 * size, (store, keys, size)
+        # without the cache each chunk comes twice
+        with counting_http_server(repo) as (web, sent):
+            biocode(f"{web}/{store}", limits=Limits(remote_cache_bytes=0))
+        twice = sum(n for path, n in sent.items() if not path.endswith("/"))
+        assert twice > 1.5 * size, (store, twice, size)
 
 
 def test_treewalk_over_keys_is_iscc_sums_treewalk(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -205,12 +206,48 @@ def write_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def read_tables(paths: Sequence[str | os.PathLike], name: str) -> pa.Table:
-    """Concatenate one table from several shard files."""
-    parts = [pq.read_table(p, schema=SCHEMAS[name]) for p in paths]
+def sort_table(name: str, table: pa.Table) -> pa.Table:
+    """An Arrow table in the fixed schema of ``name``, sorted by its keys, in
+    one chunk: equal contents always write equal bytes. At most two copies
+    are alive at once (pass a table nothing else holds, to free the first)."""
+    import pyarrow.compute as pc
+
+    schema = SCHEMAS[name]
+    table = table.select(schema.names).cast(schema).combine_chunks()
+    if table.num_rows:
+        keys = [(k, "ascending") for k in SORT_KEYS[name]]
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
+    return table.combine_chunks()
+
+
+def read_tables(
+    paths: Sequence[str | os.PathLike], name: str, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Concatenate one table from several shard files (missing files are
+    empty; columns added since a file was written are null)."""
+    parts = [read_table(p, name, columns) for p in paths]
     if not parts:
-        return SCHEMAS[name].empty_table()
+        return _schema(name, columns).empty_table()
     return pa.concat_tables(parts)
+
+
+def _schema(name: str, columns: Sequence[str] | None) -> pa.Schema:
+    schema = SCHEMAS[name]
+    return schema if columns is None else pa.schema([schema.field(c) for c in columns])
+
+
+def read_table(
+    path: str | os.PathLike,
+    name: str,
+    columns: Sequence[str] | None = None,
+    filter: object = None,
+) -> pa.Table:
+    """One table file in the current schema (or its ``columns``); empty if
+    it does not exist. ``filter``: a pyarrow dataset expression."""
+    schema = _schema(name, columns)
+    if not Path(path).exists():
+        return schema.empty_table()
+    return pq.read_table(path, schema=schema, columns=schema.names, filters=filter)
 
 
 #: packages whose versions can change codes; recorded with every run
@@ -317,6 +354,16 @@ def _versions_changed(previous_runs: list[dict], versions: dict[str, str]) -> st
     return "; ".join(moved)
 
 
+def _previous_runs(path: Path) -> pa.Table:
+    """The ``runs`` table so far, in the current schema: a catalogue from
+    before 2026-11-30 stored ``started``/``finished`` as ISO strings, and
+    older ones lack columns added since (null). One row per run: small."""
+    if not path.exists():
+        return SCHEMAS["runs"].empty_table()
+    rows = [_timestamps(r) for r in pq.read_table(path).to_pylist()]
+    return pa.Table.from_pylist(rows, schema=SCHEMAS["runs"])
+
+
 def _timestamps(run: dict) -> dict:
     """A ``runs`` row with ``started``/``finished`` as datetimes (catalogues
     before 2026-11-30 stored ISO strings)."""
@@ -342,42 +389,55 @@ def skipped_files(manifest: str | os.PathLike) -> dict[str, int]:
 
 
 def run_figures(
-    current: dict[str, list[dict]],
-    change_rows: list[dict],
+    images: pa.Table,
+    scenes: pa.Table,
+    change_rows: pa.Table,
     counts: Sequence[dict[str, int]],
     run_id: str,
+    removed: int = 0,
 ) -> dict[str, int]:
-    """The ``runs`` counts. Per-run figures count this run only: images read,
-    re-hashed and reused (from the shards' counts), the changes (added,
-    changed, touched, removed, failed), and the scenes and pixel bytes read
-    (images whose rows this run wrote). Catalogue totals after the run are
-    ``images``, ``images_ok``, ``images_error``, ``images_removed_total``,
-    ``scenes`` and ``bytes_total``."""
-    status = [i["status"] for i in current["images"]]
-    kinds = [c["change"] for c in change_rows]
+    """The ``runs`` counts, from Arrow columns. Per-run figures count this
+    run only: images read, re-hashed and reused (from the shards' counts),
+    the changes (added, changed, touched, removed, failed), and the scenes
+    and pixel bytes read (images whose rows this run wrote). Catalogue totals
+    after the run are ``images``, ``images_ok``, ``images_error``,
+    ``images_removed_total``, ``scenes`` and ``bytes_total``.
+
+    ``images``/``scenes``: the shards' rows (``image_id``, ``status``,
+    ``run_id``; ``image_id``, ``status``, ``nbytes``); ``removed``: the images
+    carried on as removed."""
+    import pyarrow.compute as pc
+
+    def count(column: pa.ChunkedArray, value: str) -> int:
+        return int(pc.sum(pc.equal(column, value)).as_py() or 0)
+
+    def total_bytes(mask: pa.ChunkedArray) -> int:
+        return int(pc.sum(pc.filter(scenes["nbytes"], mask)).as_py() or 0)
+
+    status, kinds = images["status"], change_rows["change"]
     total = {
         k: sum(c.get(k, 0) for c in counts) for k in ("read", "rehashed", "reused")
     }
-    live = [s for s in current["scenes"] if s["status"] == "ok"]
-    read_now = {i["image_id"] for i in current["images"] if i["run_id"] == run_id}
-    read_scenes = [s for s in live if s["image_id"] in read_now]
+    live = pc.fill_null(pc.equal(scenes["status"], "ok"), False)
+    read_now = pc.filter(images["image_id"], pc.equal(images["run_id"], run_id))
+    read = pc.and_(live, pc.is_in(scenes["image_id"], value_set=read_now))
     return {
-        "images": len(status) - status.count("removed"),
-        "images_ok": status.count("ok"),
-        "images_error": status.count("error"),
-        "images_removed_total": status.count("removed"),
+        "images": images.num_rows - count(status, "removed"),
+        "images_ok": count(status, "ok"),
+        "images_error": count(status, "error"),
+        "images_removed_total": count(status, "removed") + removed,
         "images_read": total["read"],
         "images_rehashed": total["rehashed"],
         "images_reused": total["reused"],
-        "images_added": kinds.count("added"),
-        "images_changed": kinds.count("changed"),
-        "images_touched": kinds.count("touched"),
-        "images_removed": kinds.count("removed"),
-        "images_failed": kinds.count("failed"),
-        "scenes": len(live),
-        "scenes_read": len(read_scenes),
-        "bytes_hashed": sum(s["nbytes"] for s in read_scenes),
-        "bytes_total": sum(s["nbytes"] for s in live),
+        "images_added": count(kinds, "added"),
+        "images_changed": count(kinds, "changed"),
+        "images_touched": count(kinds, "touched"),
+        "images_removed": count(kinds, "removed"),
+        "images_failed": count(kinds, "failed"),
+        "scenes": int(pc.sum(live).as_py() or 0),
+        "scenes_read": int(pc.sum(read).as_py() or 0),
+        "bytes_hashed": total_bytes(read),
+        "bytes_total": total_bytes(live),
     }
 
 
@@ -391,64 +451,155 @@ def merge_run(
     """Merge the shards' tables with the previous catalogue into a new one.
 
     Removed images keep their rows (``status=removed``); ``changes`` and
-    ``runs`` grow by this run's rows; ``duplicates`` is recomputed. The whole
-    catalogue is swapped in at once (:func:`biocodes.atomic.atomic_dir`), so a
-    reader or a crash never sees half of it. Returns the new ``runs`` row.
+    ``runs`` grow by this run's rows; ``duplicates`` is recomputed. Tables
+    stay Arrow columns throughout (joins, filters, sorts in pyarrow's C++, no
+    Python object per row), and one table is held at a time, with only the
+    columns each step needs: a night's merge of a million images takes
+    seconds and a bounded amount of memory. The whole catalogue is swapped in
+    at once (:func:`biocodes.atomic.atomic_dir`), so a reader or a crash never
+    sees half of it. Returns the new ``runs`` row.
     """
+    import pyarrow.compute as pc
+
+    from biocodes.atomic import atomic_dir
+    from biocodes.history import IMAGE_COLUMNS, SCENE_COLUMNS, carry, changes_table
+    from biocodes.similarity import duplicate_table
+
+    def states(name: str, columns: Sequence[str] | None = None) -> pa.Table:
+        return read_tables(
+            [Path(d) / f"{name}.parquet" for d in state_dirs], name, columns
+        )
+
+    def before(
+        name: str, columns: Sequence[str] | None = None, filter: object = None
+    ) -> pa.Table:
+        return read_table(Path(out_dir) / f"{name}.parquet", name, columns, filter)
+
+    run_id, started = run_info(manifest)
+    columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
+    change_rows, gone = changes_table(
+        {n: before(n, c) for n, c in columns.items()},
+        {n: states(n, c) for n, c in columns.items()},
+        run_id,
+    )
+    runs = _previous_runs(Path(out_dir) / "runs.parquet")
+    dup = config.get("duplicates", {})
+    known = _known_pairs(Path(out_dir), before)
+    with atomic_dir(out_dir, keep=3) as new:
+
+        def write(name: str, table: pa.Table) -> None:
+            write_atomic(sort_table(name, table), new / f"{name}.parquet")
+            pa.default_memory_pool().release_unused()
+
+        def merged(name: str) -> pa.Table:
+            """This run's rows of a shard table, and the gone images' rows."""
+            table = states(name)
+            if name != "errors" and len(gone):  # a gone file's errors are moot
+                found = pc.field("image_id").isin(gone)
+                table = pa.concat_tables(
+                    [table, carry(name, before(name, filter=found), gone)]
+                )
+            return table
+
+        for name in SHARD_TABLES:  # one table in memory at a time
+            write(name, merged(name))
+        images = states("images", ["image_id", "root", "format", "status", "run_id"])
+        live = ["image_id", "path", "scene_index", "iscc_code", "data_code"]
+        scenes = states("scenes", [*live, "iscc_mixed", "status", "nbytes"])
+        duplicates, pairs = duplicate_table(
+            scenes,
+            images,
+            data_distance=dup.get("data_distance", 24),
+            mixed_distance=dup.get("mixed_distance", 8),
+            known=known,
+        )
+        (new / "_merge").mkdir()
+        pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
+        write("duplicates", duplicates)
+        write("changes", pa.concat_tables([before("changes"), change_rows]))
+        run = run_row(
+            run_id,
+            started,
+            config,
+            manifest,
+            images,
+            scenes,
+            change_rows,
+            counts,
+            runs.slice(max(0, runs.num_rows - 1)).to_pylist(),
+            removed=len(gone),
+        )
+        write(
+            "runs",
+            pa.concat_tables(
+                [runs, pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
+            ),
+        )
+    return run
+
+
+#: the near pairs a merge found, for the next merge (not a catalogue table)
+PAIRS_FILE = "_merge/near_pairs.parquet"
+
+
+def _known_pairs(out_dir: Path, before: Any) -> dict[str, tuple[pa.Array, pa.Table]]:
+    """Per near kind: the codes the previous merge searched (its live scenes'
+    codes) and the pairs it found, if it kept them."""
+    import pyarrow.compute as pc
+
+    path = out_dir / PAIRS_FILE
+    if not path.exists():
+        return {}
+    pairs = pq.read_table(path)
+    scenes = before("scenes", ["status", "iscc_code", "data_code", "iscc_mixed"])
+    live = scenes.filter(
+        pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
+    )
+    return {
+        kind: (
+            pc.unique(live[column].drop_null()),
+            pairs.filter(pc.equal(pairs["kind"], kind)),
+        )
+        for kind, column in (("near_data", "data_code"), ("near_mixed", "iscc_mixed"))
+    }
+
+
+def run_row(
+    run_id: str,
+    started: str,
+    config: dict,
+    manifest: str | os.PathLike,
+    images: pa.Table,
+    scenes: pa.Table,
+    change_rows: pa.Table,
+    counts: Sequence[dict[str, int]],
+    previous_runs: list[dict],
+    removed: int = 0,
+) -> dict:
+    """This run's ``runs`` row (see :func:`run_figures` for the counts)."""
     import json
     from datetime import UTC, datetime
 
-    from biocodes.atomic import atomic_dir
-    from biocodes.history import changes
     from biocodes.imagewalk import SPEC_VERSION
-    from biocodes.similarity import duplicate_rows
 
-    current = {
-        name: read_tables(
-            [Path(d) / f"{name}.parquet" for d in state_dirs], name
-        ).to_pylist()
-        for name in SHARD_TABLES
-    }
-    # duplicates are recomputed, never read
-    previous = {n: read_catalogue(out_dir, n) for n in TABLES if n != "duplicates"}
-    previous["runs"] = [_timestamps(r) for r in previous["runs"]]
-    run_id, started = run_info(manifest)
-    change_rows, carried = changes(
-        {name: previous[name] for name in SHARD_TABLES}, current, run_id
-    )
-    for name in SHARD_TABLES:
-        current[name] += carried[name]
-    dup = config.get("duplicates", {})
-    current["duplicates"] = duplicate_rows(
-        current["scenes"],
-        current["images"],
-        data_distance=dup.get("data_distance", 24),
-        mixed_distance=dup.get("mixed_distance", 8),
-    )
-    current["changes"] = previous["changes"] + change_rows
     versions = code_versions()
     finished = (
         datetime.fromisoformat(started)  # reproducible: SOURCE_DATE_EPOCH fixes both
         if os.environ.get("SOURCE_DATE_EPOCH")
         else datetime.now(UTC).replace(microsecond=0)
     )
-    run = {
+    return {
         "run_id": run_id,
         "started": datetime.fromisoformat(started),
         "finished": finished,
         "config_sha256": config_sha256(config),
         "config": json.dumps(redact(config), sort_keys=True, default=str),
         "versions": json.dumps(versions, sort_keys=True),
-        "versions_changed": _versions_changed(previous["runs"], versions),
+        "versions_changed": _versions_changed(previous_runs, versions),
         "imagewalk_spec": SPEC_VERSION,
-        **run_figures(current, change_rows, counts, run_id),
+        **run_figures(images, scenes, change_rows, counts, run_id, removed),
         "files_skipped": sum(skipped_files(manifest).values()),
     }
-    current["runs"] = [*previous["runs"], run]
-    with atomic_dir(out_dir, keep=3) as new:
-        for name in TABLES:
-            write_atomic(to_table(name, current[name]), new / f"{name}.parquet")
-    return run
 
 
 def summary(catalogue_dir: str | os.PathLike) -> str:

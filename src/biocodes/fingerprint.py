@@ -140,6 +140,18 @@ def biocode(
     (a remote store's costs a request per key). ``reader="bioformats"``
     reads the file with Bio-Formats even if a native reader exists.
     """
+    from biocodes.remote import is_remote, read_once
+
+    if is_remote(path) and raw is None:
+        # one download of each key: the raw-file walk keeps them on disk
+        # for the pixel walk (so the two run in turn, not overlapped)
+        limits = limits or Limits()
+        before = before or _state(path, limits)
+        with read_once(str(path), limits):
+            raw = raw_file_code(path, limits=limits)
+            return biocode(
+                path, simprints, progress, views, overlap, raw, limits, before, reader
+            )
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
     before = before or _state(path, limits)

@@ -3,83 +3,158 @@
 Images that disappear keep their rows with ``status=removed``; every run adds
 one ``changes`` row per image added, changed, touched (new mtime, same bytes),
 removed or failed. Unchanged images are not listed.
+
+Both are computed on whole Arrow tables (joins and column comparisons), never
+row by row: the merge runs every night over the whole catalogue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: carried along for a removed image (a gone file's errors are moot)
+CARRIED = ("images", "scenes", "simprints", "views")
 
 
-def _by_image(rows: Iterable[dict]) -> dict[str, list[dict]]:
-    found: dict[str, list[dict]] = {}
-    for r in rows:
-        found.setdefault(r["image_id"], []).append(r)
-    return found
+#: the columns :func:`changes_table` reads
+IMAGE_COLUMNS = ["image_id", "root", "path", "status", "size", "mtime_ns"]
+IMAGE_COLUMNS += ["iscc_code", "error"]
+SCENE_COLUMNS = ["image_id", "scene_index", "iscc_code"]
 
 
-def _codes(image: dict | None, scenes: list[dict]) -> tuple:
-    if image is None:
-        return ()
-    return (image.get("iscc_code"), tuple(s["iscc_code"] for s in scenes))
+def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Elementwise equality where two nulls are equal."""
+    eq = pc.equal(a, b).fill_null(False)
+    both = pc.and_(pc.is_null(a), pc.is_null(b))
+    return pc.or_(eq, both).to_numpy(zero_copy_only=False)
 
 
-def changes(
-    previous: dict[str, list[dict]], current: dict[str, list[dict]], run_id: str
-) -> tuple[list[dict], dict[str, list[dict]]]:
-    """``changes`` rows for this run, and the removed images' rows to carry on.
+def _scenes_differ(
+    previous: pa.Table, current: pa.Table, prev_ids: pa.Array
+) -> np.ndarray:
+    """Per previous image (by position in ``prev_ids``): whether its scenes
+    (count, or code at some scene index) differ in ``current``. Strings are
+    turned into integer positions once (``index_in``); the comparison is
+    numpy sorts and searches, not a join."""
+    n = len(prev_ids)
 
-    ``previous`` and ``current`` map table names to rows. Removed images keep
-    all their rows; their ``images`` and ``scenes`` rows get ``status=removed``.
-    """
-    prev_images = {r["image_id"]: r for r in previous.get("images", [])}
-    prev_scenes = _by_image(previous.get("scenes", []))
-    cur_scenes = _by_image(current["scenes"])
-    rows: list[dict] = []
+    def positions(scenes: pa.Table) -> np.ndarray:
+        pos = pc.index_in(scenes["image_id"], value_set=prev_ids)
+        return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
-    def note(image: dict, change: str, before: dict | None, old: tuple = ()) -> None:
-        new = _codes(image, cur_scenes.get(image["image_id"], []))
-        rows.append(
-            {
-                "run_id": run_id,
-                "image_id": image["image_id"],
-                "root": image["root"],
-                "path": image["path"],
-                "change": change,
-                "codes_changed": change != "removed" and old != new,
-                "previous_iscc_code": before and before.get("iscc_code"),
-                "iscc_code": None if change == "removed" else image.get("iscc_code"),
-                "error": image.get("error") if change == "failed" else None,
-            }
+    codes = pc.unique(previous["iscc_code"].drop_null())
+
+    def code_ids(scenes: pa.Table) -> np.ndarray:
+        ids = pc.index_in(scenes["iscc_code"], value_set=codes).fill_null(-3)
+        ids = pc.if_else(pc.is_null(scenes["iscc_code"]), -2, ids)  # null == null
+        return ids.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    ppos, cpos = positions(previous), positions(current)
+    pidx = previous["scene_index"].to_numpy().astype(np.int64)
+    cidx = current["scene_index"].to_numpy().astype(np.int64)
+    pkey, ckey = (ppos << 32) | pidx, (cpos << 32) | cidx
+    pcode, ccode = code_ids(previous), code_ids(current)
+    mine = cpos >= 0
+    ckey, ccode, cpos = ckey[mine], ccode[mine], cpos[mine]
+    differ = np.bincount(ppos[ppos >= 0], minlength=n) != np.bincount(cpos, minlength=n)
+    order = np.argsort(pkey, kind="stable")
+    pkey, pcode = pkey[order], pcode[order]
+    at = np.minimum(np.searchsorted(pkey, ckey), max(0, len(pkey) - 1))
+    if len(pkey):
+        bad = (pkey[at] != ckey) | (pcode[at] != ccode)
+    else:
+        bad = np.ones(len(ckey), dtype=bool)
+    differ[cpos[bad]] = True
+    return differ
+
+
+def changes_table(
+    previous: dict[str, pa.Table], current: dict[str, pa.Table], run_id: str
+) -> tuple[pa.Table, pa.Array]:
+    """``changes`` rows for this run (unsorted), and the ids of the images
+    that are gone (see :func:`carry`). Only :data:`IMAGE_COLUMNS` and
+    :data:`SCENE_COLUMNS` of the ``images`` and ``scenes`` tables are used.
+    Images are matched by position (``index_in``), never by a row loop or a
+    string join, so a million images cost seconds and little memory."""
+    from biocodes.catalogue import SCHEMAS
+
+    schema = SCHEMAS["changes"]
+    prev_images, cur = previous["images"], current["images"]
+    prev_ids = prev_images["image_id"].combine_chunks()  # index_in's value set
+    pos = pc.index_in(cur["image_id"], value_set=prev_ids)
+
+    def before(column: str) -> pa.Array:
+        return prev_images[column].take(pos)
+
+    status = before("status")
+    known = pc.and_kleene(pc.is_valid(status), pc.not_equal(status, "removed"))
+    known = known.fill_null(False).to_numpy(zero_copy_only=False)
+    scenes_differ = _scenes_differ(previous["scenes"], current["scenes"], prev_ids)
+    at = pos.fill_null(0).to_numpy(zero_copy_only=False)
+    same_scenes = ~scenes_differ[at] if len(scenes_differ) else np.zeros(len(at), bool)
+    previous_code = before("iscc_code")
+    same_code = _same(previous_code, cur["iscc_code"])
+    codes_changed = ~(known & same_code & same_scenes)
+    moved = ~(
+        _same(before("size"), cur["size"]) & _same(before("mtime_ns"), cur["mtime_ns"])
+    )
+    failed = pc.equal(cur["status"], "error").to_numpy(zero_copy_only=False)
+    change = np.select(
+        [failed, ~known, codes_changed, moved],
+        ["failed", "added", "changed", "touched"],
+        "",
+    )
+    noted = change != ""
+    pick = pa.array(noted)
+    t = cur.filter(pick)
+    rows = pa.table(
+        {
+            "run_id": pa.array([run_id] * t.num_rows, pa.string()),
+            "image_id": t["image_id"],
+            "root": t["root"],
+            "path": t["path"],
+            "change": pa.array(change[noted], pa.string()),
+            "codes_changed": pa.array(codes_changed[noted]),
+            "previous_iscc_code": pc.if_else(
+                pa.array(known), previous_code, pa.scalar(None, pa.string())
+            ).filter(pick),
+            "iscc_code": t["iscc_code"],
+            "error": pc.if_else(
+                pa.array(failed[noted]), t["error"], pa.scalar(None, pa.string())
+            ),
+        },
+        schema=schema,
+    )
+
+    gone_mask = pc.invert(pc.is_in(prev_ids, cur["image_id"]))
+    gone_images = prev_images.filter(gone_mask)
+    newly = gone_images.filter(pc.not_equal(gone_images["status"], "removed"))
+    removed = pa.table(
+        {
+            "run_id": pa.array([run_id] * newly.num_rows, pa.string()),
+            "image_id": newly["image_id"],
+            "root": newly["root"],
+            "path": newly["path"],
+            "change": pa.array(["removed"] * newly.num_rows, pa.string()),
+            "codes_changed": pa.array([False] * newly.num_rows, pa.bool_()),
+            "previous_iscc_code": newly["iscc_code"],
+            "iscc_code": pa.array([None] * newly.num_rows, pa.string()),
+            "error": pa.array([None] * newly.num_rows, pa.string()),
+        },
+        schema=schema,
+    )
+    return pa.concat_tables([rows, removed]), gone_images["image_id"].combine_chunks()
+
+
+def carry(name: str, previous: pa.Table, gone: pa.Array) -> pa.Table:
+    """The previous rows of images that are gone, to keep in the catalogue:
+    ``images`` and ``scenes`` rows get ``status=removed``."""
+    table = previous.filter(pc.is_in(previous["image_id"], gone))
+    if name in ("images", "scenes"):
+        status = pa.array(["removed"] * table.num_rows, pa.string())
+        table = table.set_column(
+            table.schema.get_field_index("status"), "status", status
         )
-
-    seen = set()
-    for image in current["images"]:
-        iid = image["image_id"]
-        seen.add(iid)
-        before = prev_images.get(iid)
-        if before is not None and before["status"] == "removed":
-            before = None
-        old = _codes(before, prev_scenes.get(iid, []))
-        if image["status"] == "error":
-            note(image, "failed", before, old)
-        elif before is None:
-            note(image, "added", None)
-        elif old != _codes(image, cur_scenes.get(iid, [])):
-            note(image, "changed", before, old)
-        elif (before["size"], before["mtime_ns"]) != (image["size"], image["mtime_ns"]):
-            note(image, "touched", before, old)
-
-    carried: dict[str, list[dict]] = {name: [] for name in previous}
-    gone = {iid for iid in prev_images if iid not in seen}
-    for name, items in previous.items():
-        if name not in current or name == "errors":  # a gone file's errors are moot
-            continue
-        for r in items:
-            if r["image_id"] in gone:
-                if name in ("images", "scenes"):
-                    r = {**r, "status": "removed"}
-                carried[name].append(r)
-    for iid in sorted(gone):
-        if prev_images[iid]["status"] != "removed":
-            note(prev_images[iid], "removed", prev_images[iid])
-    return rows, carried
+    return table

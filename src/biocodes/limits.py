@@ -52,6 +52,10 @@ class Limits:
     remote_retries: int = 4
     #: requests in flight at once to one remote store
     remote_concurrency: int = 8
+    #: disk space (in the temporary directory) that holds a remote store's
+    #: keys between the raw-file walk and the pixel walk, so each is
+    #: downloaded once; keys beyond it are downloaded again; 0 turns it off
+    remote_cache_bytes: int = 16 * GiB
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:
@@ -65,6 +69,7 @@ class Limits:
             float(cfg.get("remote_timeout", default.remote_timeout)),
             int(cfg.get("remote_retries", default.remote_retries)),
             int(cfg.get("remote_concurrency", default.remote_concurrency)),
+            parse_size(cfg.get("remote_cache_bytes", default.remote_cache_bytes)),
         )
 
     def check(self, path: str, scene: SceneInfo) -> None:

@@ -18,6 +18,7 @@ import errno
 import os
 import posixpath
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from unicodedata import normalize
 from urllib.parse import unquote, urlsplit
@@ -111,9 +112,21 @@ class RemoteStore:
         raise AssertionError("unreachable")
 
     async def read(self, key: str) -> bytes:
-        """A whole key's bytes."""
+        """A whole key's bytes (from the store's :class:`KeyCache`, if it
+        holds them; kept there for the pixel walk otherwise)."""
+        cache = _CACHES.get(self.url)
+        if cache is not None and (data := cache.get(key)) is not None:
+            return data
         path = self.path_of(key)
-        return await self.call(f"GET {key}", lambda: self.fs._cat_file(path))
+        data = await self.call(f"GET {key}", lambda: self.fs._cat_file(path))
+        if cache is not None:
+            cache.put(key, data)
+        return data
+
+    def cached(self, key: str) -> bytes | None:
+        """A key's bytes if this run has them on disk already."""
+        cache = _CACHES.get(self.url)
+        return None if cache is None else cache.get(key)
 
     def listing(self, sizes: bool = True) -> dict[str, tuple[int, int]] | None:
         """Every key of the store with its size and mtime (ns, 0 if the server
@@ -237,6 +250,65 @@ class RemoteStore:
             for data in _sync(_gather(self.read(k) for k in part)):
                 hasher.update(data)
         return sum_result(hasher)
+
+
+class KeyCache:
+    """A bounded on-disk copy of a remote store's keys, for one read.
+
+    The raw-file ISCC-SUM walks every key of a store; the pixel walk then
+    needs the chunks again. Keys are written to a private temporary directory
+    as they are hashed (up to ``limit`` bytes), and the pixel walk takes them
+    from there, so each key is downloaded once. The directory is removed
+    when the read ends (:func:`read_once`)."""
+
+    def __init__(self, limit: int) -> None:
+        import tempfile
+
+        self.limit = limit
+        self.used = 0
+        self.dir = tempfile.mkdtemp(prefix="biocodes-remote-")
+        self.files: dict[str, str] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        if key in self.files or self.used + len(data) > self.limit:
+            return
+        name = os.path.join(self.dir, f"{len(self.files)}")
+        with open(name, "wb") as f:
+            f.write(data)
+        self.files[key] = name
+        self.used += len(data)
+
+    def get(self, key: str) -> bytes | None:
+        name = self.files.get(key)
+        if name is None:
+            return None
+        with open(name, "rb") as f:
+            return f.read()
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+#: stores being read once in this process: url -> its key cache
+_CACHES: dict[str, KeyCache] = {}
+
+
+@contextmanager
+def read_once(url: str, limits: Limits) -> Iterator[None]:
+    """Within the block, keys of the store at ``url`` downloaded by one walk
+    are kept (up to ``limits.remote_cache_bytes``) for the next."""
+    url = url.rstrip("/")
+    if limits.remote_cache_bytes <= 0 or url in _CACHES:
+        yield
+        return
+    cache = _CACHES[url] = KeyCache(limits.remote_cache_bytes)
+    try:
+        yield
+    finally:
+        del _CACHES[url]
+        cache.close()
 
 
 #: one filesystem (connection pool) and one concurrency gate per server and

@@ -21,6 +21,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from biocodes.catalogue import SCHEMAS, SHARD_TABLES, to_table, write_atomic
 from biocodes.errors import BiocodeError, ChangedError, display_path
 from biocodes.limits import Limits
@@ -277,17 +280,36 @@ def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
     )
 
 
-def _previous(state_dir: Path) -> dict[str, dict[str, list[dict]]]:
-    """The shard's last rows, by table and image id."""
-    import pyarrow.parquet as pq
+def _previous(
+    state_dir: Path,
+    ids: pa.Array,
+    shards: int | None,
+    catalogue: str | os.PathLike | None,
+) -> tuple[dict[str, pa.Table], bool]:
+    """The shard's last tables, and whether they are its own.
 
-    found: dict[str, dict[str, list[dict]]] = {n: {} for n in SHARD_TABLES}
+    A state written for another shard count (or none yet) does not hold this
+    shard's images: they come from the previous catalogue instead, which holds
+    every image's rows, so changing the number of shards reads no pixels."""
+    from biocodes.catalogue import read_table
+
+    layout = state_dir / "layout.json"
+    own = shards is None or (
+        layout.exists() and json.loads(layout.read_text()).get("shards") == shards
+    )
+    source = state_dir
+    if not own and catalogue is not None and Path(catalogue, "images.parquet").exists():
+        source = Path(catalogue)
+    found = {}
     for name in SHARD_TABLES:
-        path = state_dir / f"{name}.parquet"
-        if path.exists():
-            for r in pq.read_table(path).to_pylist():
-                found[name].setdefault(r["image_id"], []).append(r)
-    return found
+        table = read_table(source / f"{name}.parquet", name)
+        if source != state_dir:
+            table = table.filter(pc.is_in(table["image_id"], ids))
+        found[name] = table
+    if source != state_dir:  # removed images are not this run's to keep
+        images = found["images"]
+        found["images"] = images.filter(pc.not_equal(images["status"], "removed"))
+    return found, own
 
 
 def run_shard(
@@ -301,33 +323,76 @@ def run_shard(
     results_dir: str | None = None,
     recheck: bool = False,
     limits: Limits | None = None,
+    shards: int | None = None,
+    catalogue: str | os.PathLike | None = None,
 ) -> dict[str, int]:
     """Bring the shard's tables under ``state_dir`` up to date with the manifest.
+
+    Which images to read is decided on Arrow columns (a join of the manifest
+    with the shard's last tables), so an unchanged image costs no Python, and
+    a shard where nothing changed keeps its state files untouched. With
+    ``shards`` (the run's shard count) and ``catalogue``, a state written for
+    another count is replaced by the catalogue's rows (see :func:`_previous`).
 
     Returns counts: ``images``, ``read`` (pixels read), ``rehashed`` (raw
     bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
     """
     import pyarrow.parquet as pq
-    from distributed import KilledWorker, as_completed
 
     from biocodes.atomic import atomic_dir
-    from biocodes.cluster import dask_client
-    from biocodes.manifest import read_manifest
+    from biocodes.catalogue import sort_table
 
+    state_dir = Path(state_dir)
     run_id = (pq.read_schema(manifest).metadata or {}).get(b"run_id", b"").decode()
-    rows = read_manifest(manifest, shard)
+    rows = pq.read_table(manifest, filters=[("shard", "=", shard)])
     key = settings_key(simprints, views)
-    before = _previous(Path(state_dir))
-    tables: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
-    counts = {"images": len(rows), "read": 0, "rehashed": 0, "reused": 0}
-
-    def keep(row: Mapping[str, Any]) -> None:
-        """The image's previous rows, with its current size and mtime."""
-        for name in SHARD_TABLES:
-            for r in before[name].get(row["image_id"], []):
-                if name == "images":
-                    r = {**r, "size": row["size"], "mtime_ns": row["mtime_ns"]}
-                tables[name].append(r)
+    before, own = _previous(state_dir, rows["image_id"], shards, catalogue)
+    prev = before["images"].select(
+        [
+            "image_id",
+            "size",
+            "mtime_ns",
+            "status",
+            "settings_key",
+            "run_id",
+            "iscc_code",
+        ]
+    )
+    prev = prev.rename_columns(
+        ["image_id", "_size", "_mtime", "_status", "_key", "_run", "_code"]
+    )
+    t = rows.join(prev, "image_id", join_type="left outer")
+    usable = pc.and_(
+        pc.and_(
+            pc.equal(t["_size"], t["size"]),
+            pc.is_in(t["_status"], pa.array(["ok", "empty"])),
+        ),
+        pc.and_(pc.equal(t["_key"], key), pc.is_null(t["error"])),
+    ).fill_null(False)
+    unchanged = pc.and_(
+        pc.equal(t["_mtime"], t["mtime_ns"]), pc.greater_equal(t["mtime_ns"], 0)
+    ).fill_null(False)
+    keep = pc.and_(pc.and_(usable, unchanged), pa.scalar(not recheck))
+    rehash = pc.and_(pc.invert(keep), pc.and_(usable, pc.is_valid(t["_code"])))
+    kept_now = t.filter(keep)
+    again = int(pc.sum(pc.equal(kept_now["_run"], run_id)).as_py() or 0)
+    counts = {
+        "images": t.num_rows,
+        "read": again,  # read by an earlier, interrupted attempt at this run
+        "rehashed": 0,
+        "reused": kept_now.num_rows - again,
+    }
+    todo = t.filter(pc.invert(keep))
+    codes = pc.if_else(rehash, t["_code"], pa.scalar(None, pa.string()))
+    work = []  # (row, previous raw code or None for a full read)
+    for row, code in zip(
+        todo.select(rows.column_names).to_pylist(),
+        codes.filter(pc.invert(keep)).to_pylist(),
+        strict=True,
+    ):
+        row["abspath"] = os.fsdecode(row["abspath"])
+        work.append((row, code))
+    results: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
 
     def take(result: dict) -> None:
         for name, items in result.items():
@@ -336,25 +401,14 @@ def run_shard(
                     r["settings_key"] = key
                 if "run_id" in SCHEMAS[name].names:
                     r["run_id"] = run_id
-                tables[name].append(r)
+                results[name].append(r)
 
-    work = []  # (row, previous raw code or None for a full read)
-    for row in rows:
-        prev = before["images"].get(row["image_id"], [None])[0]
-        same_file = prev is not None and prev["size"] == row["size"]
-        usable = same_file and prev["status"] in ("ok", "empty")
-        usable = usable and prev.get("settings_key") == key and not row.get("error")
-        # mtime -1: a remote store whose server cannot list it, never "unchanged"
-        unchanged = prev is not None and prev["mtime_ns"] == row["mtime_ns"] >= 0
-        if usable and unchanged and not recheck:
-            keep(row)
-            # read by an earlier, interrupted attempt at this same run
-            counts["read" if prev["run_id"] == run_id else "reused"] += 1
-        elif usable and prev["iscc_code"]:
-            work.append((row, prev["iscc_code"]))
-        else:
-            work.append((row, None))
-    if work:
+    kept_after = []
+    if work:  # dask only when there is work: a quiet shard starts in a blink
+        from distributed import KilledWorker, as_completed
+
+        from biocodes.cluster import dask_client
+
         with dask_client(cluster, threads) as client:
             futures = {}
             for row, code in work:
@@ -374,14 +428,32 @@ def run_shard(
                     result = error_rows(row, _died(client, exc, row))
                 counts["rehashed"] += code is not None
                 if result is None:
-                    keep(row)
+                    kept_after.append(row["image_id"])
                 else:
                     take(result)
                     counts["read"] += 1
                 future.release()
-    with atomic_dir(state_dir) as new:
-        for name in SHARD_TABLES:
-            write_atomic(to_table(name, tables[name]), new / f"{name}.parquet")
+    kept = pa.chunked_array(
+        [kept_now["image_id"].combine_chunks(), pa.array(kept_after, pa.string())]
+    )
+    sizes = rows.select(["image_id", "size", "mtime_ns"])
+    tables = {}
+    for name in SHARD_TABLES:
+        table = before[name].filter(pc.is_in(before[name]["image_id"], kept))
+        if name == "images":  # the image's current size and mtime
+            table = table.drop_columns(["size", "mtime_ns"]).join(
+                sizes, "image_id", join_type="inner"
+            )
+        tables[name] = pa.concat_tables(
+            [sort_table(name, table), to_table(name, results[name])]
+        )
+    same = own and not work and len(kept) == before["images"].num_rows
+    if not same:  # a shard where nothing changed keeps its files as they are
+        with atomic_dir(state_dir) as new:
+            for name in SHARD_TABLES:
+                write_atomic(sort_table(name, tables[name]), new / f"{name}.parquet")
+            if shards is not None:
+                (new / "layout.json").write_text(json.dumps({"shards": shards}))
     return counts
 
 
@@ -396,3 +468,21 @@ def view_options(
     thumbs = config.pop("thumbnails", True)
     config["strategies"] = tuple(config.get("strategies", ViewOptions.strategies))
     return ViewOptions(**config, thumbnails=thumbnails_dir if thumbs else None)
+
+
+def retire_states(state_root: str | os.PathLike, keep: int) -> None:
+    """Remove the states of shards ``>= keep`` (left by a larger shard count):
+    their images now live in other shards, and a stale state must not be
+    taken for a current one if the count grows again."""
+    import shutil
+
+    root = Path(state_root)
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        name = path.name.removesuffix(".versions")
+        if name.isdigit() and int(name) >= keep:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)

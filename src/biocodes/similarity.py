@@ -11,7 +11,13 @@ band are compared.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from itertools import combinations
+from math import comb
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def code_bits(code: str) -> tuple[int, int]:
@@ -30,40 +36,413 @@ def near_pairs(
     if not codes or max_distance < 0:
         return []
     bits = codes[0][1]
-    bands = min(max_distance + 1, bits)
+    nbytes = (bits + 63) // 64 * 8
+    body = np.frombuffer(
+        b"".join(v.to_bytes(nbytes, "big") for v, _ in codes), dtype=">u8"
+    )
+    words = body.reshape(len(codes), -1).astype(np.uint64)
+    i, j, d = _pairs_within(words, bits, max_distance)
+    return sorted(zip(i.tolist(), j.tolist(), d.tolist()))
+
+
+# ------------------------------------------------------------ vectorised
+# The catalogue merge finds duplicates among all live scenes every night, so
+# the search works on Arrow columns and numpy arrays, never row by row.
+
+_B32 = np.full(256, 255, dtype=np.uint8)
+_B32[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)] = np.arange(
+    32, dtype=np.uint8
+)
+#: candidate pairs checked per numpy batch (bounds memory: ~50 bytes each)
+PAIR_BATCH = 1_000_000
+
+
+def code_words(codes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """ISCC unit bodies as big-endian uint64 words (``words[n, k]``, bits),
+    base32-decoded for the whole column at once. All codes must be of one
+    unit type and length; the header is checked against iscc-core."""
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    codes = codes.cast(pa.string())
+    n = len(codes)
+    if n == 0:
+        return np.zeros((0, 1), dtype=np.uint64), 0
+    lengths = pc.utf8_length(codes).to_numpy(zero_copy_only=False)
+    if lengths.min() != lengths.max():
+        raise ValueError("ISCC codes of different lengths in one column")
+    length = int(lengths[0])
+    offsets = np.frombuffer(codes.buffers()[1], dtype=np.int32)
+    offsets = offsets[codes.offset : codes.offset + n + 1]
+    data = np.frombuffer(codes.buffers()[2], dtype=np.uint8)
+    text = data[offsets[0] : offsets[-1]].reshape(n, length)[:, 5:]  # "ISCC:"
+    values = _B32[text]
+    if (values == 255).any():
+        raise ValueError("ISCC code that is not base32")
+    # 8 base32 characters are 5 bytes: decode groups as 40-bit integers
+    # (a few bytes per code at a time, never a bit per byte)
+    groups = -(-values.shape[1] // 8)
+    padded = np.zeros((n, groups * 8), dtype=np.uint64)
+    padded[:, : values.shape[1]] = values
+    del values
+    shifts = np.arange(35, -1, -5, dtype=np.uint64)
+    packed = (padded.reshape(n, groups, 8) << shifts).sum(axis=2, dtype=np.uint64)
+    del padded
+    as_bytes = packed[..., None] >> np.arange(32, -1, -8, dtype=np.uint64)
+    raw = (as_bytes & np.uint64(255)).astype(np.uint8).reshape(n, groups * 5)
+    del packed, as_bytes
+    value, width = code_bits(codes[0].as_py())
+    body = raw[:, 2 : 2 + width // 8]  # a 2-byte header: every unit we store
+    if int.from_bytes(body[0].tobytes(), "big") != value:
+        raise ValueError("unexpected ISCC header length")
+    pad = (-body.shape[1]) % 8
+    if pad:
+        body = np.concatenate([np.zeros((n, pad), np.uint8), body], axis=1)
+    words = np.ascontiguousarray(body).view(">u8").astype(np.uint64)
+    return words, width
+
+
+def _distance(words: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(words[a] ^ words[b]).sum(axis=1, dtype=np.int64)
+
+
+def _plan(
+    n: int, bits: int, max_distance: int, pairs: float, lookup: float = 3.0
+) -> tuple[int, int]:
+    """Bands and per-band radius for a multi-index search: codes within ``d``
+    bits agree up to ``d // bands`` bits in at least one band (pigeonhole).
+    ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
+    with a radius of 1 or 2 (each bit subset masked in turn) check far fewer
+    candidates. The cost model counts key lookups over ``n`` codes (a sort:
+    ``lookup`` candidate checks each; a binary search into a few queried
+    codes: a third of one) and the expected candidates among ``pairs``
+    random pairs."""
+    best = None
+    for bands in range(max(1, -(-bits // 62)), bits + 1):
+        radius = max_distance // bands
+        width = bits / bands
+        if radius > width:
+            continue
+        masks = bands * comb(int(width), radius)
+        cost = masks * n * lookup + masks * pairs * 2.0 ** -(width - radius)
+        if best is None or cost < best[0]:
+            best = (cost, bands, radius)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _pairs_within(
+    words: np.ndarray, bits: int, max_distance: int, query: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (i < j, distance) with Hamming distance <= max_distance, exactly;
+    with ``query`` (a boolean mask), only pairs with a queried member, at a
+    cost that follows the number queried."""
+    n = len(words)
+    empty = np.zeros(0, dtype=np.int64)
+    asked = None if query is None else np.flatnonzero(query)
+    if n < 2 or max_distance < 0 or (asked is not None and not len(asked)):
+        return empty, empty, empty
+    pairs = n * n / 2 if asked is None else n * len(asked)
+    bands, radius = _plan(n, bits, max_distance, pairs, 3.0 if asked is None else 0.3)
     edges = [bits * k // bands for k in range(bands + 1)]
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i, (value, _) in enumerate(codes):
-        for b in range(bands):
-            width = edges[b + 1] - edges[b]
-            key = (b, (value >> edges[b]) & ((1 << width) - 1))
-            buckets.setdefault(key, []).append(i)
-    found: dict[tuple[int, int], int] = {}
-    for members in buckets.values():
-        for x, i in enumerate(members):
-            for j in members[x + 1 :]:
-                if (i, j) not in found:
-                    d = (codes[i][0] ^ codes[j][0]).bit_count()
-                    if d <= max_distance:
-                        found[(i, j)] = d
-    return sorted((i, j, d) for (i, j), d in found.items())
+    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
+    found: list[np.ndarray] = []
+    for b in range(bands):
+        lo, hi = edges[b] + skip, edges[b + 1] + skip
+        keys = _band(words, lo, hi)
+        weights = 1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64)
+        for masked in combinations(range(hi - lo), radius):
+            mask = ~sum(int(weights[m]) for m in masked)
+            if asked is None:
+                found.extend(_equal_key_pairs(keys & mask, words, max_distance))
+            else:
+                found.extend(_query_pairs(keys & mask, asked, words, max_distance))
+    if not found:
+        return empty, empty, empty
+    pairs_found = np.unique(np.concatenate(found))
+    i, j = pairs_found // n, pairs_found % n
+    return i, j, _distance(words, i, j)
 
 
-def _components(n: int, pairs: Iterable[tuple[int, int, int]]) -> list[list[int]]:
-    parent = list(range(n))
+def _band(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Bits ``lo`` to ``hi`` (from the most significant, at most 62) of
+    codes held as big-endian uint64 words, as integers."""
+    i0, i1 = lo // 64, (hi - 1) // 64
+    if i0 == i1:
+        shift = np.uint64(64 * (i0 + 1) - hi)
+        mask = np.uint64((1 << (hi - lo)) - 1)
+        return ((words[:, i0] >> shift) & mask).astype(np.int64)
+    low = 64 * (i0 + 1) - lo  # bits from the end of word i0
+    high = hi - 64 * i1  # bits from the start of word i1
+    a = words[:, i0] & np.uint64((1 << low) - 1)
+    b = words[:, i1] >> np.uint64(64 - high)
+    return ((a << np.uint64(high)) | b).astype(np.int64)
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for i, j, _ in pairs:
-        parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return [sorted(g) for g in groups.values() if len(g) > 1]
+def _query_pairs(
+    keys: np.ndarray, asked: np.ndarray, words: np.ndarray, max_distance: int
+) -> list[np.ndarray]:
+    """Pairs (as i * n + j, i < j) of a row and a queried row with equal
+    keys and codes within ``max_distance``, checked in bounded batches."""
+    n = len(keys)
+    order = np.argsort(keys[asked], kind="stable")
+    sorted_keys = keys[asked][order]
+    out = []
+    step = max(1, PAIR_BATCH // 4)
+    for start in range(0, n, step):
+        part = keys[start : start + step]
+        lo = np.searchsorted(sorted_keys, part, "left")
+        count = np.searchsorted(sorted_keys, part, "right") - lo
+        hit = np.flatnonzero(count)
+        if not len(hit):
+            continue
+        count = count[hit]
+        # candidates in batches of at most PAIR_BATCH (bounded memory)
+        edges = np.searchsorted(
+            np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
+        )
+        for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(hit)], strict=True):
+            if h1 <= h0:
+                continue
+            c = count[h0:h1]
+            rows = np.repeat(hit[h0:h1] + start, c)
+            offset = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+            other = asked[order[np.repeat(lo[hit[h0:h1]], c) + offset]]
+            keep = rows != other
+            rows, other = rows[keep], other[keep]
+            keep = _distance(words, rows, other) <= max_distance
+            a, b = rows[keep], other[keep]
+            out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    return out
+
+
+def _equal_key_pairs(
+    keys: np.ndarray, words: np.ndarray, max_distance: int
+) -> list[np.ndarray]:
+    """Pairs (as i * n + j, i < j) of rows with equal keys and codes within
+    ``max_distance``, generated and checked in bounded batches."""
+    n = len(keys)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    multi = sizes > 1
+    starts, sizes = starts[multi], sizes[multi]
+    if not len(starts):
+        return []
+    work = sizes * (sizes - 1) // 2
+    cut = np.searchsorted(
+        np.cumsum(work), np.arange(1, 1 + work.sum() // PAIR_BATCH) * PAIR_BATCH
+    )
+    out = []
+    for s0, s1 in zip(np.r_[0, cut], np.r_[cut, len(starts)]):
+        st, sz = starts[s0 : s1 + 1], sizes[s0 : s1 + 1]
+        if not len(st):
+            continue
+        rank = np.arange(sz.sum()) - np.repeat(np.cumsum(sz) - sz, sz)
+        pos = np.repeat(st, sz) + rank
+        count = np.repeat(sz, sz) - 1 - rank
+        left = np.repeat(pos, count)
+        right = (
+            left
+            + 1
+            + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+        )
+        a, b = order[left], order[right]
+        keep = _distance(words, a, b) <= max_distance
+        a, b = a[keep], b[keep]
+        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    return out
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Connected component label of each of ``n`` nodes linked by pairs."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+DUPLICATES_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("group_id", pa.string()),
+        ("image_id", pa.string()),
+        ("root", pa.string()),
+        ("path", pa.string()),
+        ("scene_index", pa.int32()),
+        ("format", pa.string()),
+        ("code", pa.string()),
+        ("distance", pa.int32()),
+    ]
+)
+
+
+#: near pairs of one merge, kept for the next (see :func:`duplicate_table`)
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("a", pa.string()),
+        ("b", pa.string()),
+        ("limit", pa.int32()),
+    ]
+)
+
+
+def duplicate_table(
+    scenes: pa.Table,
+    images: pa.Table,
+    data_distance: int = 24,
+    mixed_distance: int = 8,
+    known: Mapping[str, tuple[pa.Array, pa.Table]] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """The ``duplicates`` table (one row per scene per group, unsorted) and
+    the near pairs behind it (:data:`PAIRS_SCHEMA`).
+
+    ``exact`` groups share the scene ISCC-SUM; ``near_data`` and ``near_mixed``
+    groups are connected by Data-Code or ISCC-MIXED distances within the
+    thresholds. A group spans at least two files; ``distance`` is to the
+    group's first member (sorted by root, path and scene index).
+
+    ``known`` maps a kind to the codes searched last time and the pairs found
+    then: those pairs still hold among codes still present, so only codes
+    not searched before are compared with all (a night's cost follows what
+    changed). Pairs found with another limit are not used.
+    """
+    cols = ["image_id", "path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
+    ok = pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
+    live = scenes.select(cols).filter(ok)
+    n = live.num_rows
+    where = pc.index_in(live["image_id"], value_set=images["image_id"].combine_chunks())
+    root = images["root"].take(where)
+    fmt = images["format"].take(where)
+    # each scene's rank in (root, path, scene index) order: a group's first
+    # member is its lowest rank (no sorted copy of the table is made)
+    keys = pa.table({"r": root, "p": live["path"], "s": live["scene_index"]})
+    order = pc.sort_indices(
+        keys, sort_keys=[("r", "ascending"), ("p", "ascending"), ("s", "ascending")]
+    ).to_numpy()
+    del keys
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    del order
+    image_num = _encoded(live["image_id"])
+    sum_num = _encoded(live["iscc_code"])
+    parts = []
+    found_pairs = []
+
+    def emit(
+        kind: str,
+        rows: np.ndarray,
+        label: np.ndarray,
+        column: str,
+        dist: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> None:
+        """Rows of the groups ``label`` forms among ``rows`` (positions in
+        ``live``) that span two files and (near kinds) more than one set of
+        pixels; ``dist(rows, firsts)`` gives each row's distance to its
+        group's first member."""
+        if not len(rows):
+            return
+        spans = _distinct(label, image_num[rows]) >= 2
+        if kind != "exact":
+            spans &= _distinct(label, sum_num[rows]) >= 2
+        keep = spans[label]
+        rows, label = rows[keep], label[keep]
+        if not len(rows):
+            return
+        by = np.lexsort((rank[rows], label))
+        rows, label = rows[by], label[by]
+        start = np.r_[True, label[1:] != label[:-1]]
+        first = rows[start][np.cumsum(start) - 1]
+        taken = pa.array(rows)
+        code = live[column].take(taken)
+        first_code = live[column].take(pa.array(first))
+        parts.append(
+            pa.table(
+                {
+                    "kind": pa.array([kind] * len(rows), pa.string()),
+                    "group_id": pc.binary_join_element_wise(f"{kind}:", first_code, ""),
+                    "image_id": live["image_id"].take(taken),
+                    "root": root.take(taken),
+                    "path": live["path"].take(taken),
+                    "scene_index": live["scene_index"].take(taken),
+                    "format": fmt.take(taken),
+                    "code": code,
+                    "distance": pa.array(dist(rows, first), pa.int32()),
+                },
+                schema=DUPLICATES_SCHEMA,
+            )
+        )
+
+    every = np.arange(n)
+    emit("exact", every, sum_num, "iscc_code", lambda r, f: np.zeros(len(r)))
+    for kind, column, limit in (
+        ("near_data", "data_code", data_distance),
+        ("near_mixed", "iscc_mixed", mixed_distance),
+    ):
+        codes = live[column].combine_chunks()
+        encoded = pc.dictionary_encode(codes)
+        unique = encoded.dictionary
+        index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        have = np.flatnonzero(index >= 0)
+        index = index.astype(np.int64)
+        words, bits = code_words(unique)
+        before = (known or {}).get(kind)
+        if before is not None and len(before[1]):
+            if before[1]["limit"][0].as_py() != limit:
+                before = None
+        if before is None:
+            i, j, _ = _pairs_within(words, bits, limit)
+        else:
+            searched, pairs = before
+            fresh = pc.invert(pc.is_in(unique, searched)).to_numpy(zero_copy_only=False)
+            i, j, _ = _pairs_within(words, bits, limit, query=fresh)
+            a = pc.index_in(pairs["a"], unique)
+            b = pc.index_in(pairs["b"], unique)
+            still = pc.and_(pc.is_valid(a), pc.is_valid(b))
+            i = np.concatenate([i, a.filter(still).to_numpy().astype(np.int64)])
+            j = np.concatenate([j, b.filter(still).to_numpy().astype(np.int64)])
+        found_pairs.append(
+            pa.table(
+                {
+                    "kind": pa.array([kind] * len(i), pa.string()),
+                    "a": unique.take(pa.array(i, pa.int64())),
+                    "b": unique.take(pa.array(j, pa.int64())),
+                    "limit": pa.array([limit] * len(i), pa.int32()),
+                },
+                schema=PAIRS_SCHEMA,
+            )
+        )
+        if len(have) < 2:
+            continue
+        group = _components(len(words), i, j)
+
+        def dist(
+            rows: np.ndarray,
+            first: np.ndarray,
+            index: np.ndarray = index,
+            words: np.ndarray = words,
+        ) -> np.ndarray:
+            return _distance(words, index[rows], index[first])
+
+        emit(kind, have, group[index[have]], column, dist)
+    table = pa.concat_tables(parts) if parts else DUPLICATES_SCHEMA.empty_table()
+    return table, pa.concat_tables(found_pairs)
+
+
+def _encoded(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Integer ids of a column's values (equal values, equal ids)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return pc.dictionary_encode(column).indices.to_numpy(zero_copy_only=False)
+
+
+def _distinct(label: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per label (0..max): how many distinct values its rows hold."""
+    size = int(label.max()) + 1 if len(label) else 0
+    pairs = np.unique(np.stack([label, values.astype(np.int64)]), axis=1)
+    return np.bincount(pairs[0], minlength=size)
 
 
 def duplicate_rows(
@@ -72,57 +451,34 @@ def duplicate_rows(
     data_distance: int = 24,
     mixed_distance: int = 8,
 ) -> list[dict]:
-    """Rows of the ``duplicates`` table: one per scene per group.
-
-    ``exact`` groups share the scene ISCC-SUM; ``near_data`` and ``near_mixed``
-    groups are connected by Data-Code or ISCC-MIXED distances within the
-    thresholds. A group spans at least two files; ``distance`` is to the
-    group's first member (sorted by path).
-    """
-    info = {i["image_id"]: i for i in images}
-    live = [s for s in scenes if s["status"] == "ok" and s.get("iscc_code")]
-    live.sort(key=lambda s: (info[s["image_id"]]["root"], s["path"], s["scene_index"]))
-    rows: list[dict] = []
-
-    def emit(kind: str, members: list[dict], codes: list[str], dist: list[int]) -> None:
-        if len({m["image_id"] for m in members}) < 2:
-            return
-        group = f"{kind}:{codes[0]}"
-        for m, code, d in zip(members, codes, dist):
-            rows.append(
-                {
-                    "kind": kind,
-                    "group_id": group,
-                    "image_id": m["image_id"],
-                    "root": info[m["image_id"]]["root"],
-                    "path": m["path"],
-                    "scene_index": m["scene_index"],
-                    "format": info[m["image_id"]].get("format"),
-                    "code": code,
-                    "distance": d,
-                }
+    """:func:`duplicate_table` for rows, sorted as the catalogue stores them."""
+    cols = [
+        "image_id",
+        "path",
+        "scene_index",
+        "iscc_code",
+        "data_code",
+        "iscc_mixed",
+        "status",
+    ]
+    st = pa.table(
+        {
+            c: pa.array(
+                [s.get(c) for s in scenes],
+                pa.int32() if c == "scene_index" else pa.string(),
             )
-
-    exact: dict[str, list[dict]] = {}
-    for s in live:
-        exact.setdefault(s["iscc_code"], []).append(s)
-    for code, members in exact.items():
-        emit("exact", members, [code] * len(members), [0] * len(members))
-
-    for kind, column, limit in (
-        ("near_data", "data_code", data_distance),
-        ("near_mixed", "iscc_mixed", mixed_distance),
-    ):
-        have = [s for s in live if s.get(column)]
-        bits = [code_bits(s[column]) for s in have]
-        for group in _components(len(have), near_pairs(bits, limit)):
-            members = [have[i] for i in group]
-            if len({m["iscc_code"] for m in members}) < 2:
-                continue  # identical pixels only: already an exact group
-            first = bits[group[0]][0]
-            dist = [(bits[i][0] ^ first).bit_count() for i in group]
-            emit(kind, members, [m[column] for m in members], dist)
-    return rows
+            for c in cols
+        }
+    )
+    it = pa.table(
+        {
+            c: pa.array([i.get(c) for i in images], pa.string())
+            for c in ("image_id", "root", "format")
+        }
+    )
+    table, _ = duplicate_table(st, it, data_distance, mixed_distance)
+    keys = ["kind", "group_id", "image_id", "scene_index"]
+    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
 
 
 def _kind_of(code: str) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from biocodes.config import ConfigError, check_config, settle_roots
+from biocodes.layout import shard_count
 
 # one line naming the key, not Snakemake's dump of the whole schema
 try:
@@ -17,7 +18,10 @@ validate(config, schema="../schemas/config.schema.yaml")  # fills in defaults
 RESULTS = config["results"]
 # written by the merge, retired by a successful run: see catalogue.smk
 RUN_STAMP = f"{RESULTS}/run.json"
-SHARDS = list(range(config["shards"]))
+# a fixed `shards`, or a power of two following the last run's image count
+SHARDS = list(
+    range(shard_count(RESULTS, config.get("shards"), config["images_per_shard"]))
+)
 
 
 def _roots():
@@ -40,10 +44,15 @@ def example_marker():
 
 
 def finish_run():
-    """Print the run's summary and retire its stamp: the next invocation
-    (e.g. tomorrow night) scans again and is a new run."""
+    """Print the run's summary, record the repository's size (the next
+    run's shard count) and retire the stamp: the next invocation (e.g.
+    tomorrow night) scans again and is a new run."""
+    import json
+
     from biocodes.catalogue import summary
+    from biocodes.layout import record_images
 
     if os.path.exists(RUN_STAMP):
         print(summary(f"{RESULTS}/catalogue"))
+        record_images(RESULTS, json.loads(Path(RUN_STAMP).read_text())["images"])
         os.remove(RUN_STAMP)

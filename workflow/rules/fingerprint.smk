@@ -21,5 +21,7 @@ rule fingerprint:
         views=config["views"],
         recheck=config["incremental"].get("recheck", False),
         limits=config["limits"],
+        shards=len(SHARDS),
+        catalogue=f"{RESULTS}/catalogue",
     script:
         "../scripts/fingerprint.py"

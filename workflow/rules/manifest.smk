@@ -15,7 +15,7 @@ rule manifest:
         manifest_file=config.get("manifest"),
         include=config["include"],
         exclude=config["exclude"],
-        shards=config["shards"],
+        shards=len(SHARDS),
         follow_symlinks=config["follow_symlinks"],
         limits=config["limits"],
     script:

@@ -1,10 +1,12 @@
 import json
 import sys
+from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
 from biocodes.atomic import atomic_path
 from biocodes.catalogue import merge_run
+from biocodes.shard import retire_states
 
 counts = [json.loads(open(p).read()) for p in snakemake.input.counts]
 run = merge_run(
@@ -14,5 +16,6 @@ run = merge_run(
     manifest=snakemake.input.manifest,
     counts=counts,
 )
+retire_states(Path(snakemake.params.states[0]).parent, len(snakemake.params.states))
 with atomic_path(snakemake.output[0]) as tmp:
     tmp.write_text(json.dumps(run, indent=1, default=str))

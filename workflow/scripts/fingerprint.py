@@ -21,6 +21,8 @@ def main(smk) -> None:
         results_dir=str(Path(thumbnails).parent),
         recheck=smk.params.recheck,
         limits=Limits.from_config(smk.params.limits),
+        shards=smk.params.shards,
+        catalogue=smk.params.catalogue,
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
     with atomic_path(smk.output[0]) as tmp:

@@ -58,7 +58,10 @@ class CheckedStore(WrapperStore):
         def request():
             return self._store.get(key, prototype, byte_range)
 
-        if self.remote is None:
+        cached = None if self.remote is None else self.remote.cached(key)
+        if cached is not None:  # downloaded by the raw-file walk of this read
+            value = prototype.buffer.from_bytes(_byte_range(cached, byte_range))
+        elif self.remote is None:
             value = await request()
         else:
             value = await self.remote.call(f"GET {key}", request)
@@ -100,6 +103,25 @@ def open_store(path: str, limits: Limits) -> CheckedStore:
     return CheckedStore(
         LocalStore(path, read_only=True), None, limits.allow_missing_chunks
     )
+
+
+def _byte_range(data: bytes, byte_range: Any) -> bytes:
+    """The part of a key's bytes a zarr ByteRequest asks for."""
+    from zarr.abc.store import (
+        OffsetByteRequest,
+        RangeByteRequest,
+        SuffixByteRequest,
+    )
+
+    if byte_range is None:
+        return data
+    if isinstance(byte_range, RangeByteRequest):
+        return data[byte_range.start : byte_range.end]
+    if isinstance(byte_range, OffsetByteRequest):
+        return data[byte_range.offset :]
+    if isinstance(byte_range, SuffixByteRequest):
+        return data[-byte_range.suffix :] if byte_range.suffix else b""
+    raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
 def _missing(key: str) -> str:
