@@ -74,6 +74,11 @@ class SceneHasher:
 
 def _files_of(path: Path) -> Iterable[Path]:
     if not path.is_dir():
+        from biocodes.sources.fileset import member_state, resolve
+
+        fileset = resolve(path)
+        if fileset is not None:  # every member, in TREEWALK order
+            return [Path(m) for m, _size, _mtime in member_state(fileset)]
         return [path]
     from iscc_sum.treewalk import treewalk_iscc
 
@@ -85,7 +90,9 @@ def raw_file_code(
     cancel: threading.Event | None = None,
     limits: Limits | None = None,
 ) -> dict:
-    """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order.
+    """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order,
+    or of a fileset's members (see :mod:`biocodes.sources.fileset`) in
+    TREEWALK order of their relative paths.
 
     Equals ``iscc_sum.code_iscc_sum(path, wide=True)`` for a file and
     ``iscc-sum --tree`` for a directory. Unlike the tool, an unreadable file

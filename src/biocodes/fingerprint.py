@@ -166,6 +166,7 @@ def biocode(
             cancel.set()
             raise
         fmt = source.format
+        fileset = getattr(source, "fileset", None)
     if raw is None:
         raw = (
             future.result()
@@ -179,11 +180,29 @@ def biocode(
             f"changed while being read (size, mtime {before} -> {after}); "
             "not stored, read again next run",
         )
-    return {
+    result = {
         **raw,  # with "note" when a remote store has no raw-file code
         "generator": GENERATOR,
         "format": fmt,
         "parts": parts,
+    }
+    if fileset is not None:
+        result.update(fileset_entry(fileset))
+    return result
+
+
+def fileset_entry(fileset) -> dict:  # noqa: ANN001 - a sources.fileset.Fileset
+    """``entry`` (the file the set is opened from) and ``files`` (every
+    member, relative to the set's folder, in raw-code order, with its size
+    and mtime): what the result says about an image made of several files."""
+    from biocodes.sources.fileset import member_state
+
+    return {
+        "entry": fileset.entry,
+        "files": [
+            {"path": fileset.relpath(m), "size": size, "mtime_ns": mtime}
+            for m, size, mtime in member_state(fileset)
+        ],
     }
 
 

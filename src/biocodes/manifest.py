@@ -74,13 +74,20 @@ def file_state(
     path: str | os.PathLike, limits: Limits | None = None
 ) -> tuple[int, int]:
     """Size and mtime (ns) of a file; for a directory store, the total size
-    and the newest mtime of its files (or keys, for a remote store: (-1, -1)
+    and the newest mtime of its files (the same over the members of a
+    fileset; or keys, for a remote store: (-1, -1)
     if its server cannot list them). Compared before and after a read to
     catch a file that changed meanwhile."""
     if is_remote(path):
         return RemoteStore(str(path), limits).state()
     st = os.stat(path)
     if not os.path.isdir(path):
+        from biocodes.sources.fileset import member_state, resolve
+
+        fileset = resolve(path)
+        if fileset is not None:  # every member: the total size, newest mtime
+            members = member_state(fileset)
+            return sum(m[1] for m in members), max(m[2] for m in members)
         return st.st_size, st.st_mtime_ns
     size, mtime = 0, st.st_mtime_ns
     for dirpath, _dirs, files in os.walk(path):

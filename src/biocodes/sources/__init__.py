@@ -1,7 +1,8 @@
 """Open any image as a :class:`~biocodes.sources.base.PlaneSource`.
 
-The choice of access path is made here, once: TIFF files are read page by
-page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
+The choice of access path is made here, once: a file that belongs to a
+multi-file OME-TIFF set is read as the whole set (:mod:`.fileset`), TIFF
+files are read page by page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
 slice with zarr (also over ``s3://`` and ``http(s)://``), and everything
 else goes through bioio's plugins.
 """
@@ -78,6 +79,11 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
         raise UnreadableError(
             name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
+    from biocodes.sources.fileset import FilesetSource, resolve
+
+    fileset = resolve(p)
+    if fileset is not None:  # a member opens the whole set, never its part
+        return FilesetSource(name, fileset)
     from biocodes.sources.bioio import BIOFORMATS, BioioSource, declared_png_scene
 
     if reader == BIOFORMATS:
