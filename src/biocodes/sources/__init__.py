@@ -1,8 +1,7 @@
 """Open any image as a :class:`~biocodes.sources.base.PlaneSource`.
 
-The choice of access path is made here, once: a file that belongs to a
-multi-file OME-TIFF set is read as the whole set (:mod:`.fileset`), TIFF
-files are read page by page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
+The choice of access path is made here, once: TIFF files are read page by
+page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
 slice with zarr (also over ``s3://`` and ``http(s)://``), and everything
 else goes through bioio's plugins.
 """

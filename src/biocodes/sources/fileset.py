@@ -425,7 +425,7 @@ class FilesetSource(PlaneSource):
             )
         return found
 
-    def _tiff(self, file: str):  # noqa: ANN202 - a tifffile.TiffFile
+    def _tiff(self, file: str):
         tif = self._tiffs.get(file)
         if tif is None:
             import tifffile
