@@ -97,6 +97,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("run_id", S),
         ]
     ),
+    # the member files of images made of several files (filesets)
+    "files": pa.schema(
+        [
+            ("image_id", S),
+            ("path", S),
+            ("size", I64),
+            ("mtime_ns", I64),
+        ]
+    ),
     "changes": pa.schema(
         [
             ("run_id", S),
@@ -155,6 +164,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "simprints": ["image_id", "scene_index", "offset"],
     "views": ["image_id", "scene_index", "view_index"],
     "errors": ["image_id", "scene_index", "stage", "message"],
+    "files": ["image_id", "path"],
     "changes": ["run_id", "root", "path"],
     "duplicates": ["kind", "group_id", "image_id", "scene_index"],
     "runs": ["started", "run_id"],
@@ -162,7 +172,7 @@ SORT_KEYS: dict[str, list[str]] = {
 
 TABLES = tuple(SCHEMAS)
 #: tables each shard computes; the merge adds changes, duplicates and runs
-SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors")
+SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors", "files")
 
 
 def to_table(name: str, rows: Iterable[dict]) -> pa.Table:

@@ -36,6 +36,20 @@ def _image_row(row: Mapping[str, Any]) -> dict:
     return image
 
 
+def files_rows(row: Mapping[str, Any]) -> list[dict]:
+    """The ``files`` rows of a fileset's manifest row (none for one file)."""
+    if not row.get("members"):
+        return []
+    return [
+        {"image_id": row["image_id"], "path": p, "size": size, "mtime_ns": mtime}
+        for p, size, mtime in json.loads(row["members"])
+    ]
+
+
+def _members(rows: list[dict] | None) -> set[tuple]:
+    return {(r["path"], r["size"], r["mtime_ns"]) for r in rows or []}
+
+
 def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     """Hash of everything that decides an image's rows besides its bytes:
     the options and the versions of every package that can change a code."""
@@ -110,6 +124,7 @@ def fingerprint_image(
         note=result.get("note"),
     )
     out["images"].append(image)
+    out["files"] = files_rows(row)
     for p in parts:
         d = p["dims"]
         out["scenes"].append(
@@ -200,6 +215,7 @@ def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:
     image.update(status="error", error=message, scene_count=0)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     out["images"].append(image)
+    out["files"] = files_rows(row)
     out["errors"].append(
         {
             "image_id": row["image_id"],
@@ -312,6 +328,9 @@ def run_shard(
     def keep(row: Mapping[str, Any]) -> None:
         """The image's previous rows, with its current size and mtime."""
         for name in SHARD_TABLES:
+            if name == "files":  # the members as scanned now (new mtimes)
+                tables[name] += files_rows(row)
+                continue
             for r in before[name].get(row["image_id"], []):
                 if name == "images":
                     r = {**r, "size": row["size"], "mtime_ns": row["mtime_ns"]}
@@ -334,6 +353,10 @@ def run_shard(
         usable = usable and prev.get("settings_key") == key and not row.get("error")
         # mtime -1: a remote store whose server cannot list it, never "unchanged"
         unchanged = prev is not None and prev["mtime_ns"] == row["mtime_ns"] >= 0
+        # a fileset: every member's size and mtime, not only the total's
+        unchanged = unchanged and _members(
+            before["files"].get(row["image_id"])
+        ) == _members(files_rows(row))
         if usable and unchanged and not recheck:
             keep(row)
             # read by an earlier, interrupted attempt at this same run

@@ -1,0 +1,229 @@
+"""Filesets: multi-file OME-TIFF datasets (full XML in every part, or
+BinaryOnly parts with a companion.ome) are one image, read once from any
+member, with a raw-file code over all members and member-level change
+detection. Never a code of part of the planes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+
+from biocodes import synth
+from biocodes.codes import raw_file_code
+from biocodes.fingerprint import biocode
+from biocodes.manifest import build_manifest, read_manifest
+
+SHAPE = (2, 2, 3, 24, 20)  # 12 planes over 3 files
+
+
+@pytest.fixture
+def scene():
+    return synth.structured_scene(SHAPE, "uint16", seed=17)
+
+
+@pytest.fixture
+def multi(tmp_path, scene):
+    """A 3-file OME-TIFF, XML in every file, and the same scene in one file."""
+    files = synth.write_ome_tiff_fileset(tmp_path / "set", scene, parts=3)
+    single = synth.write_ome_tiff(tmp_path / "single.ome.tif", scene)
+    return files, single
+
+
+@pytest.fixture
+def companion(tmp_path, scene):
+    files = synth.write_ome_tiff_fileset(
+        tmp_path / "bo", scene, parts=3, companion="bo.companion.ome"
+    )
+    return files
+
+
+def tree_code(folder: Path) -> str:
+    tool = Path(sys.executable).parent / "iscc-sum"
+    out = subprocess.run(
+        [tool, "--tree", str(folder)], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()[0]
+
+
+def test_each_member_gives_the_whole_image(multi, scene):
+    files, single = multi
+    want = [p["iscc_code"] for p in biocode(single)["parts"]]
+    assert want == synth.expected_biocode(scene)
+    for f in files:
+        r = biocode(f)
+        assert [p["iscc_code"] for p in r["parts"]] == want, f.name
+        assert r["parts"][0]["dims"] == {"T": 2, "C": 2, "Z": 3, "Y": 24, "X": 20}
+        assert r["entry"] == str(files[0])  # the first member holding the XML
+        assert [m["path"] for m in r["files"]] == [g.name for g in files]
+
+
+def test_companion_and_binaryonly_parts_give_the_whole_image(companion, scene):
+    want = synth.expected_biocode(scene)
+    for f in companion:
+        r = biocode(f)
+        assert [p["iscc_code"] for p in r["parts"]] == want, f.name
+        assert r["entry"] == str(companion[-1])
+        assert r["format"] == "ome-tiff-fileset"
+
+
+def test_raw_code_is_iscc_sum_tree_over_the_members(multi, companion):
+    # the folders hold only the members: iscc-sum --tree hashes the same
+    # files in the same (TREEWALK) order
+    for files in (multi[0], companion):
+        want = tree_code(files[0].parent)
+        for f in files:
+            assert raw_file_code(f)["iscc_code"] == want
+            assert biocode(f)["iscc_code"] == want
+        size = sum(f.stat().st_size for f in files)
+        assert raw_file_code(files[0])["filesize"] == size
+
+
+def test_missing_member_is_an_error_naming_it_never_a_partial_code(companion):
+    companion[1].unlink()
+    for f in (companion[0], companion[2], companion[3]):
+        proc = run_cli("biocode", "--json", f)
+        assert proc.returncode == 1
+        obj = json.loads(proc.stdout)
+        assert "parts" not in obj
+        message = obj["error"]["message"]
+        assert "part1.ome.tif" in message and "bo.companion.ome" in message
+        assert "Traceback" not in proc.stderr
+
+
+def test_missing_companion_is_an_error_naming_it(companion):
+    companion[-1].unlink()
+    proc = run_cli("biocode", "--json", companion[0])
+    assert proc.returncode == 1
+    obj = json.loads(proc.stdout)
+    assert obj["error"]["type"] == "not_found"
+    assert "bo.companion.ome" in obj["error"]["message"]
+
+
+def test_truncation_is_measured_against_the_member_that_holds_the_page(multi, tmp_path):
+    files, _ = multi
+    # parts differ in size; a smaller entry never makes a sibling's page
+    # look truncated ...
+    assert biocode(files[0])["parts"]
+    # ... and a truncated sibling is named
+    data = files[2].read_bytes()
+    files[2].write_bytes(data[: len(data) - 500])
+    proc = run_cli("biocode", "--json", files[0])
+    obj = json.loads(proc.stdout)
+    assert proc.returncode == 1 and obj["error"]["type"] == "truncated"
+    assert "part2.ome.tif" in obj["error"]["message"]
+
+
+def test_handed_case_binaryonly(tmp_path):
+    """The shared reader case (if present): every input gives the 4-plane code."""
+    case = Path("/work/shared/cases/ometiff-binaryonly")
+    if not case.exists():
+        pytest.skip("shared reader cases not on this machine")
+    want = json.loads((case / "expected.json").read_text())
+    for item in want["inputs"]:
+        r = biocode(case / item["path"])
+        assert [p["iscc_code"] for p in r["parts"]] == item["expected"]["codes"]
+
+
+def scan(root):
+    out = root.parent / "manifest.parquet"
+    build_manifest(out, {"repo": str(root)}, 1)
+    return read_manifest(out)
+
+
+def test_scan_groups_a_fileset_into_one_image(tmp_path, scene):
+    root = tmp_path / "repo"
+    synth.write_ome_tiff_fileset(root / "m", scene, parts=3)
+    synth.write_ome_tiff_fileset(
+        root / "c", scene, parts=2, companion="x.companion.ome"
+    )
+    synth.write_ome_tiff(root / "one.ome.tif", scene)
+    rows = scan(root)
+    assert [r["path"] for r in rows] == [
+        "c/x.companion.ome",
+        "m/part0.ome.tif",
+        "one.ome.tif",
+    ]
+    assert all(r["error"] is None for r in rows)
+    members = json.loads(rows[1]["members"])
+    assert [m[0] for m in members] == [f"m/part{i}.ome.tif" for i in range(3)]
+    assert rows[1]["size"] == sum(m[1] for m in members)
+    assert rows[2]["members"] is None
+
+
+def test_scan_reports_a_missing_member_on_the_sets_row(tmp_path, scene):
+    root = tmp_path / "repo"
+    files = synth.write_ome_tiff_fileset(
+        root, scene, parts=3, companion="s.companion.ome"
+    )
+    files[2].unlink()
+    rows = scan(root)
+    assert [r["path"] for r in rows] == ["s.companion.ome"]
+    assert rows[0]["error_type"] == "not_found"
+    assert "part2.ome.tif" in rows[0]["error"]
+
+
+def test_a_member_outside_the_root_is_refused(tmp_path, scene):
+    root = tmp_path / "repo"
+    synth.write_ome_tiff_fileset(
+        tmp_path / "out", scene, parts=2, companion="o.companion.ome"
+    )
+    root.mkdir()
+    xml = (tmp_path / "out" / "o.companion.ome").read_text()
+    (root / "o.companion.ome").write_text(
+        xml.replace('FileName="', 'FileName="../out/')
+    )
+    rows = scan(root)
+    assert [r["error_type"] for r in rows] == ["outside_roots"]
+
+
+def shard(tmp_path, root):
+    from biocodes.shard import run_shard
+
+    manifest = tmp_path / "manifest.parquet"
+    build_manifest(manifest, {"repo": str(root)}, 1)
+    counts = run_shard(manifest, 0, tmp_path / "state", {"kind": "local"}, False)
+    tables = {
+        n: pq.read_table(tmp_path / "state" / f"{n}.parquet").to_pylist()
+        for n in ("images", "scenes", "files", "errors")
+    }
+    return counts, tables
+
+
+def test_shard_reads_a_set_once_and_rereads_it_when_a_member_changes(tmp_path, scene):
+    root = tmp_path / "repo"
+    files = synth.write_ome_tiff_fileset(root, scene, parts=3)
+    counts, t = shard(tmp_path, root)
+    assert counts["read"] == 1 and len(t["images"]) == 1
+    assert [s["iscc_code"] for s in t["scenes"]] == synth.expected_biocode(scene)
+    assert [(f["path"], f["size"]) for f in t["files"]] == [
+        (f.name, f.stat().st_size) for f in files
+    ]
+    counts, _ = shard(tmp_path, root)
+    assert counts["reused"] == 1
+    # touch a member that is not the newest: the total's max mtime may not
+    # move, the member's own does
+    st = os.stat(files[1])
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    counts, t = shard(tmp_path, root)
+    assert counts["reused"] == 0 and counts["rehashed"] == 1
+    assert {f["path"]: f["mtime_ns"] for f in t["files"]}["part1.ome.tif"] == (
+        st.st_mtime_ns - 10**9
+    )
+    # other bytes in a member: read again
+    scene2 = scene.copy()
+    scene2[1, 1, 2] += 1
+    synth.write_ome_tiff_fileset(root, scene2, parts=3)
+    counts, t = shard(tmp_path, root)
+    assert counts["read"] == 1
+    assert [s["iscc_code"] for s in t["scenes"]] == synth.expected_biocode(scene2)
+    # a member deleted: an error row that names it
+    files[2].unlink()
+    counts, t = shard(tmp_path, root)
+    assert [i["status"] for i in t["images"]] == ["error"]
+    assert "part2.ome.tif" in t["errors"][0]["message"]
+    assert t["scenes"] == []
