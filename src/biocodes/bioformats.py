@@ -35,6 +35,36 @@ JAVA_VERSION = "17"
 PLUGIN = "bioio-bioformats"
 
 
+#: every suffix a reader of Bio-Formats 7.3.1 (the jar above) claims, from
+#: ``loci.formats.ImageReader().getSuffixes()``; bioio-bioformats' own list
+#: lacks some (MRC's .map, .mrcs, .st, .ali). tests/test_bioformats.py checks
+#: it against the jar.
+SUFFIXES = frozenset(
+    """
+    1sc 2fl acff afi afm aiix aim aisf al3d ali am amiramesh ano apl arf atsf
+    avi bif bin bip bmp btf c01 cfg ch5 cif companion.ome cr2 crw csv cxd czi
+    dat db dcm df3 dib dic dicom dm2 dm3 dm4 dti dv dv.log env eps epsi ets exp
+    fake fdf fff ffr fits flex fli frm fts gel gif grey h5 hdf hdr hed his htd
+    htm html hx i2i ics ids im3 ima img ims inf inr ipl ipm ips ipw j2k j2ki
+    j2kr jp2 jpe jpeg jpf jpg jpk jpx klb l2d labels lei lif liff lim lms lof
+    log lsm lut map mdb mea mnc mng mod mov mrc mrcs mrw msr mtb mvd2 naf nd nd2
+    ndpi ndpis nef nhdr nii nii.gz nrrd obf oib oif oir ome ome.btf ome.tf2
+    ome.tf8 ome.tif ome.tiff ome.xml omp2info par pattern pbm pcoraw pct pcx pgm
+    pic pict png pnl ppm pr3 ps psd pst pty qptiff r3d r3d.log r3d_d3d raw rcpnl
+    rec res scan scn sdt seq set sif sld sldy sm2 sm3 spc spe spi spl st stk stp
+    svs sxm tf2 tf8 tfr tga thm tif tiff tim tnb top txt v vff vms vsi vws wat
+    wav wpi xdce xlef xlog xml xqd xqf xv xys zfp zfr zip zpo zvi
+    """.split()
+)
+
+
+def claims(path: str) -> bool:
+    """Whether a Bio-Formats reader's suffix list claims ``path``'s name."""
+    name = path.lower().rsplit("/", 1)[-1]
+    parts = name.split(".")
+    return any(".".join(parts[i:]) in SUFFIXES for i in range(1, len(parts)))
+
+
 def default_jar() -> Path:
     """The jar inside the active environment (the venv or conda env)."""
     return Path(sys.prefix) / "share" / "biocodes" / "bioformats_package.jar"

@@ -1,9 +1,11 @@
 """Open any image as a :class:`~biocodes.sources.base.PlaneSource`.
 
-The choice of access path is made here, once: TIFF files are read page by
-page with tifffile, CZI plane by plane with aicspylibczi, zarr stores slice by
-slice with zarr (also over ``s3://`` and ``http(s)://``), and everything
-else goes through bioio's plugins.
+The choice of access path is made here, once, from the file's content where
+its first bytes name the container: TIFF (any suffix: .svs, .lsm, .ndpi ...)
+page by page with tifffile, PNG with a decoder that keeps the stored samples,
+CZI plane by plane with aicspylibczi; zarr stores slice by slice with zarr
+(also over ``s3://`` and ``http(s)://``). Everything else goes through the
+bioio plugins and Bio-Formats whose own suffix lists claim the file's name.
 """
 
 from __future__ import annotations
@@ -83,25 +85,48 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
     fileset = resolve(p)
     if fileset is not None:  # a member opens the whole set, never its part
         return FilesetSource(name, fileset)
-    from biocodes.sources.bioio import BIOFORMATS, BioioSource, declared_png_scene
+    from biocodes.sources.bioio import BIOFORMATS, BioioSource
 
     if reader == BIOFORMATS:
         return BioioSource(name, reader)
-    from biocodes.sources.tiff import TIFF_SUFFIXES, NotPageMappable, TiffSource
+    kind = sniff(name)
+    if kind == "tiff":
+        from biocodes.sources.tiff import NotPageMappable, TiffSource
 
-    if p.name.lower().endswith(TIFF_SUFFIXES):
         try:
             return TiffSource(name)
         except NotPageMappable:
-            pass
-    if p.name.lower().endswith(".czi"):
+            return BioioSource(name, reader, content=kind)
+    if kind == "png":
+        from biocodes.sources.png import PngSource, declared_scene
+
+        limits.check(name, declared_scene(name))
+        return PngSource(name)
+    if kind == "czi":
         from biocodes.sources.czi import CziSource, NotPlaneMappable
 
         try:
             return CziSource(name)
         except NotPlaneMappable:
-            pass
-    declared = declared_png_scene(name)
-    if declared is not None:
-        limits.check(name, declared)
+            return BioioSource(name, reader, content=kind)
     return BioioSource(name, reader)
+
+
+#: leading bytes of the formats whose reader is chosen by content, not name
+MAGIC = {
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
+    b"II+\x00": "tiff",  # BigTIFF
+    b"MM\x00+": "tiff",
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"ZISRAWFILE": "czi",
+}
+
+
+def sniff(path: str) -> str | None:
+    """The container a file's first bytes declare ("tiff", "png", "czi"), or
+    None. An SVS, LSM or NDPI file is a TIFF whatever its name, so the same
+    bytes get the same reader and the same scenes under any name."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return next((k for m, k in MAGIC.items() if head.startswith(m)), None)

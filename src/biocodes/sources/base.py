@@ -133,6 +133,13 @@ class PlaneSource(ABC):
             key = (scene.index, z, channel, t)
             if self._last is None or self._last[0] != key:
                 pixels = np.asarray(self._read_pixels(scene, z, channel, t))
+                want = (scene.size_y, scene.size_x, scene.samples)
+                if pixels.shape != want:  # a reader that added or dropped samples
+                    raise UnreadableError(
+                        self.path,
+                        f"scene {scene.index} plane z={z} c={channel} t={t}: the "
+                        f"reader returned {pixels.shape}, the file declares {want}",
+                    )
                 self._last = (key, pixels)
             plane = self._last[1][..., sample]
         if plane.shape != (scene.size_y, scene.size_x):

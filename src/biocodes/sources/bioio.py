@@ -20,24 +20,6 @@ import numpy as np
 from biocodes.errors import UnreadableError, UnsupportedError
 from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def declared_png_scene(path: str) -> SceneInfo | None:
-    """The scene a PNG's header (IHDR) declares, without decoding anything,
-    so the size limits apply before Pillow allocates the image."""
-    import struct
-
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != _PNG_MAGIC or head[12:16] != b"IHDR":
-        return None
-    width, height, depth, color = struct.unpack(">IIBB", head[16:26])
-    samples = {2: 3, 4: 2, 6: 4}.get(color, 1)
-    dtype = np.dtype("uint16" if depth == 16 else "uint8")
-    return SceneInfo(0, "png", 1, samples, 1, height, width, dtype, samples)
-
-
 #: readers are constructed with per-plane chunks where they accept it
 PLANE_CHUNKS = ["Y", "X", "S"]
 #: the value of ``reader`` that asks for Bio-Formats
@@ -49,23 +31,34 @@ BIOFORMATS = "bioformats"
 ROWS_BOTTOM_UP = frozenset({"dv"})
 
 
-def choose_readers(path: str, reader: str | None = None) -> list[type]:
-    """The bioio reader classes to try for ``path``, in order."""
+#: the suffix that stands for a container recognised by its first bytes
+CONTENT_SUFFIX = {"tiff": ".tif", "czi": ".czi"}
+
+
+def choose_readers(
+    path: str, reader: str | None = None, content: str | None = None
+) -> list[type]:
+    """The bioio reader classes to try for ``path``, in order.
+
+    The candidates are the readers whose own suffix lists claim the name
+    (bioio's plugin registry; for Bio-Formats its jar's full list, see
+    :data:`biocodes.bioformats.SUFFIXES`), or, for a file whose first bytes
+    name its container (``content``), the readers of that container.
+    Bio-Formats comes only when no native reader claims the file."""
     from bioio.plugins import get_plugins
 
     from biocodes import bioformats
 
-    name = path.lower()
-    native, bf = [], None
+    names = [path.lower()] + ([CONTENT_SUFFIX[content]] if content else [])
+    native = []
     for ext, entries in get_plugins(use_cache=True).items():  # longest first
-        if not name.endswith(ext):
+        if not any(n.endswith(ext) for n in names):
             continue
         for entry in entries:
-            if entry.entrypoint.name == bioformats.PLUGIN:
-                bf = entry
-            elif entry not in native:
+            if entry.entrypoint.name != bioformats.PLUGIN and entry not in native:
                 native.append(entry)
-    if reader == BIOFORMATS or (not native and bf is not None):
+    claimed = any(bioformats.claims(n) for n in names)
+    if reader == BIOFORMATS or (not native and claimed):
         bioformats.configure(path)
         import bioio_bioformats
 
@@ -88,11 +81,13 @@ class BioioSource(PlaneSource):
     Plugin discovery (entry points and their metadata) is cached per process:
     uncached it cost ~55 ms per image, most of a tiny image's time."""
 
-    def __init__(self, path: str, reader: str | None = None) -> None:
+    def __init__(
+        self, path: str, reader: str | None = None, content: str | None = None
+    ) -> None:
         import bioio
 
         super().__init__(path)
-        readers = choose_readers(path, reader)
+        readers = choose_readers(path, reader, content)
         # bioio hands every keyword to every reader, and takes a TypeError as
         # "cannot read this file"; plane chunks only where all accept them
         plane_chunks = all(

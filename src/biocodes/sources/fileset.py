@@ -38,7 +38,6 @@ from biocodes.errors import (
 )
 from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
 
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 #: OME-XML metadata files (Bio-Formats' companion naming, and plain OME-XML)
 OME_XML_SUFFIXES = (".companion.ome", ".ome", ".ome.xml")
 #: the largest ImageDescription read when looking for OME-XML (plates' XML
@@ -58,10 +57,16 @@ _TYPES = {
 
 
 def is_candidate(path: str | os.PathLike) -> bool:
-    """Whether a file's name says it may belong to a fileset (a TIFF or an
-    OME-XML file); only those are looked into."""
+    """Whether a file may belong to a fileset: an OME-XML file by its name,
+    or a TIFF by its first bytes (whatever its name, as the readers choose)."""
     name = os.fspath(path).lower()
-    return name.endswith(TIFF_SUFFIXES + OME_XML_SUFFIXES)
+    if name.endswith(OME_XML_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+    except OSError:
+        return False
 
 
 def _local(tag: str) -> str:
@@ -269,20 +274,16 @@ def resolve(path: str | os.PathLike) -> Fileset | None:
     """The fileset ``path`` belongs to, or None for a file that is an image
     on its own. Raises a one-line error for metadata that cannot be used."""
     path = os.path.abspath(os.fspath(path))
-    if not is_candidate(path):
-        return None
     key = _stat_key(path)
-    if key is None:
-        return None  # missing: the open says why
+    if key is None or not is_candidate(path):
+        return None  # missing (the open says why), or not TIFF or OME-XML
     return _resolve(key)
 
 
 @lru_cache(maxsize=256)
 def _resolve(key: tuple[str, int, int]) -> Fileset | None:
     path = key[0]
-    if path.lower().endswith(OME_XML_SUFFIXES) and not path.lower().endswith(
-        TIFF_SUFFIXES
-    ):
+    if path.lower().endswith(OME_XML_SUFFIXES):
         return _from_xml_file(path)
     try:
         text = tiff_description(path)
@@ -305,7 +306,7 @@ def _resolve(key: tuple[str, int, int]) -> Fileset | None:
         entry = os.path.normpath(os.path.join(os.path.dirname(path), meta))
         if not os.path.exists(entry):
             return Fileset(entry, (entry, path), os.path.dirname(path), (), (entry,))
-        if entry.lower().endswith(TIFF_SUFFIXES):  # the metadata is in a TIFF
+        if not entry.lower().endswith(OME_XML_SUFFIXES):  # XML in a TIFF
             found = _resolve(_stat_key(entry) or (entry, 0, 0))
             if found is None or path not in found.members:
                 raise UnreadableError(

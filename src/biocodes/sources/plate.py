@@ -80,7 +80,7 @@ def plate_fields(root: Any, name: str) -> list[Field]:
     for well in plate.get("wells", []):
         path = str(well.get("path", ""))
         parts = path.split("/")
-        row_name, col_name = (parts + ["", ""])[:2]
+        row_name, col_name = [*parts, "", ""][:2]
         r = well.get("rowIndex", _index(rows, row_name))
         c = well.get("columnIndex", _index(columns, col_name))
         if r < len(rows):

@@ -56,12 +56,30 @@ def _codec_names(meta: object) -> list[str]:
     return []
 
 
-def _check_codecs(path: str, name: str, array) -> int | None:  # noqa: ANN001
+def _outermost_codec(meta: dict) -> str | None:
+    """Name of the codec whose output is the bytes stored on disk: the last
+    bytes-to-bytes codec of a zarr v3 chain, the compressor of a v2 array (its
+    filters run before it), or None when chunks are stored raw."""
+    if "codecs" in meta:
+        codecs = list(meta["codecs"] or [])
+        return str(codecs[-1].get("name")) if codecs else None
+    compressors = meta.get("compressors") or meta.get("compressor")
+    if isinstance(compressors, dict):
+        compressors = [compressors]
+    if compressors:
+        return str(compressors[-1].get("id") or compressors[-1].get("name"))
+    return None
+
+
+def _check_codecs(path: str, name: str, array) -> bool:  # noqa: ANN001
     """Refuse codecs that run code from the store: numcodecs' pickle filter
     unpickles chunk bytes, so a scanned repository could run anything.
 
-    Returns the decoded size of a chunk when chunks are blosc blobs (not in
-    shards), whose headers are then checked before each read; else None.
+    Returns whether each stored chunk is one bare blosc frame (blosc is the
+    outermost codec and chunks are not in shards); only then are its headers
+    checked before each read, because numcodecs' blosc decodes a cut frame
+    into whatever memory follows. Every other codec chain is left to the
+    codecs' own errors and checksums (crc32c, zstd, zlib).
     """
     meta = array.metadata.to_dict()
     codecs = _codec_names(
@@ -74,9 +92,7 @@ def _check_codecs(path: str, name: str, array) -> int | None:  # noqa: ANN001
             f"image {name!r} uses the {', '.join(bad)} codec, which would execute "
             "code stored in the file; refused",
         )
-    if array.shards is None and "blosc" in codecs:
-        return int(np.prod(array.chunks)) * array.dtype.itemsize
-    return None
+    return array.shards is None and _outermost_codec(meta) == "blosc"
 
 
 class ZarrSource(PlaneSource):

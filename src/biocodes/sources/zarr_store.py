@@ -33,25 +33,26 @@ class CheckedStore(WrapperStore):
         store: Any,
         remote: RemoteStore | None = None,
         allow_missing: bool = False,
-        arrays: dict[str, int | None] | None = None,
+        arrays: dict[str, bool] | None = None,
     ) -> None:
         super().__init__(store)
         self.remote = remote
         self.allow_missing = allow_missing
-        #: array path -> decoded size of a blosc chunk (None: not blosc)
-        self.arrays: dict[str, int | None] = {} if arrays is None else arrays
+        #: array path -> whether its stored chunks are bare blosc frames
+        self.arrays: dict[str, bool] = {} if arrays is None else arrays
 
     def _with_store(self, store: Any) -> CheckedStore:
         return type(self)(store, self.remote, self.allow_missing, self.arrays)
 
-    def _chunk_of(self, key: str) -> tuple[bool, int | None]:
-        """(whether ``key`` is a chunk of a registered array, its blosc size)."""
+    def _chunk_of(self, key: str) -> tuple[bool, bool]:
+        """(whether ``key`` is a chunk of a registered array, whether it is
+        stored as a bare blosc frame)."""
         if posixpath.basename(key) in ZARR_META:
-            return False, None
+            return False, False
         for prefix, blosc in self.arrays.items():
             if key.startswith(prefix + "/"):
                 return True, blosc
-        return False, None
+        return False, False
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         def request():
@@ -68,13 +69,12 @@ class CheckedStore(WrapperStore):
             if self.allow_missing:
                 return None
             raise ChunkError(_missing(key))
-        if blosc is not None and byte_range is None:
+        if blosc and byte_range is None:
+            # a blosc frame's header: version, versionlz, flags, typesize,
+            # nbytes (decoded), blocksize, cbytes (the frame's own length)
             head = bytes(value.as_numpy_array()[:16])
             size = len(value)
-            if len(head) < 16 or (
-                int.from_bytes(head[12:16], "little"),
-                int.from_bytes(head[4:8], "little"),
-            ) != (size, blosc):
+            if len(head) < 16 or int.from_bytes(head[12:16], "little") != size:
                 raise ChunkError(
                     f"chunk {key} is truncated or damaged (its blosc header does "
                     f"not match its {size} bytes)"
