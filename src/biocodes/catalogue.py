@@ -58,6 +58,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("iscc_mixed", S),
             ("status", S),
             ("error", S),
+            # HCS plates: where the field is (null for other images)
+            ("plate", S),
+            ("well", S),
+            ("field", I32),
+            ("acquisition", I64),
         ]
     ),
     "simprints": pa.schema(

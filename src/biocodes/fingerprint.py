@@ -98,6 +98,36 @@ def fingerprint_scene(
     return entry
 
 
+def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> list:
+    """Each scene's part, in scene order. Where a source's scenes are
+    independent images (a plate's fields), a scene that fails is a part with
+    ``error`` and no codes, and the others still get theirs; elsewhere any
+    failure fails the image. A plate's scenes carry plate, well, field and
+    acquisition."""
+    from biocodes.errors import BiocodeError
+
+    independent = getattr(source, "independent_scenes", False)
+    failures = dict(getattr(source, "scene_failures", {}))
+    meta = getattr(source, "scene_meta", {})
+    parts = {}
+    for scene in source.scenes:
+        try:
+            parts[scene.index] = compute(scene)
+        except BiocodeError as exc:
+            if not independent:
+                raise
+            failures[scene.index] = {"scene_name": scene.name, "error": exc}
+    for index, failed in failures.items():
+        parts[index] = {
+            "iscc_code": None,
+            "units": None,
+            "scene_index": index,
+            "scene_name": failed["scene_name"],
+            "error": failed["error"].to_dict(),
+        }
+    return [{**parts[i], **meta.get(i, {})} for i in sorted(parts)]
+
+
 def _state(path: str | os.PathLike, limits: Limits | None) -> tuple[int, int] | None:
     from biocodes.errors import BiocodeError
     from biocodes.manifest import file_state
@@ -151,17 +181,17 @@ def biocode(
             pool.submit(raw_file_code, path, cancel, limits) if background else None
         )
         try:
-            parts = [
-                fingerprint_scene(
+            parts = _scene_parts(
+                source,
+                lambda scene: fingerprint_scene(
                     source,
                     scene,
                     simprints=simprints,
                     views=views,
                     progress=progress,
                     overlap=overlap,
-                )
-                for scene in source.scenes
-            ]
+                ),
+            )
         except BaseException:
             cancel.set()
             raise

@@ -123,9 +123,28 @@ def fingerprint_image(
         format=result["format"],
         note=result.get("note"),
     )
+    image.update(_all_failed(parts))
     out["images"].append(image)
     out["files"] = files_rows(row)
     for p in parts:
+        if "error" in p:
+            out["errors"].append(
+                {
+                    "image_id": row["image_id"],
+                    "path": row["path"],
+                    "scene_index": p["scene_index"],
+                    "stage": p["error"]["stage"],
+                    "error_type": p["error"]["type"],
+                    "message": p["error"]["message"].replace(
+                        display_path(row["abspath"]), row["path"]
+                    ),
+                }
+            )
+    for p in parts:
+        where = {k: p.get(k) for k in ("plate", "well", "field", "acquisition")}
+        if "error" in p:  # a plate's field that failed alone
+            out["scenes"].append(_failed_scene(row, p, where))
+            continue
         d = p["dims"]
         out["scenes"].append(
             {
@@ -147,6 +166,7 @@ def fingerprint_image(
                 "iscc_mixed": p.get("iscc_mixed"),
                 "status": "ok",
                 "error": None,
+                **where,
             }
         )
         for v in p.get("views", []):
@@ -174,6 +194,31 @@ def fingerprint_image(
                 }
             )
     return out
+
+
+def _all_failed(parts: list[dict]) -> dict:
+    """A plate none of whose fields could be read is a failed image."""
+    if not parts or any("error" not in p for p in parts):
+        return {}
+    first = parts[0]["error"]["message"]
+    return {"status": "error", "error": f"every field failed; first: {first}"}
+
+
+def _failed_scene(row: Mapping[str, Any], part: dict, where: dict) -> dict:
+    """The scenes row of a field that failed (its errors row is added
+    beside it)."""
+    message = part["error"]["message"].replace(
+        display_path(row["abspath"]), row["path"]
+    )
+    return {
+        "image_id": row["image_id"],
+        "path": row["path"],
+        "scene_index": part["scene_index"],
+        "scene_name": part["scene_name"],
+        "status": "error",
+        "error": message,
+        **where,
+    }
 
 
 class ScanError(BiocodeError):
@@ -351,6 +396,8 @@ def run_shard(
         same_file = prev is not None and prev["size"] == row["size"]
         usable = same_file and prev["status"] in ("ok", "empty")
         usable = usable and prev.get("settings_key") == key and not row.get("error")
+        # a plate with a failed field is read again, like a failed image
+        usable = usable and not before["errors"].get(row["image_id"])
         # mtime -1: a remote store whose server cannot list it, never "unchanged"
         unchanged = prev is not None and prev["mtime_ns"] == row["mtime_ns"] >= 0
         # a fileset: every member's size and mtime, not only the total's

@@ -257,6 +257,60 @@ def write_ome_tiff_fileset(
     return written
 
 
+def write_plate(
+    path: str | os.PathLike,
+    fields: dict[tuple[str, str], list[np.ndarray]],
+    zarr_format: int = 3,
+    bioformats2raw: bool = False,
+    name: str = "plate",
+) -> Path:
+    """An HCS plate in OME-Zarr (NGFF 0.4 on zarr v2, 0.5 on v3): ``fields``
+    maps (row name, column name) to the well's fields, each a TCZYX array
+    written as an OME-Zarr image at ``row/column/index``. With
+    ``bioformats2raw`` the root also says ``bioformats2raw.layout`` as
+    bioformats2raw's plates do."""
+    import zarr
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    rows = sorted({r for r, _ in fields})
+    columns = sorted({c for _, c in fields}, key=lambda c: (len(c), c))
+    wells = [
+        {"path": f"{r}/{c}", "rowIndex": rows.index(r), "columnIndex": columns.index(c)}
+        for r, c in sorted(
+            fields, key=lambda rc: (rows.index(rc[0]), columns.index(rc[1]))
+        )
+    ]
+    count = max(len(v) for v in fields.values())
+    plate = {
+        "name": name,
+        "rows": [{"name": r} for r in rows],
+        "columns": [{"name": c} for c in columns],
+        "wells": wells,
+        "acquisitions": [{"id": 0}],
+        "field_count": count,
+    }
+    version = "0.4" if zarr_format == 2 else "0.5"
+
+    def ome(attrs: dict) -> dict:
+        if zarr_format == 2:
+            return {k: {**v, "version": version} for k, v in attrs.items()}
+        return {"ome": {"version": version, **attrs}}
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    root.attrs.update(ome({"plate": plate}))
+    if bioformats2raw:
+        root.attrs["bioformats2raw.layout"] = 3
+    for (r, c), arrays in fields.items():
+        well = root.require_group(f"{r}/{c}")
+        images = [{"path": str(i), "acquisition": 0} for i in range(len(arrays))]
+        well.attrs.update(ome({"well": {"images": images}}))
+        for i, a in enumerate(arrays):
+            write_ome_zarr(path / r / c / str(i), a, zarr_format, name=f"{r}{c}/{i}")
+    return path
+
+
 def write_czi(path: str | os.PathLike, scenes: np.ndarray | list[np.ndarray]) -> Path:
     """CZI via pylibCZIrw: gray uint8/uint16/float32, or RGB uint8 (as BGR).
 

@@ -58,7 +58,8 @@ def well_fields(well: Any, well_path: str, meta: dict) -> list[Field]:
     seen: dict[Any, int] = {}
     fields = []
     for image in images:
-        acq = image.get("acquisition")
+        acq = image.get("acquisition")  # an integer id in the spec
+        acq = int(acq) if isinstance(acq, int) or str(acq).isdigit() else None
         number = seen.get(acq, 0)
         seen[acq] = number + 1
         path = str(image.get("path", ""))
@@ -97,7 +98,6 @@ def plate_fields(root: Any, name: str) -> list[Field]:
             continue
         for f in well_fields(group, path, meta):
             acq = f.meta["acquisition"]
-            order = -1 if acq is None else int(acq) if str(acq).isdigit() else 0
-            keyed.append(((order, r, c, f.meta["field"]), f))
+            keyed.append(((-1 if acq is None else acq, r, c, f.meta["field"]), f))
     keyed.sort(key=lambda kv: kv[0])
     return [f for _, f in keyed]
