@@ -227,3 +227,67 @@ def test_shard_reads_a_set_once_and_rereads_it_when_a_member_changes(tmp_path, s
     assert [i["status"] for i in t["images"]] == ["error"]
     assert "part2.ome.tif" in t["errors"][0]["message"]
     assert t["scenes"] == []
+
+
+def test_workflow_over_filesets_and_plates(tmp_path, scene):
+    """The workflow (local profile) over a repository holding a 3-file
+    OME-TIFF, a BinaryOnly set with its companion and two plates (v2, v3)
+    with a damaged field each; then a member is touched and one deleted."""
+    from test_plates import damage, plate_fields
+    from test_workflow import run_workflow
+
+    repo = tmp_path / "repo"
+    multi = synth.write_ome_tiff_fileset(repo / "multi", scene, parts=3)
+    bo = synth.write_ome_tiff_fileset(
+        repo / "bo", scene, parts=2, companion="bo.companion.ome"
+    )
+    for v in (2, 3):
+        p = synth.write_plate(repo / f"plate{v}.ome.zarr", plate_fields(), v)
+        damage(p / "B" / "2" / "1")
+    config = {"example": {"generate": False}, "shards": 2}
+    proc = run_workflow(tmp_path, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cat = tmp_path / "results" / "catalogue"
+
+    def table(name):
+        return pq.read_table(cat / f"{name}.parquet").to_pylist()
+
+    images = {i["path"]: i for i in table("images")}
+    assert sorted(images) == [
+        "bo/bo.companion.ome",
+        "multi/part0.ome.tif",
+        "plate2.ome.zarr",
+        "plate3.ome.zarr",
+    ]
+    assert all(i["status"] == "ok" for i in images.values())
+    want = synth.expected_biocode(scene)
+    scenes = table("scenes")
+    for path in ("bo/bo.companion.ome", "multi/part0.ome.tif"):
+        iid = images[path]["image_id"]
+        assert [s["iscc_code"] for s in scenes if s["image_id"] == iid] == want
+        assert images[path]["format"] == "ome-tiff-fileset"
+    files = table("files")
+    assert sorted(f["path"] for f in files) == sorted(
+        f"{f.parent.name}/{f.name}" for f in [*multi, *bo]
+    )
+    plate_scenes = [s for s in scenes if s["plate"] is not None]
+    assert len(plate_scenes) == 24
+    assert [s["status"] for s in plate_scenes].count("error") == 2
+    errors = table("errors")
+    assert sorted((e["path"], e["scene_index"]) for e in errors) == [
+        ("plate2.ome.zarr", 9),
+        ("plate3.ome.zarr", 9),
+    ]
+    # a member touched (older mtime: only the member's own state shows it),
+    # another set's member deleted
+    st = os.stat(multi[1])
+    os.utime(multi[1], ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    bo[1].unlink()
+    proc = run_workflow(tmp_path, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = table("runs")[-1]
+    assert run["images_rehashed"] == 1  # the touched set: same bytes, kept
+    images = {i["path"]: i for i in table("images")}
+    assert images["bo/bo.companion.ome"]["status"] == "error"
+    assert "part1.ome.tif" in images["bo/bo.companion.ome"]["error"]
+    assert images["multi/part0.ome.tif"]["status"] == "ok"
