@@ -291,3 +291,13 @@ def test_workflow_over_filesets_and_plates(tmp_path, scene):
     assert images["bo/bo.companion.ome"]["status"] == "error"
     assert "part1.ome.tif" in images["bo/bo.companion.ome"]["error"]
     assert images["multi/part0.ome.tif"]["status"] == "ok"
+
+
+def test_a_renamed_single_file_ome_tiff_is_still_one_file(tmp_path, scene):
+    """Bio-Formats names a file's own planes by its UUID and FileName: after
+    a rename the UUID still says "this file", as Bio-Formats reads it."""
+    files = synth.write_ome_tiff_fileset(tmp_path / "s", scene, parts=1)
+    renamed = files[0].rename(tmp_path / "renamed.ome.tif")
+    r = biocode(renamed)
+    assert [p["iscc_code"] for p in r["parts"]] == synth.expected_biocode(scene)
+    assert "files" not in r and r["format"] == "ome-tiff"

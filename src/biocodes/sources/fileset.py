@@ -200,7 +200,8 @@ def _parse_images(path: str, root: ET.Element, holder: str | None) -> list[_Imag
     """The Images of an OME document; ``holder`` is the TIFF the XML came
     from (TiffData without a UUID means that file), None for a companion."""
     folder = os.path.dirname(os.path.abspath(path))
-    images = []
+    own = root.get("UUID")  # a TiffData with the file's own UUID means it,
+    images = []  # whatever its FileName says (a renamed file)
     for index, img in enumerate(e for e in root if _local(e.tag) == "Image"):
         pixels = next((e for e in img if _local(e.tag) == "Pixels"), None)
         if pixels is None:
@@ -212,12 +213,14 @@ def _parse_images(path: str, root: ET.Element, holder: str | None) -> list[_Imag
             tds = []
             for td in (e for e in pixels if _local(e.tag) == "TiffData"):
                 uuid = next((e for e in td if _local(e.tag) == "UUID"), None)
-                if uuid is None:
-                    if holder is None:
-                        raise UnreadableError(
-                            path, "a TiffData names no file (no UUID FileName)"
-                        )
+                if holder is not None and (
+                    uuid is None or (own and (uuid.text or "").strip() == own)
+                ):
                     file = holder
+                elif uuid is None:  # in a companion file: no file to mean
+                    raise UnreadableError(
+                        path, "a TiffData names no file (no UUID FileName)"
+                    )
                 else:
                     fname = uuid.get("FileName")
                     if not fname:
@@ -315,7 +318,14 @@ def _resolve(key: tuple[str, int, int]) -> Fileset | None:
                     "not list this file; open the fileset's entry instead",
                 )
             return found
-        return _from_xml_file(entry)
+        found = _from_xml_file(entry)
+        if path not in found.members:
+            raise UnreadableError(
+                path,
+                f"BinaryOnly part: its MetadataFile {display_path(meta)} does not "
+                "list this file, so its planes belong to no image",
+            )
+        return found
     images = _parse_images(path, root, path)
     files = {td.file for im in images for td in im.tiffdata}
     if files <= {path}:
