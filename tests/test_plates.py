@@ -129,3 +129,48 @@ def test_shard_rows_of_a_plate(plate, tmp_path):
     # a plate with a failed field is read again next run
     counts = run_shard(manifest, 0, tmp_path / "state", {"kind": "local"}, False)
     assert counts["read"] == 1
+
+
+def test_a_large_plate_is_hashed_in_pieces_with_the_same_rows(plate, tmp_path):
+    """Fields split over tasks (here 5 per task: 3 pieces + the raw bytes)
+    give exactly the rows of the plate read in one task."""
+    from biocodes.manifest import build_manifest
+    from biocodes.shard import run_shard
+
+    path, _, _ = plate
+    manifest = tmp_path / "manifest.parquet"
+    build_manifest(manifest, {"repo": str(path.parent)}, 1)
+    tables = {}
+    for per_task in (0, 5):
+        state = tmp_path / f"state{per_task}"
+        counts = run_shard(
+            manifest,
+            0,
+            state,
+            {"kind": "local"},
+            False,
+            plate_fields_per_task=per_task,
+        )
+        assert counts["read"] == 1
+        tables[per_task] = {
+            n: [
+                {k: v for k, v in r.items() if k not in ("worker", "run_id")}
+                for r in pq.read_table(state / f"{n}.parquet").to_pylist()
+            ]
+            for n in ("images", "scenes", "errors")
+        }
+    assert tables[5] == tables[0]
+    assert len(tables[5]["scenes"]) == 12
+
+
+def test_plate_pieces_read_only_their_fields(plate):
+    from biocodes.fingerprint import fingerprint_fields, plate_field_count
+
+    path, fields, _ = plate
+    assert plate_field_count(path) == 12
+    parts = fingerprint_fields(path, range(8, 11))
+    assert [p["scene_index"] for p in parts] == [8, 9, 10]
+    assert (
+        "error" in parts[1]
+        and parts[0]["iscc_code"] == (synth.expected_biocode(fields[("B", "2")][0])[0])
+    )

@@ -221,6 +221,42 @@ def biocode(
     return result
 
 
+def plate_field_count(
+    path: str | os.PathLike, limits: Limits | None = None
+) -> int | None:
+    """How many fields an OME-Zarr plate has (reading only plate and well
+    attributes), or None if ``path`` is not a plate."""
+    from biocodes.sources.zarr import ZarrSource
+
+    with ZarrSource(str(path), limits, fields=range(0)) as source:
+        return getattr(source, "field_count", None)
+
+
+def fingerprint_fields(
+    path: str | os.PathLike,
+    fields: range,
+    simprints: bool = False,
+    views: ViewOptions | None = None,
+    limits: Limits | None = None,
+) -> list[dict]:
+    """The parts of some fields of a plate (by scene index), read one at a
+    time: a large plate is hashed in pieces, on several workers. A field
+    that fails is its part's ``error``. The raw-file code and the plate's
+    change check are the caller's (see :func:`biocodes.shard.run_shard`)."""
+    from biocodes.sources.zarr import ZarrSource
+
+    limits = limits or Limits()
+    with ZarrSource(str(path), limits, fields=fields) as source:
+        for scene in source.scenes:
+            limits.check(source.path, scene)
+        return _scene_parts(
+            source,
+            lambda scene: fingerprint_scene(
+                source, scene, simprints=simprints, views=views
+            ),
+        )
+
+
 def fileset_entry(fileset) -> dict:  # noqa: ANN001 - a sources.fileset.Fileset
     """``entry`` (the file the set is opened from) and ``files`` (every
     member, relative to the set's folder, in raw-code order, with its size

@@ -91,7 +91,6 @@ def fingerprint_image(
     """
     from biocodes.errors import as_biocode_error
     from biocodes.fingerprint import biocode
-    from biocodes.imagewalk import plane_position
 
     iid = row["image_id"]
     if views is not None and views.thumbnails is not None:
@@ -111,6 +110,15 @@ def fingerprint_image(
         )
     except Exception as exc:  # every failure becomes an error row
         return error_rows(row, as_biocode_error(row["abspath"], exc))
+    return result_rows(row, result, results_dir)
+
+
+def result_rows(
+    row: Mapping[str, Any], result: dict, results_dir: str | None = None
+) -> dict:
+    """All catalogue rows of an image from its biocode ``result``."""
+    from biocodes.imagewalk import plane_position
+
     parts = result["parts"]
     image = _image_row(row)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
@@ -294,6 +302,123 @@ def _rehash_or_fingerprint(
     return fingerprint_image(row, simprints, views, results_dir, raw, limits)
 
 
+def _failure(exc: BaseException, path: str) -> dict:
+    """A failure as plain data: it crosses from a dask worker intact
+    (BiocodeError's own arguments do not survive pickling)."""
+    from biocodes.errors import as_biocode_error
+
+    err = as_biocode_error(path, exc)
+    return {"kind": err.kind, "stage": err.stage, "cause": err.cause}
+
+
+def _error(path: str, failure: dict) -> BiocodeError:
+    err = BiocodeError(path, failure["cause"], stage=failure["stage"])
+    err.kind = failure["kind"]
+    return err
+
+
+def plate_raw(row: Mapping[str, Any], limits: Limits | None) -> dict:
+    """The piece of a split plate that checks it is the scan's and hashes its
+    raw bytes: ``{"raw": ...}`` or ``{"failure": ...}``."""
+    from biocodes.codes import raw_file_code
+
+    try:
+        _unchanged_since_scan(row, limits)
+        return {"raw": raw_file_code(row["abspath"], limits=limits)}
+    except Exception as exc:
+        return {"failure": _failure(exc, row["abspath"])}
+
+
+def plate_piece(
+    row: Mapping[str, Any],
+    fields: range,
+    simprints: bool,
+    views: ViewOptions | None,
+    limits: Limits | None,
+) -> list[dict]:
+    """The parts of some fields of a split plate; a failure to open them is
+    each of their parts' error."""
+    from biocodes.fingerprint import fingerprint_fields
+
+    iid = row["image_id"]
+    if views is not None and views.thumbnails is not None:
+        views = replace(views, thumbnails=f"{views.thumbnails}/{iid[:2]}/{iid}")
+    try:
+        return fingerprint_fields(row["abspath"], fields, simprints, views, limits)
+    except Exception as exc:
+        return _failed_fields(
+            fields, _error(row["abspath"], _failure(exc, row["abspath"]))
+        )
+
+
+def _failed_fields(fields: range, err: BiocodeError) -> list[dict]:
+    return [
+        {
+            "iscc_code": None,
+            "units": None,
+            "scene_index": i,
+            "scene_name": f"field {i}",
+            "error": err.to_dict(),
+        }
+        for i in fields
+    ]
+
+
+def _plate_pieces(
+    row: Mapping[str, Any], per_task: int, limits: Limits | None
+) -> list[range] | None:
+    """The field ranges a plate is hashed in, or None to read it whole (not
+    a plate, small enough, or unreadable: the whole read says why)."""
+    from biocodes.fingerprint import plate_field_count
+
+    if per_task < 1 or not row["is_store"] or row.get("error"):
+        return None
+    try:
+        count = plate_field_count(row["abspath"], limits)
+    except Exception:
+        return None
+    if count is None or count <= per_task:
+        return None
+    return [range(i, min(i + per_task, count)) for i in range(0, count, per_task)]
+
+
+class _SplitPlate:
+    """The pieces of one plate in flight, assembled when all are back."""
+
+    def __init__(
+        self,
+        row: Mapping[str, Any],
+        pieces: int,
+        limits: Limits | None,
+        results_dir: str | None,
+    ) -> None:
+        self.row, self.left = row, pieces + 1  # + the raw piece
+        self.limits, self.results_dir = limits, results_dir
+        self.raw: dict | None = None
+        self.failure: dict | None = None
+        self.parts: list[dict] = []
+
+    def add(self, value: Any) -> dict | None:
+        """Take one piece's result; the plate's rows once all are in."""
+        if isinstance(value, dict):
+            self.raw, self.failure = value.get("raw"), value.get("failure")
+        else:
+            self.parts += value
+        self.left -= 1
+        if self.left:
+            return None
+        row = self.row
+        if self.failure is not None:
+            return error_rows(row, _error(row["abspath"], self.failure))
+        try:
+            _unchanged_since_scan(row, self.limits)  # after every piece
+        except BiocodeError as exc:
+            return error_rows(row, exc)
+        parts = sorted(self.parts, key=lambda p: p["scene_index"])
+        result = {**self.raw, "format": "ome-zarr-plate", "parts": parts}
+        return result_rows(row, result, self.results_dir)
+
+
 def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
     """Why every worker that held an image died: its memory limit (the nanny
     logs a ``worker-restart-memory`` event) or something else (SIGKILL,
@@ -350,11 +475,15 @@ def run_shard(
     results_dir: str | None = None,
     recheck: bool = False,
     limits: Limits | None = None,
+    plate_fields_per_task: int = 64,
 ) -> dict[str, int]:
     """Bring the shard's tables under ``state_dir`` up to date with the manifest.
 
     Returns counts: ``images``, ``read`` (pixels read), ``rehashed`` (raw
     bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
+    A plate with more than ``plate_fields_per_task`` fields is read in
+    tasks of that many fields (and one for its raw bytes), so its fields are
+    hashed on several workers; 0 reads every plate in one task.
     """
     import pyarrow.parquet as pq
     from distributed import KilledWorker, as_completed
@@ -416,6 +545,20 @@ def run_shard(
         with dask_client(cluster, threads) as client:
             futures = {}
             for row, code in work:
+                pieces = _plate_pieces(row, plate_fields_per_task, limits)
+                if pieces is not None:  # hashed apart; no rehash shortcut
+                    plate = _SplitPlate(row, len(pieces), limits, results_dir)
+                    iid = row["image_id"]
+                    f = client.submit(
+                        plate_raw, row, limits, key=f"raw-{iid}", pure=False
+                    )
+                    futures[f] = (row, None, plate, None)
+                    for r in pieces:
+                        args = (plate_piece, row, r, simprints, views, limits)
+                        name = f"fields-{iid}-{r.start}"
+                        f = client.submit(*args, key=name, pure=False)
+                        futures[f] = (row, None, plate, r)
+                    continue
                 if code is None:
                     args = (fingerprint_image, row, simprints, views, results_dir)
                     args += (None, limits)
@@ -423,13 +566,26 @@ def run_shard(
                     args = (_rehash_or_fingerprint, row, code, simprints, views)
                     args += (results_dir, limits)
                 f = client.submit(*args, key=f"image-{row['image_id']}", pure=False)
-                futures[f] = (row, code)
+                futures[f] = (row, code, None, None)
             for future in as_completed(futures):
-                row, code = futures[future]
+                row, code, plate, fields = futures[future]
                 try:
                     result = future.result()
                 except KilledWorker as exc:
-                    result = error_rows(row, _died(client, exc, row))
+                    died = _died(client, exc, row)
+                    if plate is None:
+                        result = error_rows(row, died)
+                    elif fields is None:
+                        result = {"failure": _failure(died, row["abspath"])}
+                    else:  # the fields that worker held, not the plate
+                        result = _failed_fields(fields, died)
+                future.release()
+                if plate is not None:
+                    result = plate.add(result)
+                    if result is not None:
+                        take(result)
+                        counts["read"] += 1
+                    continue
                 counts["rehashed"] += code is not None
                 if result is None:
                     keep(row)

@@ -21,5 +21,6 @@ rule fingerprint:
         views=config["views"],
         recheck=config["incremental"].get("recheck", False),
         limits=config["limits"],
+        plates=config["plates"],
     script:
         "../scripts/fingerprint.py"

@@ -21,6 +21,7 @@ def main(smk) -> None:
         results_dir=str(Path(thumbnails).parent),
         recheck=smk.params.recheck,
         limits=Limits.from_config(smk.params.limits),
+        plate_fields_per_task=smk.params.plates.get("fields_per_task", 64),
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
     with atomic_path(smk.output[0]) as tmp:

@@ -52,8 +52,18 @@ def _open_field(field: Field, parent: Any, key: str) -> Field:
     return field
 
 
+def open_fields(fields: list[Field], root: Any, only: range | None = None) -> None:
+    """Open the groups of the fields (those in ``only``, by scene index):
+    listing a plate reads only plate and well attributes, so a task that
+    hashes some fields of a large plate opens only those."""
+    for index, f in enumerate(fields):
+        if f.error is None and f.group is None and (only is None or index in only):
+            _open_field(f, root, f.path)
+
+
 def well_fields(well: Any, well_path: str, meta: dict) -> list[Field]:
-    """The fields of one well group, ordered by acquisition then position."""
+    """The fields of one well group, ordered by acquisition then position
+    (not opened: see :func:`open_fields`)."""
     images = _ome_attrs(well).get("well", {}).get("images", [])
     seen: dict[Any, int] = {}
     fields = []
@@ -63,16 +73,18 @@ def well_fields(well: Any, well_path: str, meta: dict) -> list[Field]:
         number = seen.get(acq, 0)
         seen[acq] = number + 1
         path = str(image.get("path", ""))
-        field = Field(
-            f"{well_path}/{path}".strip("/"),
-            {**meta, "field": number, "acquisition": acq},
+        fields.append(
+            Field(
+                f"{well_path}/{path}".strip("/"),
+                {**meta, "field": number, "acquisition": acq},
+            )
         )
-        fields.append(_open_field(field, well, path))
     return fields
 
 
 def plate_fields(root: Any, name: str) -> list[Field]:
-    """Every field of a plate group, in scene order (see the module doc)."""
+    """Every field of a plate group, in scene order (see the module doc),
+    not opened (see :func:`open_fields`)."""
     plate = _ome_attrs(root)["plate"]
     rows = [str(r.get("name", "")) for r in plate.get("rows", [])]
     columns = [str(c.get("name", "")) for c in plate.get("columns", [])]

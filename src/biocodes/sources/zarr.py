@@ -111,7 +111,9 @@ class ZarrSource(PlaneSource):
 
     format = "ome-zarr"
 
-    def __init__(self, path: str, limits: Limits | None = None) -> None:
+    def __init__(
+        self, path: str, limits: Limits | None = None, fields: range | None = None
+    ) -> None:
         import zarr
 
         from biocodes.sources.zarr_store import open_store
@@ -122,7 +124,7 @@ class ZarrSource(PlaneSource):
             self._store = open_store(path, limits)
             root = zarr.open_group(store=self._store, mode="r")
             label = url_name(path) or Path(path).name
-            images = self._plate(root, label) or self._find_images(root, label)
+            images = self._plate(root, label, fields) or self._find_images(root, label)
         except (UnreadableError, UnsupportedError):
             raise
         except Exception as exc:
@@ -132,6 +134,9 @@ class ZarrSource(PlaneSource):
         #: (array, axis names) per scene; None for a plate's failed field
         self._arrays: list[tuple[Any, str] | None] = []
         for index, (name, group, ms) in enumerate(images):
+            if fields is not None and index not in fields:
+                self._arrays.append(None)  # another task's field
+                continue
             try:
                 if index in self.scene_failures:
                     raise self.scene_failures[index]["error"]
@@ -147,11 +152,17 @@ class ZarrSource(PlaneSource):
     #: error (see :func:`biocodes.fingerprint.biocode`), not the plate's
     independent_scenes = False
 
-    def _plate(self, root, label: str) -> list[tuple[str, Any, dict]]:  # noqa: ANN001
+    def _plate(
+        self,
+        root,  # noqa: ANN001
+        label: str,
+        only: range | None = None,
+    ) -> list[tuple[str, Any, dict]]:
         """The fields of an HCS plate (or of one well) as images, with their
         plate, well, field and acquisition in :attr:`scene_meta`; [] if the
-        store is not a plate."""
-        from biocodes.sources.plate import plate_fields, well_fields
+        store is not a plate. With ``only``, just those fields (by scene
+        index) are opened and become scenes: a part of a large plate."""
+        from biocodes.sources.plate import open_fields, plate_fields, well_fields
 
         #: per scene index: plate, well, field, acquisition (plates only)
         self.scene_meta: dict[int, dict] = {}
@@ -166,8 +177,13 @@ class ZarrSource(PlaneSource):
             return []
         self.independent_scenes = True
         self.format = "ome-zarr-plate"
+        open_fields(fields, root, only)
+        self.field_count = len(fields)
         images = []
         for index, f in enumerate(fields):
+            if only is not None and index not in only:
+                images.append((f.path, None, {}))
+                continue
             self.scene_meta[index] = f.meta
             if f.error is not None:
                 error = UnreadableError(self.path, f.error)
