@@ -301,3 +301,70 @@ def test_a_renamed_single_file_ome_tiff_is_still_one_file(tmp_path, scene):
     r = biocode(renamed)
     assert [p["iscc_code"] for p in r["parts"]] == synth.expected_biocode(scene)
     assert "files" not in r and r["format"] == "ome-tiff"
+
+
+def write_ics_pair(folder: Path, scene) -> tuple[Path, Path]:
+    """An ICS 1.0 image: a text header ``.ics`` and its raw pixels in
+    ``.ids``, a two-file format only Bio-Formats reads here."""
+    t, c, z, y, x = scene.shape
+    folder.mkdir(parents=True, exist_ok=True)
+    ics, ids = folder / "pair.ics", folder / "pair.ids"
+    ics.write_text(
+        "\t\n"
+        + "\n".join(
+            [
+                "ics_version\t1.0",
+                "filename\tpair",
+                "layout\tparameters\t6",
+                "layout\torder\tbits\tx\ty\tz\tch\tt",
+                f"layout\tsizes\t16\t{x}\t{y}\t{z}\t{c}\t{t}",
+                "layout\tsignificant_bits\t16",
+                "representation\tformat\tinteger",
+                "representation\tsign\tunsigned",
+                "representation\tcompression\tuncompressed",
+                "representation\tbyte_order\t1\t2",
+                "end",
+                "",
+            ]
+        )
+    )
+    ids.write_bytes(scene.astype("<u2").tobytes())
+    return ics, ids
+
+
+def test_bioformats_multi_file_format_is_one_fileset(tmp_path, scene):
+    """An ICS 1.0 pair read by Bio-Formats: its used files are the set's
+    members (raw code over both, recorded in ``files``); in the workflow's
+    shard a change to the pixel file alone re-reads it."""
+    from biocodes import bioformats
+
+    if bioformats.problem() is not None:
+        pytest.skip(bioformats.problem())
+    root = tmp_path / "repo"
+    ics, ids = write_ics_pair(root, scene)
+    proc = run_cli("biocode", "--json", ics)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert [p["iscc_code"] for p in r["parts"]] == synth.expected_biocode(scene)
+    assert [f["path"] for f in r["files"]] == ["pair.ics", "pair.ids"]
+    assert r["iscc_code"] == tree_code(root)
+    from biocodes.shard import run_shard
+
+    manifest = tmp_path / "manifest.parquet"
+
+    def run():
+        build_manifest(manifest, {"repo": str(root)}, 1, include=["*.ics"])
+        counts = run_shard(manifest, 0, tmp_path / "state", {"kind": "local"}, False)
+        files = pq.read_table(tmp_path / "state" / "files.parquet").to_pylist()
+        images = pq.read_table(tmp_path / "state" / "images.parquet").to_pylist()
+        return counts, files, images
+
+    counts, files, images = run()
+    assert [f["path"] for f in files] == ["pair.ics", "pair.ids"]
+    assert images[0]["iscc_code"] == r["iscc_code"]
+    assert run()[0]["reused"] == 1
+    st = os.stat(ids)
+    os.utime(ids, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))  # the .ids only
+    counts, files, _ = run()
+    assert counts["reused"] == 0 and counts["read"] == 1
+    assert files[1]["mtime_ns"] == st.st_mtime_ns - 10**9

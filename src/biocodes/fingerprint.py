@@ -175,10 +175,20 @@ def biocode(
         open_source(path, limits, reader) as source,
         ThreadPoolExecutor(1, "biocodes-rawsum") as pool,
     ):
+        fileset = getattr(source, "fileset", None)
+        if fileset is None:
+            from biocodes.sources.fileset import bioformats_fileset
+
+            fileset = bioformats_fileset(source)
+            if fileset is not None:
+                raw = None  # a caller's raw code covered the entry file only
+        members = None if fileset is None else fileset.members
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
         background = raw is None and overlap and big
         future = (
-            pool.submit(raw_file_code, path, cancel, limits) if background else None
+            pool.submit(raw_file_code, path, cancel, limits, members)
+            if background
+            else None
         )
         try:
             parts = _scene_parts(
@@ -196,12 +206,11 @@ def biocode(
             cancel.set()
             raise
         fmt = source.format
-        fileset = getattr(source, "fileset", None)
     if raw is None:
         raw = (
             future.result()
             if future is not None
-            else raw_file_code(path, limits=limits)
+            else raw_file_code(path, limits=limits, files=members)
         )
     after = _state(path, limits)
     if after != before:
@@ -258,13 +267,15 @@ def fingerprint_fields(
 
 
 def fileset_entry(fileset) -> dict:  # noqa: ANN001 - a sources.fileset.Fileset
-    """``entry`` (the file the set is opened from) and ``files`` (every
-    member, relative to the set's folder, in raw-code order, with its size
-    and mtime): what the result says about an image made of several files."""
+    """``entry`` (the file the set is opened from), ``folder`` (the folder
+    holding every member) and ``files`` (every member, relative to
+    ``folder``, in raw-code order, with its size and mtime): what the result
+    says about an image made of several files."""
     from biocodes.sources.fileset import member_state
 
     return {
         "entry": fileset.entry,
+        "folder": fileset.base,
         "files": [
             {"path": fileset.relpath(m), "size": size, "mtime_ns": mtime}
             for m, size, mtime in member_state(fileset)

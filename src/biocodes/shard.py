@@ -50,6 +50,50 @@ def _members(rows: list[dict] | None) -> set[tuple]:
     return {(r["path"], r["size"], r["mtime_ns"]) for r in rows or []}
 
 
+def _root_dir(row: Mapping[str, Any]) -> str:
+    """The root folder of a local manifest row (its abspath minus its path)."""
+    folder = row["abspath"]
+    for _ in row["path"].split("/"):
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _result_files(row: Mapping[str, Any], result: dict) -> list[dict]:
+    """``files`` rows of a set only its reader knew (Bio-Formats' used files),
+    with paths relative to the root; the scan's members where it knew them."""
+    if row.get("members") or not result.get("files"):
+        return files_rows(row)
+    root = _root_dir(row)
+    return [
+        {
+            "image_id": row["image_id"],
+            "path": Path(
+                os.path.relpath(os.path.join(result["folder"], f["path"]), root)
+            ).as_posix(),
+            "size": f["size"],
+            "mtime_ns": f["mtime_ns"],
+        }
+        for f in result["files"]
+    ]
+
+
+def _same_members(row: Mapping[str, Any], previous: list[dict] | None) -> bool:
+    """Whether every member of a fileset has the size and mtime recorded last
+    run: the scan's members, or else the recorded ones stat'ed now."""
+    listed = files_rows(row)
+    if listed or not previous:
+        return _members(previous) == _members(listed)
+    root = _root_dir(row)
+    for r in previous:
+        try:
+            st = os.stat(os.path.join(root, r["path"]))
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns) != (r["size"], r["mtime_ns"]):
+            return False
+    return True
+
+
 def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     """Hash of everything that decides an image's rows besides its bytes:
     the options and the versions of every package that can change a code."""
@@ -133,7 +177,7 @@ def result_rows(
     )
     image.update(_all_failed(parts))
     out["images"].append(image)
-    out["files"] = files_rows(row)
+    out["files"] = _result_files(row, result)
     for p in parts:
         if "error" in p:
             out["errors"].append(
@@ -502,7 +546,7 @@ def run_shard(
     def keep(row: Mapping[str, Any]) -> None:
         """The image's previous rows, with its current size and mtime."""
         for name in SHARD_TABLES:
-            if name == "files":  # the members as scanned now (new mtimes)
+            if name == "files" and row.get("members"):  # as scanned now
                 tables[name] += files_rows(row)
                 continue
             for r in before[name].get(row["image_id"], []):
@@ -530,9 +574,9 @@ def run_shard(
         # mtime -1: a remote store whose server cannot list it, never "unchanged"
         unchanged = prev is not None and prev["mtime_ns"] == row["mtime_ns"] >= 0
         # a fileset: every member's size and mtime, not only the total's
-        unchanged = unchanged and _members(
-            before["files"].get(row["image_id"])
-        ) == _members(files_rows(row))
+        unchanged = unchanged and _same_members(
+            row, before["files"].get(row["image_id"])
+        )
         if usable and unchanged and not recheck:
             keep(row)
             # read by an earlier, interrupted attempt at this same run

@@ -506,6 +506,35 @@ class FilesetSource(PlaneSource):
         self._tiffs = {}
 
 
+def bioformats_fileset(source: PlaneSource) -> Fileset | None:
+    """The files Bio-Formats read for an image it opened (its reader's
+    ``getUsedFiles``: a ``.ics`` with its ``.ids``, a ``.vsi`` with its
+    ``.ets`` folder, ...), as a fileset whose entry is the reader's current
+    file; None for one file, or for an image another reader opened."""
+    img = getattr(source, "_img", None)
+    reader = getattr(img, "reader", None)
+    biofile = getattr(reader, "_bf", None)  # bioio-bioformats' BioFile
+    if biofile is None:
+        return None
+    try:
+        with biofile.ensure_open():
+            java = biofile._java_reader
+            used = [os.path.abspath(str(f)) for f in java.getUsedFiles()]
+            entry = os.path.abspath(str(java.getCurrentFile()))
+    except Exception as exc:
+        raise UnreadableError(
+            source.path, f"Bio-Formats cannot list the files it read ({exc})"
+        ) from None
+    if len(set(used)) < 2:
+        return None
+    files = set(used) | {entry}
+    base = os.path.commonpath([os.path.dirname(f) for f in files])
+    order = sorted(
+        files, key=lambda f: treewalk_key(Path(os.path.relpath(f, base)).as_posix())
+    )
+    return Fileset(entry, tuple(order), base)
+
+
 def member_state(fileset: Fileset) -> list[tuple[str, int, int]]:
     """(absolute path, size, mtime_ns) of every member, in member order;
     a missing member raises the error that names it."""
@@ -529,6 +558,7 @@ __all__ = [
     "BiocodeError",
     "Fileset",
     "FilesetSource",
+    "bioformats_fileset",
     "is_candidate",
     "member_state",
     "resolve",
