@@ -296,7 +296,10 @@ def _resolve(key: tuple[str, int, int]) -> Fileset | None:
         return None
     if "BinaryOnly" not in text and "FileName" not in text:
         return None  # a self-contained OME-TIFF
-    root = _ome_root(path, text)
+    try:
+        root = _ome_root(path, text)
+    except UnreadableError:
+        return None  # XML that is not well-formed: its pages, as Bio-Formats
     if root is None:
         return None
     binary = next((e for e in root if _local(e.tag) == "BinaryOnly"), None)
