@@ -175,7 +175,7 @@ def make_corpus(root: Path, outside: Path) -> list[Case]:
         )
     )
     _truncate(synth.write_tiff(bad("trunc.tif", "truncated"), a[0, 0]), 0.9)
-    _truncate(synth.write_png(bad("trunc.png", "unreadable"), a[0, 0, 0]))
+    _truncate(synth.write_png(bad("trunc.png", "truncated"), a[0, 0, 0]))
     _truncate(synth.write_czi(bad("trunc.czi", "unreadable"), a))
     # garbled: compressed data, headers, chunks
     path = synth.write_ome_tiff(

@@ -83,8 +83,21 @@ TIFF_LAYOUTS = {
     "zstack.tif": lambda: synth.random_scene((5, 10, 12), "uint16", seed=1),
     "yx.tif": lambda: synth.random_scene((10, 12), "int16", seed=1),
     "rgb.tif": lambda: synth.random_scene((10, 12, 3), "uint8", seed=1),
-    "rgbstack.tif": lambda: synth.random_scene((2, 10, 12, 3), "uint8", seed=1),
 }
+
+
+def test_tiff_unnamed_axes_walk_pages_in_stored_order(tmp_path):
+    """Class: axis guesses reorder planes (issue 16, item 4). tifffile's
+    "shaped" description records (2, 10, 12, 3) but no axes: bioio guesses
+    C=2, Z=10 and walks z outer, c inner; the pages are walked in stored
+    order instead (Bio-Formats reads 20 pages), so the code is that of the
+    20 pages in file order."""
+    a = synth.random_scene((2, 10, 12, 3), "uint8", seed=1)
+    path = synth.write_tiff(tmp_path / "shaped.tif", a)
+    with open_source(path) as source:
+        (scene,) = source.scenes
+    assert (scene.size_t, scene.size_c, scene.size_z) == (1, 1, 20)
+    assert codes(path) == synth.expected_biocode(a.reshape(1, 1, 20, 12, 3))
 
 
 @pytest.mark.parametrize("name", sorted(TIFF_LAYOUTS))

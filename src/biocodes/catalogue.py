@@ -50,6 +50,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("size_y", I64),
             ("size_x", I64),
             ("dtype", S),
+            ("codec", S),
+            ("decoder", S),
+            ("lossy", pa.bool_()),
             ("planes", I64),
             ("nbytes", I64),
             ("iscc_code", S),
@@ -229,6 +232,15 @@ CODE_PACKAGES = (
     "imageio",
     "pillow",
     "pylibczirw",
+    # decoders: lossy pixels (JPEG, JPEG 2000) decode differently in each
+    "imagecodecs",
+    "pypng",
+    "bioio-bioformats",
+    "bioio-dv",
+    "bioio-nd2",
+    "nd2",
+    "bioio-lif",
+    "readlif",
 )
 
 
@@ -242,6 +254,9 @@ def code_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "absent"
+    from biocodes.bioformats import BIOFORMATS_VERSION
+
+    found["bioformats-jar"] = BIOFORMATS_VERSION
     return found
 
 

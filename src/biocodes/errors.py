@@ -76,13 +76,61 @@ def path_error(path: str | os.PathLike, exc: OSError, stage: str) -> BiocodeErro
     return UnreadableError(path, f"cannot stat: {exc.strerror}", stage=stage)
 
 
+#: the top-level packages of the readers and codecs biocodes calls: an
+#: exception that escapes from them is the reader failing on this file
+READER_PACKAGES = frozenset(
+    """aicspylibczi bffile bioio czifile dask fsspec imagecodecs imageio
+    jpype mrcfile nd2 numcodecs ome_types ome_zarr PIL png pylibCZIrw readlif
+    resource_backed_dask_array s3fs scyjava tifffile xarray xmlschema zarr
+    """.split()
+)
+
+
+def _reader_that_raised(exc: BaseException) -> str | None:
+    """The reader package an exception escaped from, or None when it was
+    raised by biocodes' own code (or the standard library it called)."""
+    if type(exc).__module__.startswith("java."):  # a Bio-Formats exception
+        return "Bio-Formats"
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    ours = [i for i, name in enumerate(frames) if name.split(".")[0] == "biocodes"]
+    for name in frames[ours[-1] + 1 if ours else 0 :]:  # what biocodes called
+        top = name.split(".")[0]
+        if top in READER_PACKAGES or top.startswith("bioio"):
+            return top
+    return None
+
+
 def as_biocode_error(path: str, exc: BaseException) -> BiocodeError:
-    """Any failure as a one-line BiocodeError; a bug becomes kind ``internal``."""
+    """Any failure as a one-line BiocodeError.
+
+    A reader's own crash on a file (a Bio-Formats NullPointerException, an
+    IndexError inside a plugin) is ``unreadable``: the user needs another
+    reader or another copy of the file. Only an exception raised by biocodes'
+    own code is ``internal``, which is a bug to report."""
     if isinstance(exc, BiocodeError):
         return exc
+    reader = _reader_that_raised(exc)
+    if reader is not None:
+        return UnreadableError(
+            path,
+            f"the reader ({reader}) failed on this file: {type(exc).__name__}: {exc}",
+        )
     err = BiocodeError(path, f"internal error {type(exc).__name__}: {exc}")
     err.kind = "internal"
     return err
+
+
+def raise_as_reader_error(path: str, exc: Exception) -> None:
+    """Re-raise a reader's crash as the ``unreadable`` BiocodeError the
+    library promises; anything else (biocodes' own bugs) unchanged."""
+    err = as_biocode_error(path, exc)
+    if err.kind == "internal":
+        raise exc
+    raise err from exc
 
 
 class NotFoundError(BiocodeError):

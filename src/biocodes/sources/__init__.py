@@ -14,7 +14,13 @@ import os
 import stat
 from pathlib import Path
 
-from biocodes.errors import EmptyImageError, UnreadableError, path_error
+from biocodes.errors import (
+    BiocodeError,
+    EmptyImageError,
+    UnreadableError,
+    path_error,
+    raise_as_reader_error,
+)
 from biocodes.limits import Limits
 from biocodes.sources.base import PlaneSource, SceneInfo
 
@@ -29,7 +35,12 @@ def open_source(
     pixel is read. ``reader="bioformats"`` reads a file with Bio-Formats
     even where a native reader exists, to compare the two."""
     limits = limits or Limits()
-    source = _open(path, limits, reader)
+    try:
+        source = _open(path, limits, reader)
+    except BiocodeError:
+        raise
+    except Exception as exc:  # a reader's own crash on this file
+        raise_as_reader_error(str(path), exc)
     try:
         for scene in source.scenes:
             limits.check(source.path, scene)
@@ -90,7 +101,7 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
     if reader == BIOFORMATS:
         return BioioSource(name, reader)
     kind = sniff(name)
-    if kind == "tiff":
+    if kind == "tiff" and not _tiff_based_other_format(name):
         from biocodes.sources.tiff import NotPageMappable, TiffSource
 
         try:
@@ -109,6 +120,15 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
             return CziSource(name)
         except NotPlaneMappable:
             return BioioSource(name, reader, content=kind)
+    from biocodes.sources.pillow import PillowSource, open_image
+
+    image = open_image(name)
+    if image is not None:
+        try:
+            return PillowSource(name, image)
+        except BaseException:
+            image.close()
+            raise
     return BioioSource(name, reader)
 
 
@@ -121,6 +141,21 @@ MAGIC = {
     b"\x89PNG\r\n\x1a\n": "png",
     b"ZISRAWFILE": "czi",
 }
+
+
+def _tiff_based_other_format(path: str) -> bool:
+    """Whether a TIFF file's name says it is the entry of another format
+    whose pixels live elsewhere (Olympus .vsi with .ets files, ...): a name
+    tifffile's own suffix list does not claim but a reader's list does.
+    tifffile would read only the TIFF's own pages (a thumbnail)."""
+    import tifffile
+
+    from biocodes import bioformats
+
+    name = path.lower()
+    if any(name.endswith("." + e) for e in tifffile.TIFF.FILE_EXTENSIONS):
+        return False
+    return bioformats.claims(path)
 
 
 def sniff(path: str) -> str | None:

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biocodes.errors import EmptyImageError, UnreadableError, UnsupportedError
+from biocodes.errors import (
+    BiocodeError,
+    EmptyImageError,
+    UnreadableError,
+    UnsupportedError,
+    raise_as_reader_error,
+)
 
 #: dtypes the IMAGEWALK spec requires (§6.2), plus 64-bit integers, which we
 #: encode the same way: 8 bytes, big-endian, two's complement for signed.
@@ -23,12 +29,15 @@ SUPPORTED_DTYPES = frozenset(
 
 
 def check_dtype(path: str, dtype: np.dtype) -> np.dtype:
-    """Return the native-order dtype, or refuse one IMAGEWALK has no encoding for.
+    """Return the native-order dtype, or refuse one IMAGEWALK has no encoding for
+    (bool, 1-bit samples, is read as uint8 0/1).
 
     bool, float16, complex and structured types have no agreed canonical bytes,
     so hashing them would produce codes no other implementation can reproduce.
     """
     dtype = np.dtype(dtype)
+    if dtype == np.bool_:  # 1-bit samples: their stored values 0/1, one byte
+        return np.dtype("uint8")  # each (Bio-Formats reads them the same way)
     if dtype.str[1:] not in SUPPORTED_DTYPES:
         raise UnsupportedError(
             path,
@@ -96,6 +105,42 @@ def make_scene(
     return SceneInfo(index, name, t, c * samples, z, y, x, dtype, samples)
 
 
+#: codecs whose decoded pixels can differ between decoders (lossy, or
+#: lossy-capable: a JPEG 2000 stream may be reversible or not); lower case,
+#: as tifffile, numcodecs/imagecodecs and zarr name them
+LOSSY_CODECS = frozenset(
+    """jpeg jpeg2000 jpeg2k j2k jp2k jpegxl jpegxr jpegxs jpeg_ls jpegls webp
+    avif heif lerc imagecodecs_jpeg imagecodecs_jpeg2k imagecodecs_jpegxl
+    imagecodecs_jpegxr imagecodecs_webp imagecodecs_avif imagecodecs_lerc
+    """.split()
+)
+
+
+def package_version(dist: str) -> str:
+    """``"name version"`` of an installed distribution, for ``decoder``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{dist} {version(dist)}"
+    except PackageNotFoundError:
+        return dist
+
+
+def decoding(codecs: list[str] | None, decoder: str) -> dict:
+    """The ``codec``, ``decoder`` and ``lossy`` of a scene (scenes table).
+
+    The code of lossily compressed pixels depends on the decoder (two JPEG
+    2000 decoders differ by ±1 in some pixels), so the decoder and its
+    version are recorded and are part of the settings key. ``lossy`` is None
+    when the reader does not say which codec the file uses."""
+    names = sorted({c.lower() for c in codecs}) if codecs is not None else None
+    return {
+        "codec": None if names is None else ",".join(names) or "none",
+        "decoder": decoder,
+        "lossy": None if names is None else any(c in LOSSY_CODECS for c in names),
+    }
+
+
 class PlaneSource(ABC):
     """One opened image: its scenes, and single planes on request."""
 
@@ -125,7 +170,17 @@ class PlaneSource(ABC):
 
     def read_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         """Read one IMAGEWALK plane (sample ``c % S`` of source channel
-        ``c // S``) and check it is what the scene promised."""
+        ``c // S``) and check it is what the scene promised. A reader's
+        crash is an :class:`UnreadableError`."""
+        try:
+            return self._checked_plane(scene, z, c, t)
+        except BiocodeError:
+            raise
+        except Exception as exc:
+            raise_as_reader_error(self.path, exc)
+            raise  # not reached
+
+    def _checked_plane(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         channel, sample = divmod(c, scene.samples)
         if scene.samples == 1:
             plane = np.asarray(self._read_pixels(scene, z, channel, t))
@@ -142,6 +197,8 @@ class PlaneSource(ABC):
                     )
                 self._last = (key, pixels)
             plane = self._last[1][..., sample]
+        if plane.dtype == np.bool_:
+            plane = plane.astype(np.uint8)  # not a view: Pillow stores True as 255
         if plane.shape != (scene.size_y, scene.size_x):
             raise UnreadableError(
                 self.path,
@@ -155,6 +212,12 @@ class PlaneSource(ABC):
                 f"the declared {scene.dtype}",
             )
         return plane
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """``codec`` (the file's compression of this scene, comma-separated,
+        None if unknown), ``decoder`` (library and version) and ``lossy``;
+        see :func:`decoding`. Adapters that know their codecs override it."""
+        return decoding(None, package_version(self.format))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""

@@ -18,7 +18,13 @@ import inspect
 import numpy as np
 
 from biocodes.errors import UnreadableError, UnsupportedError
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 
 #: readers are constructed with per-plane chunks where they accept it
 PLANE_CHUNKS = ["Y", "X", "S"]
@@ -123,6 +129,16 @@ class BioioSource(PlaneSource):
                     "IMAGEWALK does not define",
                 )
         return make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """The plugin (and Bio-Formats' jar) that decoded; bioio does not say
+        which codec the file uses."""
+        tools = package_version(f"bioio-{self.format.replace('_', '-')}")
+        if self.format == "bioformats":
+            from biocodes.bioformats import BIOFORMATS_VERSION
+
+            tools = f"Bio-Formats {BIOFORMATS_VERSION} ({tools})"
+        return decoding(None, tools)
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from biocodes.errors import UnreadableError
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 
 PIXEL_TYPES = {
     "gray8": ("uint8", 1),
@@ -69,6 +75,11 @@ class CziSource(PlaneSource):
         self._scenes.sort(key=lambda sc: sc.index)
         if [s.index for s in self._scenes] != list(range(len(self._scenes))):
             raise NotPlaneMappable("scene indices are not contiguous")
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """libCZI decodes (JPEG XR and zstd included); aicspylibczi does not
+        say which compression the subblocks use."""
+        return decoding(None, package_version("aicspylibczi"))
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

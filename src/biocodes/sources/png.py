@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from biocodes.errors import TruncatedError, UnreadableError, UnsupportedError
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import PlaneSource, SceneInfo, decoding, make_scene
 
 MAGIC = b"\x89PNG\r\n\x1a\n"
 #: colour type -> samples per pixel (PNG spec §11.2.2, Table 11.1)
@@ -119,6 +119,9 @@ class PngSource(PlaneSource):
             )
         self._scenes = [declared_scene(path, self.header)]
         self.decoder = _decoder_name(self.header)
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        return decoding(["deflate"], self.decoder)
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

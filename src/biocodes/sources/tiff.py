@@ -1,10 +1,11 @@
 """TIFF, OME-TIFF and ImageJ TIFF, read page by page with tifffile.
 
 Each TIFF page holds one plane (with its RGB samples), so a plane read is one
-page decode: no dask graph, no whole-scene read. Axis names follow the rules of
-bioio-tifffile (unknown ``Q``/``I`` axes are guessed from ``TCZYX``), so the dims
-are the ones bioio would report. Layouts this adapter cannot map page-by-page
-raise :class:`NotPageMappable`, and the caller falls back to bioio.
+page decode: no dask graph, no whole-scene read. Axes the file names (OME-XML,
+ImageJ, tifffile's metadata) are used as named; pages whose axes the file does
+not name are walked in stored order (:func:`stored_order`). Layouts this
+adapter cannot map page-by-page raise :class:`NotPageMappable`, and the caller
+falls back to bioio.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import os
 import numpy as np
 
 from biocodes.errors import TruncatedError, UnreadableError
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 
 UNKNOWN_AXES = "QI"
-DEFAULT_ORDER = "TCZYX"
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 
 
@@ -27,19 +33,25 @@ class NotPageMappable(Exception):
     """The series does not store exactly one plane per page."""
 
 
-def bioio_axes(axes: str, ndim: int) -> str:
-    """Rename tifffile's unknown axes the way bioio-tifffile does."""
-    if not any(a in UNKNOWN_AXES for a in axes):
-        return axes
-    guessed = DEFAULT_ORDER[len(DEFAULT_ORDER) - ndim :]
-    best: list[str] = []
-    for a in axes:
-        if a not in UNKNOWN_AXES:
-            best.append(a)
-            continue
-        pick = next((g for g in guessed if g not in best and g not in axes), a)
-        best.append(pick)
-    return "".join(best)
+def stored_order(
+    axes: str, shape: tuple[int, ...], page_ndim: int
+) -> tuple[str, tuple[int, ...]]:
+    """The page axes to walk, as (names, sizes), outermost first.
+
+    Where the file does not say what an axis is (tifffile's ``Q``, or ``I``
+    for a plain page sequence; e.g. its "shaped" description records a shape
+    but no axes), the pages are walked in stored order as one axis, never
+    split by a guessed C/Z/T: Bio-Formats reads such a file as a sequence of
+    pages too. The merged axis is named as bioio-tifffile names a lone
+    unknown axis (the first free of ``TCZ`` counted back from Y: Z for gray
+    pages, C for RGB pages); Bio-Formats calls it T. The code is the same
+    whatever the name. Unknown axes of size 1 are dropped.
+    """
+    kept = [(a, n) for a, n in zip(axes, shape) if not (a in UNKNOWN_AXES and n == 1)]
+    if not any(a in UNKNOWN_AXES for a, _ in kept):
+        return "".join(a for a, _ in kept), tuple(n for _, n in kept)
+    guess = "TCZYX"[len("TCZYX") - 1 - page_ndim]
+    return guess, (math.prod(n for _, n in kept),)
 
 
 class _Series:
@@ -51,8 +63,10 @@ class _Series:
         axes, shape = series.axes, tuple(series.shape)
         if kf.shaped[1] != 1 or not axes.endswith(page_axes):
             raise NotPageMappable(f"series {index} axes {axes} / page {page_axes}")
-        outer_axes = bioio_axes(axes, len(shape))[: len(axes) - len(page_axes)]
-        outer_shape = shape[: len(outer_axes)]
+        n_outer = len(axes) - len(page_axes)
+        outer_axes, outer_shape = stored_order(
+            axes[:n_outer], shape[:n_outer], len(page_axes)
+        )
         if math.prod(outer_shape) != len(series.pages):
             raise NotPageMappable(f"series {index}: pages do not match shape")
         sizes: dict[str, int] = {}
@@ -73,6 +87,30 @@ class _Series:
         pos = {"Z": z, "C": c, "T": t}
         coords = [pos.get(a, 0) if a in "TCZ" else 0 for a in self.outer_axes]
         return int(np.ravel_multi_index(coords, self.outer_shape)) if coords else 0
+
+
+def _unparsable_ome_xml(message: str) -> bool:
+    """Whether tifffile gave up on OME-XML that is not well-formed XML. The
+    file then has no OME metadata at all and tifffile reads its pages as a
+    plain TIFF stack, as Bio-Formats does (ome/bioformats#2068): that is the
+    file's content, not damage. OME-XML that parses but disagrees with the
+    pages (or names files that are missing) is never read as a plain stack:
+    its pages may be part of a larger image."""
+    return "OME series raised ParseError" in message
+
+
+#: tifffile's words for data that lies past the end of the file
+_CUT_SHORT = ("offset", "end of file", "eof", "truncat", "beyond")
+
+
+def _damage_error(path: str, message: str) -> UnreadableError | TruncatedError:
+    """The error for a warning tifffile logged while opening: ``truncated``
+    when it found data past the end of the file, else ``unreadable`` (its
+    header or metadata is wrong: the user needs another copy or a fixed
+    header, not a longer file)."""
+    if any(w in message.lower() for w in _CUT_SHORT):
+        return TruncatedError(path, f"file is truncated or damaged: {message}")
+    return UnreadableError(path, f"TIFF header or metadata is damaged: {message}")
 
 
 class _OffsetWatch(logging.Handler):
@@ -115,11 +153,10 @@ class TiffSource(PlaneSource):
                 series = list(self._tif.series)
             except Exception as exc:  # tifffile raises many types for bad files
                 raise UnreadableError(path, f"not a readable TIFF ({exc})") from None
-        if watch.messages:
+        damage = [m for m in watch.messages if not _unparsable_ome_xml(m)]
+        if damage:
             self.close()
-            raise TruncatedError(
-                path, f"file is truncated or damaged: {watch.messages[0]}"
-            )
+            raise _damage_error(path, damage[0])
         try:
             self._series = [_Series(path, i, s) for i, s in enumerate(series)]
         except BaseException:
@@ -133,6 +170,17 @@ class TiffSource(PlaneSource):
     @property
     def scenes(self) -> list[SceneInfo]:
         return [s.info for s in self._series]
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """The compression of the scene's pages (tifffile's names)."""
+        pages = self._series[scene.index].pages
+        names = {
+            p.compression.name.lower()
+            for p in (pages[0], pages[len(pages) - 1])
+            if p is not None
+        }
+        tools = f"{package_version('tifffile')}, {package_version('imagecodecs')}"
+        return decoding(sorted(names), tools)
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

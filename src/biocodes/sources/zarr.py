@@ -23,7 +23,13 @@ from biocodes.errors import (
 )
 from biocodes.limits import Limits
 from biocodes.remote import url_name
-from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 
 
 def _ome_attrs(group) -> dict:  # noqa: ANN001
@@ -235,6 +241,17 @@ class ZarrSource(PlaneSource):
                     images.append((ms.get("name") or f"Image:{key}", root[key], ms))
             return images
         return []
+
+    def decoding(self, scene: SceneInfo) -> dict:
+        """Every codec of the scene's full-resolution array (bytes and
+        sharding included)."""
+        array, _ = self._arrays[scene.index]
+        meta = array.metadata.to_dict()
+        names = _codec_names(
+            [meta.get(k) for k in ("codecs", "filters", "compressor", "compressors")]
+        )
+        tools = f"{package_version('zarr')}, {package_version('numcodecs')}"
+        return decoding(names, tools)
 
     def _read_pixels(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
         array, axes = self._arrays[scene.index]  # type: ignore[misc]
