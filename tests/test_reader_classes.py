@@ -381,7 +381,8 @@ def test_a_readers_crash_is_unreadable_not_internal():
 
 def test_a_bioformats_crash_is_unreadable(tmp_path):
     """Bio-Formats 7.3.1 throws ArrayIndexOutOfBoundsException on a 1-bit
-    PNG written by Pillow (28 x 20): a Java exception is the reader's failure, not biocodes' bug."""
+    PNG written by Pillow (28 x 20): a Java exception is the reader's
+    failure, not biocodes' bug."""
     from biocodes import bioformats
 
     if bioformats.problem():

@@ -457,6 +457,21 @@ class FilesetSource(PlaneSource):
             self._tiffs[file] = tif
         return tif
 
+    def decoding(self, scene: SceneInfo) -> dict:
+        """The compression of the pages that hold the scene's first and last
+        planes (tifffile's names), as for a single OME-TIFF."""
+        from biocodes.sources.base import decoding, package_version
+
+        names = set()
+        planes = self._planes[scene.index]
+        for file, ifd in {planes[min(planes)], planes[max(planes)]}:
+            try:
+                names.add(self._tiff(file).pages[ifd].compression.name.lower())
+            except Exception:  # the read says what is wrong with the page
+                return decoding(None, package_version("tifffile"))
+        tools = f"{package_version('tifffile')}, {package_version('imagecodecs')}"
+        return decoding(sorted(names), tools)
+
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
     ) -> np.ndarray:
