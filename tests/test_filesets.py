@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
@@ -368,3 +369,42 @@ def test_bioformats_multi_file_format_is_one_fileset(tmp_path, scene):
     counts, files, _ = run()
     assert counts["reused"] == 0 and counts["read"] == 1
     assert files[1]["mtime_ns"] == st.st_mtime_ns - 10**9
+
+
+def test_binaryonly_parts_pointing_at_a_master_tiff(tmp_path, scene):
+    """``BinaryOnly MetadataFile`` may name a TIFF of the set that holds the
+    full XML (a master file) instead of a companion: the same image."""
+    import tifffile
+
+    files = synth.write_ome_tiff_fileset(tmp_path / "m", scene, parts=3)
+    master = files[0]
+    own = "urn:uuid:00000000-0000-0000-0000-000000000002"
+    for f in files[1:]:
+        with tifffile.TiffFile(f) as tif:
+            data = [page.asarray() for page in tif.pages]
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{synth.OME_NS}" '
+            f'UUID="{own}"><BinaryOnly MetadataFile="{master.name}" '
+            'UUID="urn:uuid:00000000-0000-0000-0000-000000000001"/></OME>'
+        )
+        tifffile.imwrite(
+            f, np.stack(data), description=xml, metadata=None, photometric="minisblack"
+        )
+    want = synth.expected_biocode(scene)
+    for f in files:
+        r = biocode(f)
+        assert [p["iscc_code"] for p in r["parts"]] == want
+        assert r["entry"] == str(master)
+
+
+def test_tiffdata_without_ifd_or_planecount_means_every_page(tmp_path, scene):
+    """A TiffData with neither IFD nor PlaneCount maps all pages of its file,
+    from its first plane on."""
+    files = synth.write_ome_tiff_fileset(
+        tmp_path / "w", scene, parts=2, companion="w.companion.ome"
+    )
+    xml = files[-1].read_text().replace(' IFD="0" PlaneCount="6"', "")
+    files[-1].write_text(xml)
+    assert "PlaneCount" not in xml
+    r = biocode(files[-1])
+    assert [p["iscc_code"] for p in r["parts"]] == synth.expected_biocode(scene)

@@ -174,3 +174,30 @@ def test_plate_pieces_read_only_their_fields(plate):
         "error" in parts[1]
         and parts[0]["iscc_code"] == (synth.expected_biocode(fields[("B", "2")][0])[0])
     )
+
+
+def test_acquisitions_come_first_in_the_order(tmp_path):
+    """Scenes: acquisition, then row, column, field (per acquisition); wells
+    without rowIndex/columnIndex (NGFF 0.3) are placed by their names."""
+    import zarr
+
+    fields = plate_fields()
+    path = synth.write_plate(tmp_path / "acq.zarr", fields, 2)
+    root = zarr.open_group(str(path), mode="r+")
+    plate = dict(root.attrs["plate"])
+    plate["acquisitions"] = [{"id": 0}, {"id": 1}]
+    plate["wells"] = [{"path": w["path"]} for w in plate["wells"]]
+    root.attrs["plate"] = plate
+    well = root["A/1"]
+    well.attrs["well"] = {
+        "images": [{"path": "0", "acquisition": 1}, {"path": "1", "acquisition": 0}],
+        "version": "0.4",
+    }
+    parts = biocode(path)["parts"]
+    order = [(p["acquisition"], p["well"], p["field"], p["scene_name"]) for p in parts]
+    assert order[0] == (0, "A1", 0, "A/1/1")
+    assert order[-1] == (1, "A1", 0, "A/1/0")
+    assert [o[1] for o in order[:-1]] == ["A1"] + [
+        f"{r}{c}" for r, c in WELLS[1:] for _ in range(2)
+    ]
+    assert parts[-1]["iscc_code"] == synth.expected_biocode(fields[("A", "1")][0])[0]
