@@ -408,3 +408,24 @@ def test_tiffdata_without_ifd_or_planecount_means_every_page(tmp_path, scene):
     assert "PlaneCount" not in xml
     r = biocode(files[-1])
     assert [p["iscc_code"] for p in r["parts"]] == synth.expected_biocode(scene)
+
+
+def test_fifos_never_block_the_scan_or_a_set(tmp_path, scene):
+    """A FIFO named like a member or a companion is refused, never opened
+    (an open would wait for a writer forever)."""
+    root = tmp_path / "repo"
+    files = synth.write_ome_tiff_fileset(
+        root, scene, parts=2, companion="f.companion.ome"
+    )
+    files[-1].unlink()
+    os.mkfifo(files[-1])
+    os.mkfifo(root / "pipe.ome.tif")
+    proc = run_cli("biocode", "--json", files[0])
+    assert proc.returncode == 1 and "f.companion.ome" in proc.stdout
+    rows = scan(root)  # the scan opens no FIFO; the read refuses it
+    assert [(r["path"], r["error_type"]) for r in rows] == [
+        ("f.companion.ome", "unreadable"),
+        ("pipe.ome.tif", None),
+    ]
+    proc = run_cli("biocode", "--json", root / "pipe.ome.tif")
+    assert json.loads(proc.stdout)["error"]["type"] == "unreadable"

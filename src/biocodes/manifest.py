@@ -195,14 +195,14 @@ def group_filesets(
     the set an error row that names it; files of no set are kept as they are."""
     import json
 
-    from biocodes.sources.fileset import is_candidate, member_state, resolve
+    from biocodes.sources.fileset import member_state, resolve
 
     sets: dict[tuple[str, str], object] = {}
     out = []
     for r in rows:
         fileset = None
         refused = r.error_type in ("outside_roots", "bad_symlink")
-        if not refused and not r.is_store and is_candidate(r.abspath):
+        if not refused and not r.is_store:
             try:
                 fileset = resolve(r.abspath)
             except BiocodeError:
@@ -211,6 +211,9 @@ def group_filesets(
             out.append(r)
         else:
             sets.setdefault((r.root, fileset.entry), fileset)
+    # an entry that could not be opened as one (a FIFO) is the set's row only
+    entries = {(label, entry) for label, entry in sets}
+    out = [r for r in out if (r.root, os.path.abspath(r.abspath)) not in entries]
     for (label, entry), fileset in sets.items():
         given = policy.given.get(label, "")
         rel = Path(os.path.relpath(entry, given)).as_posix()

@@ -19,6 +19,7 @@ fileset is over the members' bytes in that order.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -56,10 +57,23 @@ _TYPES = {
 }
 
 
+def _regular(path: str) -> bool:
+    """Whether ``path`` is a regular file (a FIFO would block an open)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def is_candidate(path: str | os.PathLike) -> bool:
     """Whether a file may belong to a fileset: an OME-XML file by its name,
     or a TIFF by its first bytes (whatever its name, as the readers choose)."""
     name = os.fspath(path).lower()
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO would block the open forever
+    except OSError:
+        return False
     if name.endswith(OME_XML_SUFFIXES):
         return True
     try:
@@ -158,6 +172,14 @@ class Fileset:
     def check_complete(self) -> None:
         """Raise the error that names the entry and the first missing member
         (looked up now: a member may have gone since the set was parsed)."""
+        odd = [m for m in self.members if os.path.exists(m) and not _regular(m)]
+        if odd:
+            raise UnreadableError(
+                self.entry,
+                f"member {display_path(self.relpath(odd[0]))} of the fileset is "
+                "not a regular file",
+                stage="open",
+            )
         missing = [m for m in self.members if not os.path.exists(m)]
         if missing:
             gone = missing[0]
@@ -270,6 +292,8 @@ def _stat_key(path: str) -> tuple[str, int, int] | None:
         st = os.stat(path)
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a directory, device or FIFO: never a fileset member
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
@@ -310,7 +334,7 @@ def _resolve(key: tuple[str, int, int]) -> Fileset | None:
                 path, "OME-TIFF is BinaryOnly but names no MetadataFile"
             )
         entry = os.path.normpath(os.path.join(os.path.dirname(path), meta))
-        if not os.path.exists(entry):
+        if not _regular(entry):  # missing (or not a file): named by the open
             return Fileset(entry, (entry, path), os.path.dirname(path), (), (entry,))
         if not entry.lower().endswith(OME_XML_SUFFIXES):  # XML in a TIFF
             found = _resolve(_stat_key(entry) or (entry, 0, 0))
@@ -368,7 +392,7 @@ def _make(
             if f == entry:
                 break
             try:
-                text = tiff_description(f) if f not in missing else None
+                text = tiff_description(f) if _regular(f) else None
             except OSError:
                 continue
             if text and "<OME" in text and "BinaryOnly" not in text:
