@@ -38,11 +38,11 @@ def make_cases(tmp):
     import zarr
 
     zarr.open_group(str(zero), mode="r+")["0"].resize((1, 1, 0, 64, 64))
-    booly = tmp / "bool.ome.zarr"
+    booly = tmp / "f16.ome.zarr"
     synth.write_ome_zarr(booly, a[:, :, :1].astype(np.uint8), zarr_format=2, levels=1)
     arr = zarr.open_group(str(booly), mode="r+")
     del arr["0"]
-    arr.create_array("0", shape=(1, 1, 1, 64, 64), dtype=bool)
+    arr.create_array("0", shape=(1, 1, 1, 64, 64), dtype="float16")
     return {
         "missing": (tmp / "nope.tif", NotFoundError),
         "folder": (folder, UnreadableError),
@@ -61,7 +61,7 @@ def make_cases(tmp):
             TruncatedError,
         ),
         "zero-size": (zero, EmptyImageError),
-        "bool": (booly, UnsupportedError),
+        "float16": (booly, UnsupportedError),
         "trunc-png": (
             truncate(synth.write_png(tmp / "p.png", a[0, 0, 0])),
             BiocodeError,
@@ -84,7 +84,7 @@ CASE_NAMES = [
     "trunc-raw",
     "trunc-raw-plain",
     "zero-size",
-    "bool",
+    "float16",
     "trunc-png",
     "trunc-czi",
 ]

@@ -194,6 +194,14 @@ def test_one_bit_samples_are_zero_and_one_in_every_format(tmp_path):
     for name in ("b.tif", "b.bmp"):
         Image.fromarray(bits).save(tmp_path / name)
         paths.append(tmp_path / name)
+    zarr = synth.write_ome_zarr(
+        tmp_path / "b.ome.zarr", bits.astype(np.uint8)[None, None, None], levels=1
+    )
+    import zarr as zarr_python
+
+    group = zarr_python.open_group(str(zarr), mode="r+")
+    group["0"] = group["0"][...].astype(bool)  # a boolean array: 0/1 bytes
+    paths.append(zarr)
     for path in paths:
         assert codes(path) == truth(bits.astype(np.uint8)), path.name
 
@@ -301,6 +309,8 @@ def _chains():
         "v2-delta-blosc": lambda p, a: _zarr_v2(
             p, a, [numcodecs.Delta(dtype="<u2")], numcodecs.Blosc()
         ),
+        # no compressor: the last filter's output (a blosc frame) is stored
+        "v2-blosc-filter-only": lambda p, a: _zarr_v2(p, a, [numcodecs.Blosc()], None),
     }
 
 
@@ -392,8 +402,8 @@ def test_a_bioformats_crash_is_unreadable(tmp_path):
     bits = np.random.default_rng(9).integers(0, 2, (20, 28)).astype(bool)
     path = tmp_path / "b.png"
     Image.fromarray(bits).save(path)  # as Pillow 13 writes it
-    with pytest.raises(UnreadableError, match="Bio-Formats"):
-        biocode(path, reader="bioformats")
+    error = cli(path, reader="bioformats")["b.png"]["error"]
+    assert error["type"] == "unreadable" and "Bio-Formats" in error["message"]
 
 
 # -- class 4: unnamed axes keep the stored order ----------------------------
@@ -421,7 +431,7 @@ def test_renamed_files_give_the_same_scenes(tmp_path):
     tif = synth.write_tiff(tmp_path / "x.tif", a)
     png = synth.write_png(tmp_path / "x.png", a[0])
     for src, names in (
-        (tif, ("x.svs", "x.tiff", "x.btf", "x.data")),
+        (tif, ("x.svs", "x.tiff", "x.btf", "x.data", "t.png", "t.jpg")),
         (png, ("y.PNG", "y.img")),
     ):
         want = codes(src)
@@ -429,3 +439,227 @@ def test_renamed_files_give_the_same_scenes(tmp_path):
             other = tmp_path / name
             other.write_bytes(src.read_bytes())
             assert codes(other) == want, name
+
+
+def _write_mrc(path: Path, a: np.ndarray) -> Path:
+    """An MRC2014 file of int16 (mode 1) ZYX data: 1024-byte header, then
+    the data, x fastest (https://www.ccpem.ac.uk/mrc_format/mrc2014.php)."""
+    z, y, x = a.shape
+    head = bytearray(1024)
+    struct.pack_into("<10i", head, 0, x, y, z, 1, 0, 0, 0, x, y, z)
+    struct.pack_into("<6f", head, 40, x, y, z, 90, 90, 90)
+    struct.pack_into("<3i", head, 64, 1, 2, 3)
+    struct.pack_into("<3f", head, 76, a.min(), a.max(), a.mean())
+    head[104:108], head[208:212] = b"MRCO", b"MAP "
+    struct.pack_into("<i", head, 108, 20140)
+    head[212:216] = bytes([0x44, 0x44, 0, 0])  # little-endian machine stamp
+    path.write_bytes(bytes(head) + a.astype("<i2").tobytes())
+    return path
+
+
+def _need_bioformats() -> None:
+    from biocodes import bioformats
+
+    if bioformats.problem():
+        pytest.fail(f"Bio-Formats is not set up: {bioformats.problem()}")
+
+
+def cli(*paths: Path, reader: str = "auto") -> dict[str, dict]:
+    """``biocodes biocode --json`` in a subprocess, so that no JVM lives in
+    the test process (as in test_bioformats.py): {file name: result}."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "biocodes.cli",
+            "biocode",
+            "--json",
+            "--reader",
+            reader,
+            "--",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    found = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(found) == {Path(p).name for p in paths}, proc.stderr[-2000:]
+    return found
+
+
+def cli_codes(result: dict) -> list[str]:
+    assert "error" not in result, result
+    return [p["iscc_code"] for p in result["parts"]]
+
+
+def test_bioformats_suffix_list_is_the_jars():
+    """biocodes.bioformats.SUFFIXES equals what the jar's readers claim."""
+    import subprocess
+    import sys
+
+    _need_bioformats()
+    code = (
+        "from biocodes import bioformats; bioformats.configure(); import scyjava;"
+        "r = scyjava.jimport('loci.formats.ImageReader')();"
+        "print('SUFFIXES', *sorted({str(s).lower() for s in r.getSuffixes()}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    from biocodes.bioformats import SUFFIXES
+
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("SUFFIXES ")]
+    jar = {s for s in line.split()[1:] if "," not in s}  # one entry is "tif,"
+    assert jar == set(SUFFIXES), proc.stderr[-2000:]
+
+
+def test_every_suffix_of_a_bioformats_reader_is_read(tmp_path):
+    """EMDB maps (.map), particle stacks (.mrcs), tilt series (.st, .ali) are
+    MRC files: Bio-Formats' MRC reader claims them all, so they are read.
+    Rows top-down, as Bio-Formats turns them (MRC's origin is the lower left,
+    like DeltaVision's)."""
+    _need_bioformats()
+    a = synth.random_scene((3, 6, 8), "int16", seed=16)
+    want = synth.expected_biocode(a[None, None, :, ::-1].copy())
+    suffixes = ("mrc", "map", "mrcs", "st", "ali", "rec")
+    paths = [_write_mrc(tmp_path / f"x.{suffix}", a) for suffix in suffixes]
+    for name, result in cli(*paths).items():
+        assert cli_codes(result) == want, name
+
+
+def test_an_svs_under_any_name_has_the_scenes_bioformats_gives(tmp_path):
+    """An Aperio SVS is a TIFF: read by content, the same scenes as .svs or
+    .tif (baseline, label, macro: the thumbnail, a downsampled copy like the
+    pyramid levels, is no scene) and the same codes as Bio-Formats."""
+    _need_bioformats()
+    rng = np.random.default_rng(17)
+    base = rng.integers(0, 255, (256, 384, 3), dtype=np.uint8)
+    aperio = "Aperio Image Library v12.0.15 \r\n"
+    kw = {"photometric": "rgb", "compression": None, "metadata": None}
+    svs = tmp_path / "slide.svs"
+    with tifffile.TiffWriter(svs) as tw:
+        tw.write(
+            base, tile=(128, 128), description=aperio + "384x256 |AppMag = 20", **kw
+        )
+        tw.write(base[::8, ::8].copy(), description=aperio + "-> 48x32", **kw)
+        tw.write(
+            base[::2, ::2].copy(),
+            tile=(64, 64),
+            description=aperio + "-> 192x128",
+            **kw,
+        )
+        tw.write(
+            base[:50, :60].copy(), subfiletype=1, description=aperio + "label", **kw
+        )
+        tw.write(
+            base[:80, :96].copy(), subfiletype=9, description=aperio + "macro", **kw
+        )
+    renamed = tmp_path / "slide.tif"
+    renamed.write_bytes(svs.read_bytes())
+    want = [
+        synth.expected_biocode(x[None, None, None])[0]
+        for x in (base, base[:50, :60], base[:80, :96])
+    ]
+    assert codes(svs) == codes(renamed) == want
+    assert cli_codes(cli(svs, reader="bioformats")["slide.svs"]) == want
+
+
+def test_a_tiff_entry_of_another_format_is_not_read_as_a_tiff(tmp_path):
+    """An Olympus .vsi is a TIFF whose pixels live in .ets files: tifffile
+    would hash its own pages (a thumbnail). It goes to Bio-Formats."""
+    _need_bioformats()
+    path = synth.write_tiff(
+        tmp_path / "slide.vsi", synth.random_scene((16, 16), "uint8")
+    )
+    assert cli(path)["slide.vsi"].get("format") == "bioformats"
+
+
+# -- class 8: lossy codecs record their decoder ----------------------------
+
+
+def test_scenes_record_codec_decoder_and_lossy(tmp_path):
+    from PIL import Image
+
+    a = synth.random_scene((24, 32), "uint8", seed=18)
+    Image.fromarray(a).save(tmp_path / "x.jpg", quality=90)
+    tifffile.imwrite(tmp_path / "j.tif", a, compression="jpeg")
+    tifffile.imwrite(tmp_path / "z.tif", a, compression="zlib")
+    got = {
+        name: biocode(tmp_path / name)["parts"][0]
+        for name in ("x.jpg", "j.tif", "z.tif")
+    }
+    assert (got["x.jpg"]["codec"], got["x.jpg"]["lossy"]) == ("jpeg", True)
+    assert got["x.jpg"]["decoder"].startswith("pillow ")
+    assert (got["j.tif"]["codec"], got["j.tif"]["lossy"]) == ("jpeg", True)
+    assert (got["z.tif"]["codec"], got["z.tif"]["lossy"]) == ("adobe_deflate", False)
+    assert "imagecodecs" in got["j.tif"]["decoder"]
+    zarr = synth.write_ome_zarr(tmp_path / "x.ome.zarr", a[None, None, None], levels=1)
+    part = biocode(zarr)["parts"][0]
+    assert part["lossy"] is False and "zarr" in part["decoder"]
+
+
+def test_decoder_versions_are_part_of_the_settings_key():
+    from biocodes.catalogue import code_versions
+
+    versions = code_versions()
+    for name in (
+        "imagecodecs",
+        "pypng",
+        "pillow",
+        "bioio-bioformats",
+        "bioformats-jar",
+    ):
+        assert name in versions
+
+
+# -- every handed case in ../shared/cases gives its expected answer -------
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+#: the class each handed case guards (issue 16, unless noted)
+CASE_CLASSES = {
+    "png-depths": "1: a reader that converts on decode",
+    "zarr-blosc-checksum": "2: codec checks follow the codec chain",
+    "ometiff-bad-xml": "3: error types (unparsable OME-XML is a plain stack)",
+    "palette-png-tiff": "7: palette images are their indices",
+    "imagej-hyperstack": "4: axes the file names are kept",
+    "tiff-planar-samples": "1: samples, planar or contiguous",
+    "tiff-pyramid": "6: pyramid levels are no scenes",
+    "omezarr-lowdim-edges": "2: zarr layouts",
+    "zarr-v3-sharding": "2: sharded chunks",
+    "dv-sequence-channels": "5: native reader vs Bio-Formats (DV)",
+    "ometiff-xml-layout": "3/4: OME-XML that disagrees with the pages",
+    "ometiff-binaryonly": "issue 17: filesets",
+}
+
+
+@pytest.mark.skipif(
+    not CASES.is_dir(), reason="../shared/cases is not beside this clone"
+)
+@pytest.mark.parametrize("case", sorted(CASE_CLASSES))
+def test_handed_case(case, monkeypatch):
+    import shutil
+    import sys
+
+    if not (CASES / case).is_dir():
+        pytest.skip(f"{case} is not among the handed cases")
+    monkeypatch.syspath_prepend(str(CASES))
+    monkeypatch.setenv(
+        "BIOCODES",
+        shutil.which("biocodes") or str(Path(sys.executable).parent / "biocodes"),
+    )
+    import _common
+
+    monkeypatch.setattr(
+        _common, "BIOCODES", str(Path(sys.executable).parent / "biocodes")
+    )
+    failed = [
+        (r["path"], r["got"], r["want"])
+        for r in _common.compare(CASES / case)["results"]
+        if not r["ok"]
+    ]
+    assert not failed, f"{CASE_CLASSES[case]}: {failed}"

@@ -155,7 +155,16 @@ def _tiff_based_other_format(path: str) -> bool:
     name = path.lower()
     if any(name.endswith("." + e) for e in tifffile.TIFF.FILE_EXTENSIONS):
         return False
+    if name.rsplit(".", 1)[-1] in RECOGNISED_BY_CONTENT:  # a TIFF named .png
+        return False
     return bioformats.claims(path)
+
+
+#: suffixes of formats recognised by their content here: a file with one of
+#: these names but another container's bytes is read as what its bytes say
+RECOGNISED_BY_CONTENT = frozenset(
+    "png jpg jpeg jpe jfif gif bmp dib pbm pgm ppm pnm czi".split()
+)
 
 
 def sniff(path: str) -> str | None:

@@ -99,6 +99,15 @@ def _unparsable_ome_xml(message: str) -> bool:
     return "OME series raised ParseError" in message
 
 
+def _reduced_copy(series) -> bool:  # noqa: ANN001
+    """Whether a series is a downsampled copy of another: an Aperio SVS
+    thumbnail (its second page). Like pyramid levels it is not a scene;
+    Bio-Formats' SVS reader does not show it as a series either, so an SVS
+    file has the scenes Bio-Formats gives (baseline, label, macro) under any
+    name."""
+    return series.kind == "svs" and series.name == "Thumbnail"
+
+
 #: tifffile's words for data that lies past the end of the file
 _CUT_SHORT = ("offset", "end of file", "eof", "truncat", "beyond")
 
@@ -158,7 +167,8 @@ class TiffSource(PlaneSource):
             self.close()
             raise _damage_error(path, damage[0])
         try:
-            self._series = [_Series(path, i, s) for i, s in enumerate(series)]
+            scenes = [s for s in series if not _reduced_copy(s)]
+            self._series = [_Series(path, i, s) for i, s in enumerate(scenes)]
         except BaseException:
             self.close()
             raise

@@ -69,16 +69,18 @@ def _codec_names(meta: object) -> list[str]:
 
 def _outermost_codec(meta: dict) -> str | None:
     """Name of the codec whose output is the bytes stored on disk: the last
-    bytes-to-bytes codec of a zarr v3 chain, the compressor of a v2 array (its
-    filters run before it), or None when chunks are stored raw."""
+    codec of a zarr v3 chain, the compressor of a v2 array (its filters run
+    before it) or its last filter if it has no compressor, or None when
+    chunks are stored raw."""
     if "codecs" in meta:
         codecs = list(meta["codecs"] or [])
         return str(codecs[-1].get("name")) if codecs else None
     compressors = meta.get("compressors") or meta.get("compressor")
     if isinstance(compressors, dict):
         compressors = [compressors]
-    if compressors:
-        return str(compressors[-1].get("id") or compressors[-1].get("name"))
+    chain = list(meta.get("filters") or []) + list(compressors or [])
+    if chain:  # filters run first, then the compressor
+        return str(chain[-1].get("id") or chain[-1].get("name"))
     return None
 
 
