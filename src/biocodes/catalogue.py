@@ -72,6 +72,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("physical_unit_z", S),
             ("channel_names", pa.list_(S)),
             ("acquisition_date", S),
+            # HCS plates: where the field is (null for other images)
+            ("plate", S),
+            ("well", S),
+            ("field", I32),
+            ("acquisition", I64),
         ]
     ),
     "simprints": pa.schema(
@@ -109,6 +114,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("error_type", S),
             ("message", S),
             ("run_id", S),
+        ]
+    ),
+    # the member files of images made of several files (filesets)
+    "files": pa.schema(
+        [
+            ("image_id", S),
+            ("path", S),
+            ("size", I64),
+            ("mtime_ns", I64),
         ]
     ),
     "changes": pa.schema(
@@ -175,6 +189,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "simprints": ["image_id", "scene_index", "offset"],
     "views": ["image_id", "scene_index", "view_index"],
     "errors": ["image_id", "scene_index", "stage", "message"],
+    "files": ["image_id", "path"],
     "changes": ["run_id", "root", "path"],
     "duplicates": ["kind", "group_id", "image_id", "scene_index"],
     "runs": ["started", "run_id"],
@@ -182,7 +197,7 @@ SORT_KEYS: dict[str, list[str]] = {
 
 TABLES = tuple(SCHEMAS)
 #: tables each shard computes; the merge adds changes, duplicates and runs
-SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors")
+SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors", "files")
 
 
 def to_table(name: str, rows: Iterable[dict]) -> pa.Table:

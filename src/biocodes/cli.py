@@ -79,6 +79,17 @@ def _run_each(
             if as_json:
                 click.echo(json.dumps({"path": path, "error": err.to_dict()}))
             continue
+        # a plate's field that failed: its scene's error, the others' codes
+        bad = [p for p in result.get("parts", []) if "error" in p]
+        for part in bad:
+            click.echo(
+                f"biocodes: {display_path(path)}: scene {part['scene_index']} "
+                f"({part['scene_name']}): {part['error']['message']}",
+                err=True,
+            )
+        failed += bool(bad)
+        if bad and not as_json:
+            result = {**result, "parts": [p for p in result["parts"] if p not in bad]}
         if as_json:
             click.echo(json.dumps({"path": path, **result}))
         else:

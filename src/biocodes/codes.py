@@ -74,6 +74,11 @@ class SceneHasher:
 
 def _files_of(path: Path) -> Iterable[Path]:
     if not path.is_dir():
+        from biocodes.sources.fileset import member_state, resolve
+
+        fileset = resolve(path)
+        if fileset is not None:  # every member, in TREEWALK order
+            return [Path(m) for m, _size, _mtime in member_state(fileset)]
         return [path]
     from iscc_sum.treewalk import treewalk_iscc
 
@@ -84,15 +89,19 @@ def raw_file_code(
     path: str | os.PathLike,
     cancel: threading.Event | None = None,
     limits: Limits | None = None,
+    files: Iterable[str | os.PathLike] | None = None,
 ) -> dict:
-    """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order.
+    """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order,
+    or of a fileset's members (see :mod:`biocodes.sources.fileset`) in
+    TREEWALK order of their relative paths.
 
     Equals ``iscc_sum.code_iscc_sum(path, wide=True)`` for a file and
     ``iscc-sum --tree`` for a directory. Unlike the tool, an unreadable file
     inside a tree is an error: a tree code that silently skipped a file would
     not identify the store. Setting ``cancel`` (from another thread) stops
     the hashing with :class:`concurrent.futures.CancelledError`. A remote
-    store (see :mod:`biocodes.remote`) is walked over its keys.
+    store (see :mod:`biocodes.remote`) is walked over its keys. ``files``
+    (in order) replaces the walk: the members a reader reported using.
     """
     from biocodes.remote import RemoteStore, is_remote
 
@@ -101,7 +110,7 @@ def raw_file_code(
     path = Path(path)
     processor = SumHasher()
     count = 0
-    for file in _files_of(path):
+    for file in _files_of(path) if files is None else map(Path, files):
         count += 1
         try:
             with open(file, "rb") as f:

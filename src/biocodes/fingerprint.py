@@ -100,6 +100,36 @@ def fingerprint_scene(
     return entry
 
 
+def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> list:
+    """Each scene's part, in scene order. Where a source's scenes are
+    independent images (a plate's fields), a scene that fails is a part with
+    ``error`` and no codes, and the others still get theirs; elsewhere any
+    failure fails the image. A plate's scenes carry plate, well, field and
+    acquisition."""
+    from biocodes.errors import BiocodeError
+
+    independent = getattr(source, "independent_scenes", False)
+    failures = dict(getattr(source, "scene_failures", {}))
+    meta = getattr(source, "scene_meta", {})
+    parts = {}
+    for scene in source.scenes:
+        try:
+            parts[scene.index] = compute(scene)
+        except BiocodeError as exc:
+            if not independent:
+                raise
+            failures[scene.index] = {"scene_name": scene.name, "error": exc}
+    for index, failed in failures.items():
+        parts[index] = {
+            "iscc_code": None,
+            "units": None,
+            "scene_index": index,
+            "scene_name": failed["scene_name"],
+            "error": failed["error"].to_dict(),
+        }
+    return [{**parts[i], **meta.get(i, {})} for i in sorted(parts)]
+
+
 def _state(path: str | os.PathLike, limits: Limits | None) -> tuple[int, int] | None:
     from biocodes.errors import BiocodeError
     from biocodes.manifest import file_state
@@ -159,23 +189,33 @@ def biocode(
         open_source(path, limits, reader) as source,
         ThreadPoolExecutor(1, "biocodes-rawsum") as pool,
     ):
+        fileset = getattr(source, "fileset", None)
+        if fileset is None:
+            from biocodes.sources.fileset import bioformats_fileset
+
+            fileset = bioformats_fileset(source)
+            if fileset is not None:
+                raw = None  # a caller's raw code covered the entry file only
+        members = None if fileset is None else fileset.members
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
         background = raw is None and overlap and big
         future = (
-            pool.submit(raw_file_code, path, cancel, limits) if background else None
+            pool.submit(raw_file_code, path, cancel, limits, members)
+            if background
+            else None
         )
         try:
-            parts = [
-                fingerprint_scene(
+            parts = _scene_parts(
+                source,
+                lambda scene: fingerprint_scene(
                     source,
                     scene,
                     simprints=simprints,
                     views=views,
                     progress=progress,
                     overlap=overlap,
-                )
-                for scene in source.scenes
-            ]
+                ),
+            )
         except BaseException:
             cancel.set()
             raise
@@ -184,7 +224,7 @@ def biocode(
         raw = (
             future.result()
             if future is not None
-            else raw_file_code(path, limits=limits)
+            else raw_file_code(path, limits=limits, files=members)
         )
     after = _state(path, limits)
     if after != before:
@@ -193,11 +233,67 @@ def biocode(
             f"changed while being read (size, mtime {before} -> {after}); "
             "not stored, read again next run",
         )
-    return {
+    result = {
         **raw,  # with "note" when a remote store has no raw-file code
         "generator": GENERATOR,
         "format": fmt,
         "parts": parts,
+    }
+    if fileset is not None:
+        result.update(fileset_entry(fileset))
+    return result
+
+
+def plate_field_count(
+    path: str | os.PathLike, limits: Limits | None = None
+) -> int | None:
+    """How many fields an OME-Zarr plate has (reading only plate and well
+    attributes), or None if ``path`` is not a plate."""
+    from biocodes.sources.zarr import ZarrSource
+
+    with ZarrSource(str(path), limits, fields=range(0)) as source:
+        return getattr(source, "field_count", None)
+
+
+def fingerprint_fields(
+    path: str | os.PathLike,
+    fields: range,
+    simprints: bool = False,
+    views: ViewOptions | None = None,
+    limits: Limits | None = None,
+) -> list[dict]:
+    """The parts of some fields of a plate (by scene index), read one at a
+    time: a large plate is hashed in pieces, on several workers. A field
+    that fails is its part's ``error``. The raw-file code and the plate's
+    change check are the caller's (see :func:`biocodes.shard.run_shard`)."""
+    from biocodes.sources.zarr import ZarrSource
+
+    limits = limits or Limits()
+    with ZarrSource(str(path), limits, fields=fields) as source:
+        for scene in source.scenes:
+            limits.check(source.path, scene)
+        return _scene_parts(
+            source,
+            lambda scene: fingerprint_scene(
+                source, scene, simprints=simprints, views=views
+            ),
+        )
+
+
+def fileset_entry(fileset) -> dict:  # noqa: ANN001 - a sources.fileset.Fileset
+    """``entry`` (the file the set is opened from), ``folder`` (the folder
+    holding every member) and ``files`` (every member, relative to
+    ``folder``, in raw-code order, with its size and mtime): what the result
+    says about an image made of several files."""
+    from biocodes.sources.fileset import member_state
+
+    return {
+        "entry": fileset.entry,
+        "folder": fileset.base,
+        "files": [
+            {"path": fileset.relpath(m), "size": size, "mtime_ns": mtime}
+            for m, size, mtime in member_state(fileset)
+        ],
     }
 
 

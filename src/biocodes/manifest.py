@@ -38,6 +38,7 @@ DEFAULT_INCLUDE = (
     "*.nd2",
     "*.lif",
     "*.zarr",
+    "*.companion.ome",
 )
 
 
@@ -54,6 +55,9 @@ class ManifestRow:
     #: why the scan refuses this entry (it becomes an error row, not a read)
     error: str | None = None
     error_type: str | None = None
+    #: a fileset's members, as JSON ``[[path relative to the root, size,
+    #: mtime_ns], ...]`` in raw-code order; None for a single file or store
+    members: str | None = None
 
 
 def image_id(root: str, path: str) -> str:
@@ -75,13 +79,20 @@ def file_state(
     path: str | os.PathLike, limits: Limits | None = None
 ) -> tuple[int, int]:
     """Size and mtime (ns) of a file; for a directory store, the total size
-    and the newest mtime of its files (or keys, for a remote store: (-1, -1)
+    and the newest mtime of its files (the same over the members of a
+    fileset; or keys, for a remote store: (-1, -1)
     if its server cannot list them). Compared before and after a read to
     catch a file that changed meanwhile."""
     if is_remote(path):
         return RemoteStore(str(path), limits).state()
     st = os.stat(path)
     if not os.path.isdir(path):
+        from biocodes.sources.fileset import member_state, resolve
+
+        fileset = resolve(path)
+        if fileset is not None:  # every member: the total size, newest mtime
+            members = member_state(fileset)
+            return sum(m[1] for m in members), max(m[2] for m in members)
         return st.st_size, st.st_mtime_ns
     size, mtime = 0, st.st_mtime_ns
     for dirpath, _dirs, files in os.walk(path):
@@ -150,6 +161,7 @@ def _row(
     shards: int,
     why: Exception | None,
     limits: Limits | None = None,
+    members: str | None = None,
 ) -> ManifestRow:
     iid = image_id(label, rel)
     size = mtime = 0
@@ -171,7 +183,71 @@ def _row(
         shard_of(iid, shards),
         error=None if why is None else str(why),
         error_type=None if why is None else why.kind,
+        members=members,
     )
+
+
+def group_filesets(
+    rows: list[ManifestRow], policy: Confinement, shards: int
+) -> list[ManifestRow]:
+    """One row per fileset instead of one per member file (see
+    :mod:`biocodes.sources.fileset`): the row of its entry, with its members
+    listed. A member outside the roots, or a missing member or entry, makes
+    the set an error row that names it; files of no set are kept as they are."""
+    import json
+
+    from biocodes.sources.fileset import member_state, resolve
+
+    sets: dict[tuple[str, str], object] = {}
+    out = []
+    for r in rows:
+        fileset = None
+        refused = r.error_type in ("outside_roots", "bad_symlink")
+        if not refused and not r.is_store:
+            try:
+                fileset = resolve(r.abspath)
+            except BiocodeError:
+                fileset = None  # the read reports the bad metadata
+        if fileset is None:
+            out.append(r)
+        else:
+            sets.setdefault((r.root, fileset.entry), fileset)
+    # an entry that could not be opened as one (a FIFO) is the set's row only
+    entries = {(label, entry) for label, entry in sets}
+    out = [r for r in out if (r.root, os.path.abspath(r.abspath)) not in entries]
+    for (label, entry), fileset in sets.items():
+        given = policy.given.get(label, "")
+        rel = Path(os.path.relpath(entry, given)).as_posix()
+        why: BiocodeError | None = None
+        members = None
+        for m in fileset.members:
+            mrel = Path(os.path.relpath(m, given)).as_posix()
+            if mrel.startswith("../") or (
+                os.path.lexists(m)
+                and not policy.follow
+                and not policy.inside(os.path.realpath(m))
+            ):
+                why = OutsideRootsError(
+                    entry,
+                    f"fileset member {display_path(mrel)} lies outside the "
+                    "configured roots",
+                    stage="scan",
+                )
+                break
+        if why is None:
+            try:
+                fileset.check_complete()
+                members = json.dumps(
+                    [
+                        [Path(os.path.relpath(m, given)).as_posix(), size, mtime]
+                        for m, size, mtime in member_state(fileset)
+                    ]
+                )
+            except BiocodeError as exc:
+                why = exc
+        out.append(_row(label, rel, entry, False, shards, why, None, members))
+    out.sort(key=lambda r: (r.root, r.path))
+    return out
 
 
 def scan_root(
@@ -183,7 +259,8 @@ def scan_root(
     confinement: Confinement | None = None,
     skipped: Counter | None = None,
 ) -> Iterator[ManifestRow]:
-    """Yield the images under one root (directories first, then their files).
+    """Yield the images under one root (directories first, then their files;
+    the files of a fileset as one image, see :func:`group_filesets`).
 
     Symlinked files are checked against ``confinement`` (default: this root
     only, no following); symlinked directories are descended only with
@@ -193,6 +270,7 @@ def scan_root(
     base = Path(root)
     policy = confinement or Confinement({label: str(root)})
     seen = {os.path.realpath(base)}
+    found: list[ManifestRow] = []  # grouped into filesets at the end
     for dirpath, dirs, files in os.walk(base, followlinks=policy.follow):
         here = Path(dirpath)
         dirs.sort()
@@ -221,7 +299,8 @@ def scan_root(
                     skipped[_suffix(name)] += 1
                 continue
             why = policy.why_not(full) if full.is_symlink() else None
-            yield _row(label, rel, full, is_store, shards, why)
+            found.append(_row(label, rel, full, is_store, shards, why))
+    yield from group_filesets(found, policy, shards)
 
 
 def _suffix(name: str) -> str:
@@ -334,7 +413,7 @@ def from_file(
     if "path" not in table.column_names:
         raise ValueError(f"{path}: manifest needs a 'path' column")
     policy = Confinement(roots, follow_symlinks)
-    rows = []
+    rows: list[ManifestRow] = []
     for given in sorted(set(table.column("path").to_pylist())):
         if is_remote(given):
             full: Path | str = given.rstrip("/")
@@ -347,17 +426,17 @@ def from_file(
                 "listed in the manifest but outside the configured roots",
                 stage="scan",
             )
-            rows.append(asdict(_row("manifest", given, full, False, shards, why)))
+            rows.append(_row("manifest", given, full, False, shards, why))
             continue
         if isinstance(full, str):  # remote: a store, nothing to resolve
             rel = full[len(policy.given[label]) :].strip("/") or url_name(full)
-            rows.append(asdict(_row(label, rel, full, True, shards, None, limits)))
+            rows.append(_row(label, rel, full, True, shards, None, limits))
             continue
         rel = full.relative_to(policy.given[label]).as_posix()
         why = policy.why_not(full)
         is_store = why is None and full.is_dir()
-        rows.append(asdict(_row(label, rel, full, is_store, shards, why)))
-    return rows
+        rows.append(_row(label, rel, full, is_store, shards, why))
+    return [asdict(r) for r in group_filesets(rows, policy, shards)]
 
 
 MANIFEST_SCHEMA_FIELDS = (
@@ -371,6 +450,7 @@ MANIFEST_SCHEMA_FIELDS = (
     ("shard", "int32"),
     ("error", "string"),
     ("error_type", "string"),
+    ("members", "string"),
 )
 
 

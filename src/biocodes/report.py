@@ -383,7 +383,9 @@ def render(
 
     runs = rows("runs")
     run = runs[-1]
-    scenes, errors = rows("scenes"), rows("errors")
+    errors = rows("errors")
+    # a plate's failed field has no pixels to show: it is listed in errors
+    scenes = [s for s in rows("scenes") if s["status"] != "error"]
     by_scene: dict[tuple, list[dict]] = {}
     for v in rows("views"):
         by_scene.setdefault((v["image_id"], v["scene_index"]), []).append(v)

@@ -39,6 +39,64 @@ def _image_row(row: Mapping[str, Any]) -> dict:
     return image
 
 
+def files_rows(row: Mapping[str, Any]) -> list[dict]:
+    """The ``files`` rows of a fileset's manifest row (none for one file)."""
+    if not row.get("members"):
+        return []
+    return [
+        {"image_id": row["image_id"], "path": p, "size": size, "mtime_ns": mtime}
+        for p, size, mtime in json.loads(row["members"])
+    ]
+
+
+def _members(rows: list[dict] | None) -> set[tuple]:
+    return {(r["path"], r["size"], r["mtime_ns"]) for r in rows or []}
+
+
+def _root_dir(row: Mapping[str, Any]) -> str:
+    """The root folder of a local manifest row (its abspath minus its path)."""
+    folder = row["abspath"]
+    for _ in row["path"].split("/"):
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _result_files(row: Mapping[str, Any], result: dict) -> list[dict]:
+    """``files`` rows of a set only its reader knew (Bio-Formats' used files),
+    with paths relative to the root; the scan's members where it knew them."""
+    if row.get("members") or not result.get("files"):
+        return files_rows(row)
+    root = _root_dir(row)
+    return [
+        {
+            "image_id": row["image_id"],
+            "path": Path(
+                os.path.relpath(os.path.join(result["folder"], f["path"]), root)
+            ).as_posix(),
+            "size": f["size"],
+            "mtime_ns": f["mtime_ns"],
+        }
+        for f in result["files"]
+    ]
+
+
+def _same_members(row: Mapping[str, Any], previous: list[dict] | None) -> bool:
+    """Whether every member of a fileset has the size and mtime recorded last
+    run: the scan's members, or else the recorded ones stat'ed now."""
+    listed = files_rows(row)
+    if listed or not previous:
+        return _members(previous) == _members(listed)
+    root = _root_dir(row)
+    for r in previous:
+        try:
+            st = os.stat(os.path.join(root, r["path"]))
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns) != (r["size"], r["mtime_ns"]):
+            return False
+    return True
+
+
 def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     """Hash of everything that decides an image's rows besides its bytes:
     the options and the versions of every package that can change a code."""
@@ -80,7 +138,6 @@ def fingerprint_image(
     """
     from biocodes.errors import as_biocode_error
     from biocodes.fingerprint import biocode
-    from biocodes.imagewalk import plane_position
 
     iid = row["image_id"]
     if views is not None and views.thumbnails is not None:
@@ -100,6 +157,15 @@ def fingerprint_image(
         )
     except Exception as exc:  # every failure becomes an error row
         return error_rows(row, as_biocode_error(row["abspath"], exc))
+    return result_rows(row, result, results_dir)
+
+
+def result_rows(
+    row: Mapping[str, Any], result: dict, results_dir: str | None = None
+) -> dict:
+    """All catalogue rows of an image from its biocode ``result``."""
+    from biocodes.imagewalk import plane_position
+
     parts = result["parts"]
     image = _image_row(row)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
@@ -112,8 +178,28 @@ def fingerprint_image(
         format=result["format"],
         note=result.get("note"),
     )
+    image.update(_all_failed(parts))
     out["images"].append(image)
+    out["files"] = _result_files(row, result)
     for p in parts:
+        if "error" in p:
+            out["errors"].append(
+                {
+                    "image_id": row["image_id"],
+                    "path": row["path"],
+                    "scene_index": p["scene_index"],
+                    "stage": p["error"]["stage"],
+                    "error_type": p["error"]["type"],
+                    "message": p["error"]["message"].replace(
+                        display_path(row["abspath"]), row["path"]
+                    ),
+                }
+            )
+    for p in parts:
+        where = {k: p.get(k) for k in ("plate", "well", "field", "acquisition")}
+        if "error" in p:  # a plate's field that failed alone
+            out["scenes"].append(_failed_scene(row, p, where))
+            continue
         d = p["dims"]
         out["scenes"].append(
             {
@@ -139,6 +225,7 @@ def fingerprint_image(
                 "status": "ok",
                 "error": None,
                 **scene_metadata_columns(p.get("metadata") or {}),
+                **where,
             }
         )
         for v in p.get("views", []):
@@ -174,6 +261,31 @@ def scene_metadata_columns(meta: Mapping[str, Any]) -> dict:
     from biocodes.sources.metadata import FIELDS
 
     return {k: meta.get(k) for k in FIELDS}
+
+
+def _all_failed(parts: list[dict]) -> dict:
+    """A plate none of whose fields could be read is a failed image."""
+    if not parts or any("error" not in p for p in parts):
+        return {}
+    first = parts[0]["error"]["message"]
+    return {"status": "error", "error": f"every field failed; first: {first}"}
+
+
+def _failed_scene(row: Mapping[str, Any], part: dict, where: dict) -> dict:
+    """The scenes row of a field that failed (its errors row is added
+    beside it)."""
+    message = part["error"]["message"].replace(
+        display_path(row["abspath"]), row["path"]
+    )
+    return {
+        "image_id": row["image_id"],
+        "path": row["path"],
+        "scene_index": part["scene_index"],
+        "scene_name": part["scene_name"],
+        "status": "error",
+        "error": message,
+        **where,
+    }
 
 
 class ScanError(BiocodeError):
@@ -215,6 +327,7 @@ def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:
     image.update(status="error", error=message, scene_count=0)
     out: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
     out["images"].append(image)
+    out["files"] = files_rows(row)
     out["errors"].append(
         {
             "image_id": row["image_id"],
@@ -246,6 +359,123 @@ def _rehash_or_fingerprint(
     if raw is not None and raw["iscc_code"] == previous_code:
         return None
     return fingerprint_image(row, simprints, views, results_dir, raw, limits)
+
+
+def _failure(exc: BaseException, path: str) -> dict:
+    """A failure as plain data: it crosses from a dask worker intact
+    (BiocodeError's own arguments do not survive pickling)."""
+    from biocodes.errors import as_biocode_error
+
+    err = as_biocode_error(path, exc)
+    return {"kind": err.kind, "stage": err.stage, "cause": err.cause}
+
+
+def _error(path: str, failure: dict) -> BiocodeError:
+    err = BiocodeError(path, failure["cause"], stage=failure["stage"])
+    err.kind = failure["kind"]
+    return err
+
+
+def plate_raw(row: Mapping[str, Any], limits: Limits | None) -> dict:
+    """The piece of a split plate that checks it is the scan's and hashes its
+    raw bytes: ``{"raw": ...}`` or ``{"failure": ...}``."""
+    from biocodes.codes import raw_file_code
+
+    try:
+        _unchanged_since_scan(row, limits)
+        return {"raw": raw_file_code(row["abspath"], limits=limits)}
+    except Exception as exc:
+        return {"failure": _failure(exc, row["abspath"])}
+
+
+def plate_piece(
+    row: Mapping[str, Any],
+    fields: range,
+    simprints: bool,
+    views: ViewOptions | None,
+    limits: Limits | None,
+) -> list[dict]:
+    """The parts of some fields of a split plate; a failure to open them is
+    each of their parts' error."""
+    from biocodes.fingerprint import fingerprint_fields
+
+    iid = row["image_id"]
+    if views is not None and views.thumbnails is not None:
+        views = replace(views, thumbnails=f"{views.thumbnails}/{iid[:2]}/{iid}")
+    try:
+        return fingerprint_fields(row["abspath"], fields, simprints, views, limits)
+    except Exception as exc:
+        return _failed_fields(
+            fields, _error(row["abspath"], _failure(exc, row["abspath"]))
+        )
+
+
+def _failed_fields(fields: range, err: BiocodeError) -> list[dict]:
+    return [
+        {
+            "iscc_code": None,
+            "units": None,
+            "scene_index": i,
+            "scene_name": f"field {i}",
+            "error": err.to_dict(),
+        }
+        for i in fields
+    ]
+
+
+def _plate_pieces(
+    row: Mapping[str, Any], per_task: int, limits: Limits | None
+) -> list[range] | None:
+    """The field ranges a plate is hashed in, or None to read it whole (not
+    a plate, small enough, or unreadable: the whole read says why)."""
+    from biocodes.fingerprint import plate_field_count
+
+    if per_task < 1 or not row["is_store"] or row.get("error"):
+        return None
+    try:
+        count = plate_field_count(row["abspath"], limits)
+    except Exception:
+        return None
+    if count is None or count <= per_task:
+        return None
+    return [range(i, min(i + per_task, count)) for i in range(0, count, per_task)]
+
+
+class _SplitPlate:
+    """The pieces of one plate in flight, assembled when all are back."""
+
+    def __init__(
+        self,
+        row: Mapping[str, Any],
+        pieces: int,
+        limits: Limits | None,
+        results_dir: str | None,
+    ) -> None:
+        self.row, self.left = row, pieces + 1  # + the raw piece
+        self.limits, self.results_dir = limits, results_dir
+        self.raw: dict | None = None
+        self.failure: dict | None = None
+        self.parts: list[dict] = []
+
+    def add(self, value: Any) -> dict | None:
+        """Take one piece's result; the plate's rows once all are in."""
+        if isinstance(value, dict):
+            self.raw, self.failure = value.get("raw"), value.get("failure")
+        else:
+            self.parts += value
+        self.left -= 1
+        if self.left:
+            return None
+        row = self.row
+        if self.failure is not None:
+            return error_rows(row, _error(row["abspath"], self.failure))
+        try:
+            _unchanged_since_scan(row, self.limits)  # after every piece
+        except BiocodeError as exc:
+            return error_rows(row, exc)
+        parts = sorted(self.parts, key=lambda p: p["scene_index"])
+        result = {**self.raw, "format": "ome-zarr-plate", "parts": parts}
+        return result_rows(row, result, self.results_dir)
 
 
 def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
@@ -312,6 +542,36 @@ def _previous(
     return found, own
 
 
+def _stale_filesets(rows: pa.Table, files: pa.Table) -> pa.Array:
+    """Ids of filesets whose members changed since their rows were written
+    (:func:`_same_members`): only the rows of filesets are looked at, in
+    Python; single files cost nothing here."""
+    ids = pc.unique(files["image_id"])
+    sets = rows.filter(
+        pc.or_(pc.is_valid(rows["members"]), pc.is_in(rows["image_id"], ids))
+    )
+    if not sets.num_rows:
+        return pa.array([], pa.string())
+    recorded: dict[str, list[dict]] = {}
+    wanted = files.filter(pc.is_in(files["image_id"], sets["image_id"]))
+    for r in wanted.to_pylist():
+        recorded.setdefault(r["image_id"], []).append(r)
+    stale = []
+    for row in sets.to_pylist():
+        row["abspath"] = os.fsdecode(row["abspath"])
+        if not _same_members(row, recorded.get(row["image_id"])):
+            stale.append(row["image_id"])
+    return pa.array(stale, pa.string())
+
+
+def _scanned_members(rows: pa.Table, kept: pa.ChunkedArray) -> list[dict]:
+    """``files`` rows, as the scan saw them, of the kept filesets it listed."""
+    sets = rows.filter(
+        pc.and_(pc.is_valid(rows["members"]), pc.is_in(rows["image_id"], kept))
+    )
+    return [r for row in sets.to_pylist() for r in files_rows(row)]
+
+
 def run_shard(
     manifest: str | os.PathLike,
     shard: int,
@@ -325,6 +585,7 @@ def run_shard(
     limits: Limits | None = None,
     shards: int | None = None,
     catalogue: str | os.PathLike | None = None,
+    plate_fields_per_task: int = 64,
 ) -> dict[str, int]:
     """Bring the shard's tables under ``state_dir`` up to date with the manifest.
 
@@ -336,6 +597,9 @@ def run_shard(
 
     Returns counts: ``images``, ``read`` (pixels read), ``rehashed`` (raw
     bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
+    A plate with more than ``plate_fields_per_task`` fields is read in
+    tasks of that many fields (and one for its raw bytes), so its fields are
+    hashed on several workers; 0 reads every plate in one task.
     """
     import pyarrow.parquet as pq
 
@@ -369,9 +633,16 @@ def run_shard(
         ),
         pc.and_(pc.equal(t["_key"], key), pc.is_null(t["error"])),
     ).fill_null(False)
+    # a plate with a failed field is read again, like a failed image
+    failed_fields = before["errors"]["image_id"]
+    usable = pc.and_(usable, pc.invert(pc.is_in(t["image_id"], failed_fields)))
+    # mtime -1: a remote store whose server cannot list it, never "unchanged"
     unchanged = pc.and_(
         pc.equal(t["_mtime"], t["mtime_ns"]), pc.greater_equal(t["mtime_ns"], 0)
     ).fill_null(False)
+    # a fileset: every member's size and mtime, not only the total's
+    stale = _stale_filesets(t.select(rows.column_names), before["files"])
+    unchanged = pc.and_(unchanged, pc.invert(pc.is_in(t["image_id"], stale)))
     keep = pc.and_(pc.and_(usable, unchanged), pa.scalar(not recheck))
     rehash = pc.and_(pc.invert(keep), pc.and_(usable, pc.is_valid(t["_code"])))
     kept_now = t.filter(keep)
@@ -412,6 +683,20 @@ def run_shard(
         with dask_client(cluster, threads) as client:
             futures = {}
             for row, code in work:
+                pieces = _plate_pieces(row, plate_fields_per_task, limits)
+                if pieces is not None:  # hashed apart; no rehash shortcut
+                    plate = _SplitPlate(row, len(pieces), limits, results_dir)
+                    iid = row["image_id"]
+                    f = client.submit(
+                        plate_raw, row, limits, key=f"raw-{iid}", pure=False
+                    )
+                    futures[f] = (row, None, plate, None)
+                    for r in pieces:
+                        args = (plate_piece, row, r, simprints, views, limits)
+                        name = f"fields-{iid}-{r.start}"
+                        f = client.submit(*args, key=name, pure=False)
+                        futures[f] = (row, None, plate, r)
+                    continue
                 if code is None:
                     args = (fingerprint_image, row, simprints, views, results_dir)
                     args += (None, limits)
@@ -419,13 +704,26 @@ def run_shard(
                     args = (_rehash_or_fingerprint, row, code, simprints, views)
                     args += (results_dir, limits)
                 f = client.submit(*args, key=f"image-{row['image_id']}", pure=False)
-                futures[f] = (row, code)
+                futures[f] = (row, code, None, None)
             for future in as_completed(futures):
-                row, code = futures[future]
+                row, code, plate, fields = futures[future]
                 try:
                     result = future.result()
                 except KilledWorker as exc:
-                    result = error_rows(row, _died(client, exc, row))
+                    died = _died(client, exc, row)
+                    if plate is None:
+                        result = error_rows(row, died)
+                    elif fields is None:
+                        result = {"failure": _failure(died, row["abspath"])}
+                    else:  # the fields that worker held, not the plate
+                        result = _failed_fields(fields, died)
+                future.release()
+                if plate is not None:
+                    result = plate.add(result)
+                    if result is not None:
+                        take(result)
+                        counts["read"] += 1
+                    continue
                 counts["rehashed"] += code is not None
                 if result is None:
                     kept_after.append(row["image_id"])
@@ -438,11 +736,20 @@ def run_shard(
     )
     sizes = rows.select(["image_id", "size", "mtime_ns"])
     tables = {}
+    scanned = _scanned_members(rows, kept)  # a kept fileset's members as now
     for name in SHARD_TABLES:
         table = before[name].filter(pc.is_in(before[name]["image_id"], kept))
         if name == "images":  # the image's current size and mtime
             table = table.drop_columns(["size", "mtime_ns"]).join(
                 sizes, "image_id", join_type="inner"
+            )
+        if name == "files" and scanned:
+            ids = pa.array(sorted({r["image_id"] for r in scanned}), pa.string())
+            table = pa.concat_tables(
+                [
+                    table.filter(pc.invert(pc.is_in(table["image_id"], ids))),
+                    to_table("files", scanned),
+                ]
             )
         tables[name] = pa.concat_tables(
             [sort_table(name, table), to_table(name, results[name])]

@@ -186,6 +186,134 @@ def write_bioformats2raw(
     return path
 
 
+OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+def write_ome_tiff_fileset(
+    folder: str | os.PathLike,
+    scene: np.ndarray,
+    parts: int = 3,
+    companion: str | None = None,
+    stem: str = "part",
+) -> list[Path]:
+    """One gray TCZYX scene as a multi-file OME-TIFF: its planes (in XYZCT
+    order) split over ``parts`` files ``{stem}{i}.ome.tif``. Each file holds
+    the full OME-XML, or, with ``companion`` (a file name), only a
+    ``BinaryOnly`` pointer to that ``*.companion.ome`` file. Returns the
+    files written, the companion last."""
+    import tifffile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    t_n, c_n, z_n, y, x = scene.shape
+    planes = [
+        scene[t, c, z] for t in range(t_n) for c in range(c_n) for z in range(z_n)
+    ]
+    bounds = np.linspace(0, len(planes), parts + 1).astype(int)
+    names = [f"{stem}{i}.ome.tif" for i in range(parts)]
+    uuids = [f"urn:uuid:00000000-0000-0000-0000-{i + 1:012d}" for i in range(parts + 1)]
+    tiffdata = ""
+    for i, name in enumerate(names):
+        first = int(bounds[i])
+        z, c, t = first % z_n, first // z_n % c_n, first // (z_n * c_n)
+        tiffdata += (
+            f'<TiffData FirstZ="{z}" FirstC="{c}" FirstT="{t}" IFD="0" '
+            f'PlaneCount="{bounds[i + 1] - first}">'
+            f'<UUID FileName="{name}">{uuids[i]}</UUID></TiffData>'
+        )
+    channels = "".join(
+        f'<Channel ID="Channel:0:{c}" SamplesPerPixel="1"/>' for c in range(c_n)
+    )
+    ptype = {"u1": "uint8", "u2": "uint16", "f4": "float"}[scene.dtype.str[1:]]
+
+    def ome(own: str) -> str:
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{OME_NS}" '
+            f'UUID="{own}"><Image ID="Image:0" Name="{stem}"><Pixels ID="Pixels:0" '
+            f'DimensionOrder="XYZCT" Type="{ptype}" SizeX="{x}" SizeY="{y}" '
+            f'SizeZ="{z_n}" SizeC="{c_n}" SizeT="{t_n}">{channels}{tiffdata}'
+            "</Pixels></Image></OME>"
+        )
+
+    written = []
+    for i, name in enumerate(names):
+        if companion:
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{OME_NS}" '
+                f'UUID="{uuids[i]}"><BinaryOnly MetadataFile="{companion}" '
+                f'UUID="{uuids[-1]}"/></OME>'
+            )
+        else:
+            xml = ome(uuids[i])
+        stack = np.stack(planes[bounds[i] : bounds[i + 1]])
+        tifffile.imwrite(
+            folder / name,
+            stack,
+            description=xml,
+            metadata=None,
+            photometric="minisblack",
+        )
+        written.append(folder / name)
+    if companion:
+        (folder / companion).write_text(ome(uuids[-1]))
+        written.append(folder / companion)
+    return written
+
+
+def write_plate(
+    path: str | os.PathLike,
+    fields: dict[tuple[str, str], list[np.ndarray]],
+    zarr_format: int = 3,
+    bioformats2raw: bool = False,
+    name: str = "plate",
+) -> Path:
+    """An HCS plate in OME-Zarr (NGFF 0.4 on zarr v2, 0.5 on v3): ``fields``
+    maps (row name, column name) to the well's fields, each a TCZYX array
+    written as an OME-Zarr image at ``row/column/index``. With
+    ``bioformats2raw`` the root also says ``bioformats2raw.layout`` as
+    bioformats2raw's plates do."""
+    import zarr
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    rows = sorted({r for r, _ in fields})
+    columns = sorted({c for _, c in fields}, key=lambda c: (len(c), c))
+    wells = [
+        {"path": f"{r}/{c}", "rowIndex": rows.index(r), "columnIndex": columns.index(c)}
+        for r, c in sorted(
+            fields, key=lambda rc: (rows.index(rc[0]), columns.index(rc[1]))
+        )
+    ]
+    count = max(len(v) for v in fields.values())
+    plate = {
+        "name": name,
+        "rows": [{"name": r} for r in rows],
+        "columns": [{"name": c} for c in columns],
+        "wells": wells,
+        "acquisitions": [{"id": 0}],
+        "field_count": count,
+    }
+    version = "0.4" if zarr_format == 2 else "0.5"
+
+    def ome(attrs: dict) -> dict:
+        if zarr_format == 2:
+            return {k: {**v, "version": version} for k, v in attrs.items()}
+        return {"ome": {"version": version, **attrs}}
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    root.attrs.update(ome({"plate": plate}))
+    if bioformats2raw:
+        root.attrs["bioformats2raw.layout"] = 3
+    for (r, c), arrays in fields.items():
+        well = root.require_group(f"{r}/{c}")
+        images = [{"path": str(i), "acquisition": 0} for i in range(len(arrays))]
+        well.attrs.update(ome({"well": {"images": images}}))
+        for i, a in enumerate(arrays):
+            write_ome_zarr(path / r / c / str(i), a, zarr_format, name=f"{r}{c}/{i}")
+    return path
+
+
 def write_czi(
     path: str | os.PathLike,
     scenes: np.ndarray | list[np.ndarray],

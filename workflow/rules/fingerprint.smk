@@ -23,5 +23,6 @@ rule fingerprint:
         limits=config["limits"],
         shards=len(SHARDS),
         catalogue=f"{RESULTS}/catalogue",
+        plates=config["plates"],
     script:
         "../scripts/fingerprint.py"

@@ -23,6 +23,7 @@ def main(smk) -> None:
         limits=Limits.from_config(smk.params.limits),
         shards=smk.params.shards,
         catalogue=smk.params.catalogue,
+        plate_fields_per_task=smk.params.plates.get("fields_per_task", 64),
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
     with atomic_path(smk.output[0]) as tmp:

@@ -91,6 +91,11 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
         raise UnreadableError(
             name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
+    from biocodes.sources.fileset import FilesetSource, resolve
+
+    fileset = resolve(p)
+    if fileset is not None:  # a member opens the whole set, never its part
+        return FilesetSource(name, fileset)
     from biocodes.sources.bioio import BIOFORMATS, BioioSource
 
     if reader == BIOFORMATS:

@@ -178,7 +178,11 @@ class BioioSource(PlaneSource):
                 if axis not in "TCZYXS":
                     select[axis] = 0
             wanted = "YXS" if "S" in order else "YX"
-            data = img.get_image_dask_data(wanted, **select).compute()
+            # synchronous: inside a dask worker compute() would ship the graph
+            # (Bio-Formats: Java objects, which cannot be pickled) to the cluster
+            data = img.get_image_dask_data(wanted, **select).compute(
+                scheduler="synchronous"
+            )
         except Exception as exc:
             raise UnreadableError(
                 self.path,

@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from biocodes.errors import UnreadableError, UnsupportedError
+from biocodes.errors import (
+    BiocodeError,
+    EmptyImageError,
+    UnreadableError,
+    UnsupportedError,
+)
 from biocodes.limits import Limits
 from biocodes.remote import url_name
 from biocodes.sources import metadata
@@ -117,7 +122,9 @@ class ZarrSource(PlaneSource):
 
     format = "ome-zarr"
 
-    def __init__(self, path: str, limits: Limits | None = None) -> None:
+    def __init__(
+        self, path: str, limits: Limits | None = None, fields: range | None = None
+    ) -> None:
         import zarr
 
         from biocodes.sources.zarr_store import open_store
@@ -127,42 +134,103 @@ class ZarrSource(PlaneSource):
         try:
             self._store = open_store(path, limits)
             root = zarr.open_group(store=self._store, mode="r")
-            images = self._find_images(root, url_name(path) or Path(path).name)
+            label = url_name(path) or Path(path).name
+            images = self._plate(root, label, fields) or self._find_images(root, label)
         except (UnreadableError, UnsupportedError):
             raise
         except Exception as exc:
             raise UnreadableError(path, f"not a readable OME-Zarr ({exc})") from None
         if not images:
             raise UnsupportedError(path, "zarr store holds no OME-NGFF multiscales")
-        #: (array, axis names) per scene
-        self._arrays: list[tuple[Any, str]] = []
+        #: (array, axis names) per scene; None for a plate's failed field
+        self._arrays: list[tuple[Any, str] | None] = []
         for index, (name, group, ms) in enumerate(images):
+            if fields is not None and index not in fields:
+                self._arrays.append(None)  # another task's field
+                continue
             try:
-                array = group[ms["datasets"][0]["path"]]
-            except Exception as exc:
-                raise UnreadableError(
-                    path, f"image {name!r} has no full-resolution array ({exc})"
-                ) from None
-            axes = _axis_names(ms.get("axes", []), array.ndim)
-            if len(axes) != array.ndim or not axes.endswith("YX"):
-                raise UnsupportedError(path, f"image {name!r} has axes {axes!r}")
-            self._store.arrays[array.store_path.path] = _check_codecs(path, name, array)
-            sizes = dict(zip(axes, array.shape))
-            for a, n in sizes.items():
-                if a not in "TCZYX" and n != 1:
-                    raise UnsupportedError(
-                        path,
-                        f"image {name!r} has a non-standard axis {a!r} of size {n}",
-                    )
-            self._scenes.append(make_scene(path, index, name, sizes, array.dtype))
-            self._arrays.append((array, axes))
-        for index, (_name, group, ms) in enumerate(images):
-            meta = safely(
-                path,
-                lambda ms=ms, g=group: metadata.ngff(ms, _ome_attrs(g).get("omero")),
-                {},
-            )
-            self._scenes[index] = replace(self._scenes[index], metadata=meta)
+                if index in self.scene_failures:
+                    raise self.scene_failures[index]["error"]
+                self._add_image(path, index, name, group, ms)
+            except BiocodeError as exc:
+                if not self.independent_scenes:
+                    raise
+                # a plate's field fails alone: its scene's error, not the plate's
+                self.scene_failures[index] = {"scene_name": name, "error": exc}
+                self._arrays.append(None)
+
+    #: a plate's fields are independent images: one failing is that scene's
+    #: error (see :func:`biocodes.fingerprint.biocode`), not the plate's
+    independent_scenes = False
+
+    def _plate(
+        self,
+        root,  # noqa: ANN001
+        label: str,
+        only: range | None = None,
+    ) -> list[tuple[str, Any, dict]]:
+        """The fields of an HCS plate (or of one well) as images, with their
+        plate, well, field and acquisition in :attr:`scene_meta`; [] if the
+        store is not a plate. With ``only``, just those fields (by scene
+        index) are opened and become scenes: a part of a large plate."""
+        from biocodes.sources.plate import open_fields, plate_fields, well_fields
+
+        #: per scene index: plate, well, field, acquisition (plates only)
+        self.scene_meta: dict[int, dict] = {}
+        #: per scene index: scene_name and error of a field that cannot be read
+        self.scene_failures: dict[int, dict] = {}
+        attrs = _ome_attrs(root)
+        if "plate" in attrs:
+            fields = plate_fields(root, label)
+        elif "well" in attrs and "multiscales" not in attrs:
+            fields = well_fields(root, "", {"plate": None, "well": None})
+        else:
+            return []
+        self.independent_scenes = True
+        self.format = "ome-zarr-plate"
+        open_fields(fields, root, only)
+        self.field_count = len(fields)
+        images = []
+        for index, f in enumerate(fields):
+            if only is not None and index not in only:
+                images.append((f.path, None, {}))
+                continue
+            self.scene_meta[index] = f.meta
+            if f.error is not None:
+                error = UnreadableError(self.path, f.error)
+                self.scene_failures[index] = {"scene_name": f.path, "error": error}
+            images.append((f.path, f.group, f.multiscales or {}))
+        if not images:
+            raise EmptyImageError(self.path, "the plate lists no fields")
+        return images
+
+    def _add_image(
+        self, path: str, index: int, name: str, group: Any, ms: dict
+    ) -> None:
+        """Scene ``index``: the full-resolution array of one multiscales image."""
+        try:
+            array = group[ms["datasets"][0]["path"]]
+        except Exception as exc:
+            raise UnreadableError(
+                path, f"image {name!r} has no full-resolution array ({exc})"
+            ) from None
+        axes = _axis_names(ms.get("axes", []), array.ndim)
+        if len(axes) != array.ndim or not axes.endswith("YX"):
+            raise UnsupportedError(path, f"image {name!r} has axes {axes!r}")
+        self._store.arrays[array.store_path.path] = _check_codecs(path, name, array)
+        sizes = dict(zip(axes, array.shape))
+        for a, n in sizes.items():
+            if a not in "TCZYX" and n != 1:
+                raise UnsupportedError(
+                    path,
+                    f"image {name!r} has a non-standard axis {a!r} of size {n}",
+                )
+        scene = make_scene(path, index, name, sizes, array.dtype)
+        meta = safely(
+            path, lambda: metadata.ngff(ms, _ome_attrs(group).get("omero")), {}
+        )
+        self._scenes.append(replace(scene, metadata=meta))
+        self._arrays.append((array, axes))
 
     @staticmethod
     def _find_images(root, name: str) -> list[tuple[str, object, dict]]:  # noqa: ANN001
@@ -181,8 +249,6 @@ class ZarrSource(PlaneSource):
                     ms = ms_list[0]
                     images.append((ms.get("name") or f"Image:{key}", root[key], ms))
             return images
-        if "plate" in attrs or "well" in attrs:
-            raise UnsupportedError(name, "HCS plate layouts are not supported yet")
         return []
 
     def decoding(self, scene: SceneInfo) -> dict:
@@ -197,7 +263,7 @@ class ZarrSource(PlaneSource):
         return decoding(names, tools)
 
     def _read_pixels(self, scene: SceneInfo, z: int, c: int, t: int) -> np.ndarray:
-        array, axes = self._arrays[scene.index]
+        array, axes = self._arrays[scene.index]  # type: ignore[misc]
         pos = {"Z": z, "C": c, "T": t}
         index = tuple(slice(None) if a in "YX" else pos.get(a, 0) for a in axes)
         where = f"scene {scene.index} plane z={z} c={c} t={t}"
