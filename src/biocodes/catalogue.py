@@ -192,7 +192,8 @@ SORT_KEYS: dict[str, list[str]] = {
     "files": ["image_id", "path"],
     "changes": ["run_id", "root", "path"],
     "duplicates": ["kind", "group_id", "image_id", "scene_index"],
-    "runs": ["started", "run_id"],
+    # a stable sort: runs started in the same second keep the order they ran in
+    "runs": ["started"],
 }
 
 TABLES = tuple(SCHEMAS)

@@ -92,6 +92,30 @@ class CheckedStore(WrapperStore):
             return await self._store.exists(key)
         return await self.remote.call(f"HEAD {key}", lambda: self._store.exists(key))
 
+    async def _listed(self, what: str, listing: Any) -> Any:
+        """A listing's names, fetched whole through :meth:`RemoteStore.call`
+        (bounded, retried) for a remote store: a group's member names (a
+        bioformats2raw root, a plate's wells) are directory pages, which a
+        flaky server can fail like any chunk."""
+
+        async def collect() -> list[str]:
+            return [name async for name in listing()]
+
+        names = await (
+            collect() if self.remote is None else self.remote.call(what, collect)
+        )
+        for name in names:
+            yield name
+
+    def list(self) -> Any:
+        return self._listed("LIST", lambda: self._store.list())
+
+    def list_prefix(self, prefix: str) -> Any:
+        return self._listed(f"LIST {prefix}", lambda: self._store.list_prefix(prefix))
+
+    def list_dir(self, prefix: str) -> Any:
+        return self._listed(f"LIST {prefix}/", lambda: self._store.list_dir(prefix))
+
 
 def open_store(path: str, limits: Limits) -> CheckedStore:
     """The checked, read-only zarr store of a local directory or a URL."""
