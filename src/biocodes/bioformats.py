@@ -39,7 +39,7 @@ PLUGIN = "bioio-bioformats"
 
 #: every suffix a reader of Bio-Formats 7.3.1 (the jar above) claims, from
 #: ``loci.formats.ImageReader().getSuffixes()``; bioio-bioformats' own list
-#: lacks some (MRC's .map, .mrcs, .st, .ali). tests/test_bioformats.py checks
+#: lacks some (MRC's .map, .mrcs, .st, .ali). tests/test_reader_classes.py checks
 #: it against the jar.
 SUFFIXES = frozenset(
     """
