@@ -224,70 +224,40 @@ def test_pillow_conversions_are_refused_not_hashed(tmp_path):
 # -- class 2: codec checks follow the whole codec chain ---------------------
 
 
-def _zarr_v3(path: Path, a: np.ndarray, codecs: list) -> Path:
+def _zarr(path: Path, a: np.ndarray, zarr_format: int, **codecs) -> Path:
+    """One OME-Zarr image (NGFF 0.5 on v3, 0.4 on v2) whose array has the
+    given codec keywords of ``create_array``, in 8 x 8 chunks."""
     import zarr
 
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     arr = root.create_array(
         "0",
         shape=a.shape,
         chunks=(1, 1, 1, 8, 8),
         dtype=a.dtype,
         fill_value=0,
-        serializer=codecs[0],
-        compressors=codecs[1:],
+        **codecs,
     )
     arr[...] = a
-    axes = [
-        {"name": n, "type": t}
-        for n, t in zip("tczyx", ["time", "channel"] + ["space"] * 3)
-    ]
+    names = zip("tczyx", ["time", "channel"] + ["space"] * 3)
     scale = [{"type": "scale", "scale": [1.0] * 5}]
-    root.attrs["ome"] = {
-        "version": "0.5",
-        "multiscales": [
-            {
-                "axes": axes,
-                "datasets": [{"path": "0", "coordinateTransformations": scale}],
-            }
-        ],
+    ms = {
+        "axes": [{"name": n, "type": t} for n, t in names],
+        "datasets": [{"path": "0", "coordinateTransformations": scale}],
     }
+    if zarr_format == 3:
+        root.attrs["ome"] = {"version": "0.5", "multiscales": [ms]}
+    else:
+        root.attrs["multiscales"] = [{"version": "0.4", **ms}]
     return path
+
+
+def _zarr_v3(path: Path, a: np.ndarray, codecs: list) -> Path:
+    return _zarr(path, a, 3, serializer=codecs[0], compressors=codecs[1:])
 
 
 def _zarr_v2(path: Path, a: np.ndarray, filters: list, compressor) -> Path:
-    import zarr
-
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    arr = root.create_array(
-        "0",
-        shape=a.shape,
-        chunks=(1, 1, 1, 8, 8),
-        dtype=a.dtype,
-        fill_value=0,
-        filters=filters,
-        compressors=compressor,
-    )
-    arr[...] = a
-    axes = [
-        {"name": n, "type": t}
-        for n, t in zip("tczyx", ["time", "channel"] + ["space"] * 3)
-    ]
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "axes": axes,
-            "datasets": [
-                {
-                    "path": "0",
-                    "coordinateTransformations": [
-                        {"type": "scale", "scale": [1.0] * 5}
-                    ],
-                }
-            ],
-        }
-    ]
-    return path
+    return _zarr(path, a, 2, filters=filters, compressors=compressor)
 
 
 def _chains():

@@ -499,7 +499,7 @@ class FilesetSource(PlaneSource):
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int
     ) -> np.ndarray:
-        from biocodes.sources.tiff import _OffsetWatch
+        from biocodes.sources.tiff import _OffsetWatch, decode_page
 
         file, ifd = self._planes[scene.index][(z, channel, t)]
         rel = display_path(self.fileset.relpath(file))
@@ -524,17 +524,7 @@ class FilesetSource(PlaneSource):
                     f"member {rel} is truncated: page {ifd} needs bytes up to "
                     f"{offset + count}, the file has {size}{self._where()}",
                 )
-        with _OffsetWatch() as watch:
-            try:
-                data = page.asarray()
-            except Exception as exc:
-                raise UnreadableError(
-                    self.path, f"member {rel}: cannot decode page {ifd}: {exc}"
-                ) from None
-        if watch.messages:
-            raise UnreadableError(
-                self.path, f"member {rel} page {ifd} is damaged: {watch.messages[0]}"
-            )
+        data = decode_page(self.path, page, f"member {rel} page {ifd}")
         axes = page.axes
         if "S" in axes and axes.index("S") != len(axes) - 1:
             data = np.moveaxis(data, axes.index("S"), -1)

@@ -151,6 +151,20 @@ class _OffsetWatch(logging.Handler):
         log.setLevel(self._level)
 
 
+def decode_page(path: str, page, what: str) -> np.ndarray:  # noqa: ANN001
+    """Decode one TIFF page, watching tifffile's damage warnings: it logs a
+    strip of the wrong size and goes on with zeros. ``what`` names the page
+    in the messages (e.g. "page 3")."""
+    with _OffsetWatch() as watch:
+        try:
+            data = page.asarray()
+        except Exception as exc:
+            raise UnreadableError(path, f"cannot decode {what}: {exc}") from None
+    if watch.messages:
+        raise UnreadableError(path, f"{what} is damaged: {watch.messages[0]}")
+    return data
+
+
 class TiffSource(PlaneSource):
     """A TIFF file whose series store one plane per page."""
 
@@ -209,17 +223,7 @@ class TiffSource(PlaneSource):
         if page is None:
             raise TruncatedError(self.path, f"page {number} is missing")
         self._check_extent(page, number)
-        with _OffsetWatch() as watch:
-            try:
-                data = page.asarray()
-            except Exception as exc:
-                raise UnreadableError(
-                    self.path, f"cannot decode page {number}: {exc}"
-                ) from None
-        if watch.messages:
-            raise UnreadableError(
-                self.path, f"page {number} is damaged: {watch.messages[0]}"
-            )
+        data = decode_page(self.path, page, f"page {number}")
         if series.sample_axis is not None:  # planar (S, Y, X) pages: samples last
             data = np.moveaxis(data, series.sample_axis, -1)
         return data
