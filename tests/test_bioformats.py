@@ -53,34 +53,9 @@ def fixtures(tmp_path_factory) -> dict[str, Path]:
         out / "cells-top-down.ome.tif", cells[..., ::-1, :]
     )
     scene = synth.random_scene((2, 3, 4, 32, 48), "uint16", seed=21)
-    files["gen.ics"] = write_ics(out / "gen.ics", scene)
+    files["gen.ics"] = synth.write_ics(out / "gen.ics", scene)
     files["gen.ome.tif"] = synth.write_ome_tiff(out / "gen.ome.tif", scene)
     return files
-
-
-def write_ics(path: Path, scene) -> Path:
-    """An ICS 2.0 file (header and pixels in one file) from a TCZYX uint16
-    array: a format that only Bio-Formats reads here."""
-    t, c, z, y, x = scene.shape
-    header = "\t\n" + "\n".join(
-        [
-            "ics_version\t2.0",
-            f"filename\t{path.stem}",
-            "layout\tparameters\t6",
-            "layout\torder\tbits\tx\ty\tz\tch\tt",
-            f"layout\tsizes\t16\t{x}\t{y}\t{z}\t{c}\t{t}",
-            "layout\tcoordinates\tvideo",
-            "layout\tsignificant_bits\t16",
-            "representation\tformat\tinteger",
-            "representation\tsign\tunsigned",
-            "representation\tcompression\tuncompressed",
-            "representation\tbyte_order\t1\t2",
-            "end",
-            "",
-        ]
-    )
-    path.write_bytes(header.encode() + scene.astype("<u2").tobytes())
-    return path
 
 
 def bf_cli(*paths: Path, reader: str = "bioformats", env: dict | None = None):

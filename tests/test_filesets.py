@@ -305,32 +305,10 @@ def test_a_renamed_single_file_ome_tiff_is_still_one_file(tmp_path, scene):
 
 
 def write_ics_pair(folder: Path, scene) -> tuple[Path, Path]:
-    """An ICS 1.0 image: a text header ``.ics`` and its raw pixels in
-    ``.ids``, a two-file format only Bio-Formats reads here."""
-    t, c, z, y, x = scene.shape
+    """An ICS 1.0 pair: the header in pair.ics, the pixels in pair.ids."""
     folder.mkdir(parents=True, exist_ok=True)
-    ics, ids = folder / "pair.ics", folder / "pair.ids"
-    ics.write_text(
-        "\t\n"
-        + "\n".join(
-            [
-                "ics_version\t1.0",
-                "filename\tpair",
-                "layout\tparameters\t6",
-                "layout\torder\tbits\tx\ty\tz\tch\tt",
-                f"layout\tsizes\t16\t{x}\t{y}\t{z}\t{c}\t{t}",
-                "layout\tsignificant_bits\t16",
-                "representation\tformat\tinteger",
-                "representation\tsign\tunsigned",
-                "representation\tcompression\tuncompressed",
-                "representation\tbyte_order\t1\t2",
-                "end",
-                "",
-            ]
-        )
-    )
-    ids.write_bytes(scene.astype("<u2").tobytes())
-    return ics, ids
+    ics = synth.write_ics(folder / "pair.ics", scene, pair=True)
+    return ics, ics.with_suffix(".ids")
 
 
 def test_bioformats_multi_file_format_is_one_fileset(tmp_path, scene):

@@ -390,3 +390,35 @@ def expected_biocode(scenes: np.ndarray | list[np.ndarray]) -> list[str]:
 
     source = ArraySource(_scenes(scenes))
     return [fingerprint_scene(source, s)["iscc_code"] for s in source.scenes]
+
+
+def write_ics(path: str | os.PathLike, scene: np.ndarray, pair: bool = False) -> Path:
+    """ICS from a TCZYX uint16 array, a format only Bio-Formats reads here:
+    ICS 2.0 (header and pixels in one file), or with ``pair`` ICS 1.0 (the
+    header in ``.ics``, the pixels beside it in ``.ids``: a multi-file set).
+    Returns the ``.ics`` file."""
+    path = Path(path)
+    t, c, z, y, x = scene.shape
+    lines = [
+        f"ics_version\t{'1.0' if pair else '2.0'}",
+        f"filename\t{path.stem}",
+        "layout\tparameters\t6",
+        "layout\torder\tbits\tx\ty\tz\tch\tt",
+        f"layout\tsizes\t16\t{x}\t{y}\t{z}\t{c}\t{t}",
+        *([] if pair else ["layout\tcoordinates\tvideo"]),
+        "layout\tsignificant_bits\t16",
+        "representation\tformat\tinteger",
+        "representation\tsign\tunsigned",
+        "representation\tcompression\tuncompressed",
+        "representation\tbyte_order\t1\t2",
+        "end",
+        "",
+    ]
+    header = ("\t\n" + "\n".join(lines)).encode()
+    pixels = scene.astype("<u2").tobytes()
+    if pair:
+        path.write_bytes(header)
+        path.with_suffix(".ids").write_bytes(pixels)
+    else:
+        path.write_bytes(header + pixels)
+    return path
