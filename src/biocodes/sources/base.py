@@ -49,6 +49,11 @@ def check_dtype(path: str, dtype: np.dtype) -> np.dtype:
     return dtype.newbyteorder("=")
 
 
+class ChunkError(Exception):
+    """A chunk the read needs is missing or damaged (raised by a chunk store,
+    e.g. :class:`~biocodes.sources.zarr_store.CheckedStore`)."""
+
+
 @dataclass(frozen=True)
 class SceneInfo:
     """Shape and type of one scene, with RGB samples already counted as channels."""

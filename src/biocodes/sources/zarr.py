@@ -26,6 +26,7 @@ from biocodes.limits import Limits
 from biocodes.remote import url_name
 from biocodes.sources import metadata
 from biocodes.sources.base import (
+    ChunkError,
     PlaneSource,
     SceneInfo,
     decoding,
@@ -39,10 +40,6 @@ def _ome_attrs(group) -> dict:  # noqa: ANN001
     """NGFF 0.5 nests its metadata under ``ome``; 0.4 keeps it at the top."""
     attrs = dict(group.attrs)
     return dict(attrs.get("ome", attrs))
-
-
-class ChunkError(Exception):
-    """A chunk the read needs is missing or damaged (raised by the store)."""
 
 
 def is_zarr_store(path: Path) -> bool:

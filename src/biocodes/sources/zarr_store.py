@@ -14,7 +14,7 @@ from zarr.storage import WrapperStore
 
 from biocodes.limits import Limits
 from biocodes.remote import ZARR_META, RemoteStore, is_remote
-from biocodes.sources.zarr import ChunkError
+from biocodes.sources.base import ChunkError
 
 
 class CheckedStore(WrapperStore):
