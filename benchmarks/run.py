@@ -236,7 +236,7 @@ def cpu_seconds() -> float:
 
 def m_read(path: str) -> dict:
     """Reading and decoding the planes alone, and the cores that takes."""
-    from biocodes.imagewalk import iter_planes
+    from biocodes.core.imagewalk import iter_planes
 
     def read() -> float:
         c0 = cpu_seconds()
@@ -250,7 +250,7 @@ def m_read(path: str) -> dict:
 
 def m_scenes(path: str, overlap: bool = True) -> dict:
     """biocodes' per-scene codes (IMAGEWALK only, no raw-file code)."""
-    from biocodes.fingerprint import fingerprint_scene
+    from biocodes.core.fingerprint import fingerprint_scene
     from biocodes.sources import open_source
 
     def scenes() -> list[dict]:
@@ -269,7 +269,7 @@ def m_scenes(path: str, overlap: bool = True) -> dict:
 
 def m_biocode(path: str) -> dict:
     """biocodes' full biocode: raw-file ISCC-SUM plus the per-scene codes."""
-    from biocodes.fingerprint import biocode
+    from biocodes.core.fingerprint import biocode
 
     seconds, r = best_of(REPEATS, lambda: biocode(path))
     return {
@@ -330,7 +330,7 @@ def m_iscc_bio(path: str) -> dict:
 
 def _warm_up(paths: list[str]) -> int:
     """Imports and reader discovery, once per worker process."""
-    from biocodes.fingerprint import biocode
+    from biocodes.core.fingerprint import biocode
 
     for path in paths:
         biocode(path)
@@ -344,8 +344,8 @@ def m_shard(root: str, workers: int) -> dict:
     import pyarrow.parquet as pq
     from distributed import Client, LocalCluster
 
-    from biocodes.manifest import build_manifest, read_manifest
-    from biocodes.shard import run_shard
+    from biocodes.repository.manifest import build_manifest, read_manifest
+    from biocodes.repository.shard import run_shard
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.parquet"
@@ -404,8 +404,8 @@ def child(kind: str, *args: object, env: dict | None = None) -> dict:
 
 
 def run_child(kind: str, args: str) -> None:
-    import biocodes.fingerprint
-    import biocodes.shard  # noqa: F401 - imports are paid before the clock
+    import biocodes.core.fingerprint
+    import biocodes.repository.shard  # noqa: F401 - imports are paid before the clock
 
     out = MEASURES[kind](*json.loads(args))
     out.setdefault("rss", peak_rss_mib())

@@ -67,8 +67,13 @@ def synthetic_states(
     import iscc_core as ic
     import pyarrow as pa
 
-    from biocodes.catalogue import SCHEMAS, SHARD_TABLES, sort_table, write_atomic
-    from biocodes.manifest import image_id, shard_of
+    from biocodes.repository.manifest import image_id, shard_of
+    from biocodes.repository.tables import (
+        SCHEMAS,
+        SHARD_TABLES,
+        sort_table,
+        write_atomic,
+    )
 
     rng = np.random.default_rng(seed)
     data_head = ic.encode_header(ic.MT.DATA, 0, 0, ic.encode_length(ic.MT.DATA, 256))
@@ -185,7 +190,7 @@ def synthetic_manifest(path: Path, run: int) -> None:
     """A manifest holding only the run id and start time the merge reads."""
     import pyarrow as pa
 
-    from biocodes.catalogue import write_atomic
+    from biocodes.repository.tables import write_atomic
 
     meta = {"run_id": f"2026113{run}T000000Z", "started": f"2026-11-3{run}T00:00:00"}
     write_atomic(
@@ -197,7 +202,7 @@ def synthetic_manifest(path: Path, run: int) -> None:
 MERGE_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from biocodes.catalogue import merge_run
+from biocodes.repository.catalogue import merge_run
 states, out, manifest, shards = sys.argv[1:5]
 dirs = [Path(states) / str(k) for k in range(int(shards))]
 t0 = time.perf_counter()

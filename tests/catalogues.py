@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from biocodes.catalogue import SCHEMAS, SHARD_TABLES, merge_run, to_table, write_atomic
-from biocodes.manifest import build_manifest, read_manifest
-from biocodes.shard import fingerprint_image, settings_key, view_options
+from biocodes.repository.catalogue import merge_run
+from biocodes.repository.manifest import build_manifest, read_manifest
+from biocodes.repository.shard import fingerprint_image, settings_key
+from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, to_table, write_atomic
+from biocodes.views.build import view_options
 
 
 def build_catalogue(
@@ -46,6 +48,6 @@ def build_catalogue(
 
 
 def read_run_id(manifest: Path) -> str:
-    from biocodes.catalogue import run_info
+    from biocodes.repository.catalogue import run_info
 
     return run_info(manifest)[0]

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from biocodes import synth
-from biocodes.errors import BiocodeError
-from biocodes.fingerprint import biocode
-from biocodes.imagewalk import iter_planes
+from biocodes.core.fingerprint import biocode
+from biocodes.core.imagewalk import iter_planes
+from biocodes.infra.errors import BiocodeError
 
 HANG_SECONDS = 60
 # quiet, but not disabled: biocodes watches tifffile's warnings

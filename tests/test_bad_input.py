@@ -7,7 +7,8 @@ import pytest
 from conftest import run_cli
 
 from biocodes import synth
-from biocodes.errors import (
+from biocodes.core.fingerprint import biocode
+from biocodes.infra.errors import (
     BiocodeError,
     EmptyImageError,
     NotFoundError,
@@ -15,7 +16,6 @@ from biocodes.errors import (
     UnreadableError,
     UnsupportedError,
 )
-from biocodes.fingerprint import biocode
 
 
 def truncate(path, fraction=0.6):

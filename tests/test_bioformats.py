@@ -18,9 +18,10 @@ import mrc
 import pytest
 from compat_fixtures import build
 
-from biocodes import bioformats, synth
-from biocodes.errors import BiocodeError
-from biocodes.fingerprint import biocode
+from biocodes import synth
+from biocodes.core.fingerprint import biocode
+from biocodes.infra.errors import BiocodeError
+from biocodes.sources import bioformats
 from biocodes.sources.bioio import choose_readers
 
 #: the same codes and dims from Bio-Formats and from the native reader

@@ -7,7 +7,7 @@ from conftest import run_cli
 from PIL import Image
 
 from biocodes import synth
-from biocodes.imagewalk import canonical_bytes
+from biocodes.core.imagewalk import canonical_bytes
 
 
 def test_help_lists_commands():

@@ -11,9 +11,9 @@ import iscc_sum
 import numpy as np
 
 from biocodes import synth
-from biocodes.codes import SceneHasher, raw_file_code
-from biocodes.fingerprint import biocode
-from biocodes.imagewalk import canonical_bytes
+from biocodes.core.codes import SceneHasher, raw_file_code
+from biocodes.core.fingerprint import biocode
+from biocodes.core.imagewalk import canonical_bytes
 
 
 def test_scene_code_is_wide_iscc_sum_of_256_bit_units():

@@ -11,8 +11,8 @@ import compat_fixtures
 import pytest
 
 from biocodes import synth
-from biocodes.errors import TruncatedError
-from biocodes.fingerprint import biocode
+from biocodes.core.fingerprint import biocode
+from biocodes.infra.errors import TruncatedError
 
 RECORD = json.loads(
     (Path(__file__).parent / "data" / "iscc_bio_0.2.0.json").read_text()

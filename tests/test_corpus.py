@@ -14,9 +14,9 @@ import pytest
 import yaml
 from corpus import ODD_NAMES, PICKLE_MARK, make_corpus
 
-from biocodes.errors import BiocodeError, display_path
-from biocodes.fingerprint import biocode
-from biocodes.limits import Limits
+from biocodes.core.fingerprint import biocode
+from biocodes.infra.errors import BiocodeError, display_path
+from biocodes.infra.limits import Limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAKEMAKE = os.path.join(os.path.dirname(sys.executable), "snakemake")
@@ -64,9 +64,9 @@ def test_enormous_header_fails_before_allocation(corpus):
     more than 1 GiB: a too_large error, not a MemoryError or a kill."""
     tmp, _ = corpus
     code = (
-        "import resource, sys; from biocodes.fingerprint import biocode\n"
+        "import resource, sys; from biocodes.core.fingerprint import biocode\n"
         "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
-        "from biocodes.errors import TooLargeError\n"
+        "from biocodes.infra.errors import TooLargeError\n"
         "for p in sys.argv[1:]:\n"
         "    try: biocode(p)\n"
         "    except TooLargeError as e: print(e.kind)\n"
@@ -251,8 +251,8 @@ def test_file_changed_after_the_scan_is_retried_next_run(tmp_path):
     """Written to between the scan and the read: an error row this run, then
     read normally by the next run's scan."""
     from biocodes import synth
-    from biocodes.manifest import build_manifest
-    from biocodes.shard import run_shard
+    from biocodes.repository.manifest import build_manifest
+    from biocodes.repository.shard import run_shard
 
     root = tmp_path / "repo"
     root.mkdir()

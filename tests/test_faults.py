@@ -23,7 +23,7 @@ from faults import (
     write_config,
 )
 
-from biocodes.catalogue import TABLES
+from biocodes.repository.tables import TABLES
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_worker_over_its_memory_limit_is_reported_as_such(tmp_path):
     import tifffile
 
     from biocodes import synth
-    from biocodes.manifest import build_manifest
-    from biocodes.shard import run_shard
+    from biocodes.repository.manifest import build_manifest
+    from biocodes.repository.shard import run_shard
 
     root = tmp_path / "repo"
     root.mkdir()
@@ -116,9 +116,9 @@ def test_interrupted_snakemake_resumes_to_a_byte_identical_catalogue(repo, tmp_p
 
 KILL_MERGE = """
 import os, signal, sys
-import biocodes.atomic as atomic
-import biocodes.catalogue as catalogue
-from biocodes.manifest import build_manifest
+import biocodes.infra.atomic as atomic
+import biocodes.repository.catalogue as catalogue
+from biocodes.repository.manifest import build_manifest
 
 results, repo, when = sys.argv[1], sys.argv[2], sys.argv[3]
 build_manifest(f"{results}/m.parquet", {"repo": repo}, 2)

@@ -15,9 +15,9 @@ import pytest
 from conftest import run_cli
 
 from biocodes import synth
-from biocodes.codes import raw_file_code
-from biocodes.fingerprint import biocode
-from biocodes.manifest import build_manifest, read_manifest
+from biocodes.core.codes import raw_file_code
+from biocodes.core.fingerprint import biocode
+from biocodes.repository.manifest import build_manifest, read_manifest
 
 SHAPE = (2, 2, 3, 24, 20)  # 12 planes over 3 files
 
@@ -183,7 +183,7 @@ def test_a_member_outside_the_root_is_refused(tmp_path, scene):
 
 
 def shard(tmp_path, root):
-    from biocodes.shard import run_shard
+    from biocodes.repository.shard import run_shard
 
     manifest = tmp_path / "manifest.parquet"
     build_manifest(manifest, {"repo": str(root)}, 1)
@@ -315,7 +315,7 @@ def test_bioformats_multi_file_format_is_one_fileset(tmp_path, scene):
     """An ICS 1.0 pair read by Bio-Formats: its used files are the set's
     members (raw code over both, recorded in ``files``); in the workflow's
     shard a change to the pixel file alone re-reads it."""
-    from biocodes import bioformats
+    from biocodes.sources import bioformats
 
     if bioformats.problem() is not None:
         pytest.skip(bioformats.problem())
@@ -327,7 +327,7 @@ def test_bioformats_multi_file_format_is_one_fileset(tmp_path, scene):
     assert [p["iscc_code"] for p in r["parts"]] == synth.expected_biocode(scene)
     assert [f["path"] for f in r["files"]] == ["pair.ics", "pair.ids"]
     assert r["iscc_code"] == tree_code(root)
-    from biocodes.shard import run_shard
+    from biocodes.repository.shard import run_shard
 
     manifest = tmp_path / "manifest.parquet"
 

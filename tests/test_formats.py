@@ -7,7 +7,7 @@ import pytest
 from conftest import DTYPES
 
 from biocodes import synth
-from biocodes.fingerprint import biocode
+from biocodes.core.fingerprint import biocode
 from biocodes.sources import open_source
 
 

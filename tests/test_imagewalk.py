@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from biocodes.imagewalk import canonical_bytes, canonical_chunks, plane_order, walk
-from biocodes.pixhash import pixhash
+from biocodes.core.imagewalk import canonical_bytes, canonical_chunks, plane_order, walk
+from biocodes.core.pixhash import pixhash
 from biocodes.sources.array import ArraySource
 from biocodes.synth import write_ome_tiff
 

@@ -3,8 +3,14 @@
 import pyarrow.parquet as pq
 
 from biocodes import synth
-from biocodes.manifest import build_manifest, image_id, read_manifest, scan, shard_of
-from biocodes.shard import run_shard
+from biocodes.repository.manifest import (
+    build_manifest,
+    image_id,
+    read_manifest,
+    scan,
+    shard_of,
+)
+from biocodes.repository.shard import run_shard
 
 
 def repo(tmp_path):
@@ -112,8 +118,8 @@ def test_a_new_shard_count_reads_no_pixels_and_keeps_the_rows(tmp_path):
     are; the count follows the repository's size in powers of two."""
     import os
 
-    from biocodes.catalogue import merge_run
-    from biocodes.layout import shard_count, shards_for
+    from biocodes.repository.catalogue import merge_run
+    from biocodes.repository.layout import shard_count, shards_for
 
     root = repo(tmp_path)
     local = {"kind": "local"}

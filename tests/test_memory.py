@@ -7,7 +7,7 @@ import pytest
 import tifffile
 import zarr
 
-from biocodes.fingerprint import biocode
+from biocodes.core.fingerprint import biocode
 
 Z, Y, X = 64, 1024, 2048  # 64 planes of 4 MiB: a 256 MiB uint16 scene
 PLANE = Y * X * 2
@@ -86,8 +86,8 @@ def test_peak_memory_is_a_few_planes(big):
 @pytest.mark.slow
 def test_views_keep_memory_bounded(big, tmp_path):
     """Views in the same pass: working-resolution caches, not the scene."""
-    from biocodes.fingerprint import imagecode
-    from biocodes.views import ViewOptions
+    from biocodes.core.fingerprint import imagecode
+    from biocodes.views.build import ViewOptions
 
     tif, store = big
     opts = ViewOptions(thumbnails=str(tmp_path), max_views=5)

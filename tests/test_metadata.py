@@ -8,7 +8,7 @@ import tifffile
 from catalogues import build_catalogue
 
 from biocodes import synth
-from biocodes.fingerprint import biocode
+from biocodes.core.fingerprint import biocode
 from biocodes.sources.metadata import ome_xml, safely
 
 PIXELS = synth.structured_scene((1, 2, 3, 32, 40), "uint16", seed=1)

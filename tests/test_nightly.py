@@ -279,7 +279,7 @@ def test_run_records_what_reproduces_it(nightly):
 
 
 def test_versions_in_runs_are_compared(tmp_path):
-    from biocodes.catalogue import _versions_changed
+    from biocodes.repository.catalogue import _versions_changed
 
     prev = [{"versions": json.dumps({"iscc-sum": "0.1.0", "numpy": "2.0"})}]
     moved = _versions_changed(prev, {"iscc-sum": "0.2.0", "numpy": "2.0"})
@@ -287,7 +287,7 @@ def test_versions_in_runs_are_compared(tmp_path):
 
 
 def test_secrets_never_reach_the_recorded_config():
-    from biocodes.catalogue import redact
+    from biocodes.repository.catalogue import redact
 
     cfg = {"roots": {"a": "/x"}, "s3": {"secret_access_key": "abc", "password": "p"}}
     text = json.dumps(redact(cfg))

@@ -114,8 +114,8 @@ def test_similar_file_compares_its_views_with_view_codes(catalogued, tmp_path):
 def test_scan_counts_skipped_files_by_suffix(tmp_path):
     from collections import Counter
 
-    from biocodes.catalogue import skipped_files
-    from biocodes.manifest import build_manifest, describe_skipped, scan
+    from biocodes.repository.catalogue import skipped_files
+    from biocodes.repository.manifest import build_manifest, describe_skipped, scan
 
     repo = tmp_path / "repo"
     (repo / "sub").mkdir(parents=True)
@@ -155,7 +155,7 @@ def test_inputs_sharing_a_file_name_get_their_own_pngs(tmp_path, command):
 
 
 def test_output_names_are_distinct():
-    from biocodes.thumbnails import output_names
+    from biocodes.views.thumbnails import output_names
 
     names = output_names(["a/x.tif", "b/x.tif", "c/y.tif", "/d/a/x.tif", "y.zarr/"])
     assert (
@@ -341,7 +341,7 @@ def test_a_catalogue_from_before_timestamps_is_carried_on(catalogued, tmp_path):
 
 
 def test_settle_roots(tmp_path):
-    from biocodes.config import ConfigError, settle_roots
+    from biocodes.repository.config import ConfigError, settle_roots
 
     (tmp_path / "lab").mkdir()
 

@@ -12,7 +12,7 @@ from conftest import run_cli
 from servers import http_server
 
 from biocodes import synth
-from biocodes.fingerprint import biocode
+from biocodes.core.fingerprint import biocode
 
 WELLS = [(r, c) for r in "AB" for c in ("1", "2", "3")]  # 2 x 3 wells
 
@@ -110,8 +110,8 @@ def test_remote_plate_over_http(plate):
 
 
 def test_shard_rows_of_a_plate(plate, tmp_path):
-    from biocodes.manifest import build_manifest
-    from biocodes.shard import run_shard
+    from biocodes.repository.manifest import build_manifest
+    from biocodes.repository.shard import run_shard
 
     path, _, _ = plate
     manifest = tmp_path / "manifest.parquet"
@@ -134,8 +134,8 @@ def test_shard_rows_of_a_plate(plate, tmp_path):
 def test_a_large_plate_is_hashed_in_pieces_with_the_same_rows(plate, tmp_path):
     """Fields split over tasks (here 5 per task: 3 pieces + the raw bytes)
     give exactly the rows of the plate read in one task."""
-    from biocodes.manifest import build_manifest
-    from biocodes.shard import run_shard
+    from biocodes.repository.manifest import build_manifest
+    from biocodes.repository.shard import run_shard
 
     path, _, _ = plate
     manifest = tmp_path / "manifest.parquet"
@@ -164,7 +164,7 @@ def test_a_large_plate_is_hashed_in_pieces_with_the_same_rows(plate, tmp_path):
 
 
 def test_plate_pieces_read_only_their_fields(plate):
-    from biocodes.fingerprint import fingerprint_fields, plate_field_count
+    from biocodes.core.fingerprint import fingerprint_fields, plate_field_count
 
     path, fields, _ = plate
     assert plate_field_count(path) == 12

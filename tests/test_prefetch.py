@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from biocodes import synth
-from biocodes.codes import raw_file_code
-from biocodes.fingerprint import biocode
-from biocodes.prefetch import prefetch
+from biocodes.core.codes import raw_file_code
+from biocodes.core.fingerprint import biocode
+from biocodes.core.prefetch import prefetch
 
 
 def prefetch_threads() -> list[threading.Thread]:
@@ -73,7 +73,7 @@ def test_a_failing_scene_cancels_the_raw_file_hash(tmp_path):
     )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 60_000])
-    from biocodes.errors import TruncatedError
+    from biocodes.infra.errors import TruncatedError
 
     with pytest.raises(TruncatedError):
         biocode(path)

@@ -16,7 +16,7 @@ import pytest
 import tifffile
 
 from biocodes import biocode, synth
-from biocodes.errors import UnreadableError, as_biocode_error
+from biocodes.infra.errors import UnreadableError, as_biocode_error
 from biocodes.sources import open_source
 from biocodes.sources.base import PlaneSource, make_scene
 
@@ -363,7 +363,7 @@ def test_a_bioformats_crash_is_unreadable(tmp_path):
     """Bio-Formats 7.3.1 throws ArrayIndexOutOfBoundsException on a 1-bit
     PNG written by Pillow (28 x 20): a Java exception is the reader's
     failure, not biocodes' bug."""
-    from biocodes import bioformats
+    from biocodes.sources import bioformats
 
     if bioformats.problem():
         pytest.fail(f"Bio-Formats is not set up: {bioformats.problem()}")
@@ -428,7 +428,7 @@ def _write_mrc(path: Path, a: np.ndarray) -> Path:
 
 
 def _need_bioformats() -> None:
-    from biocodes import bioformats
+    from biocodes.sources import bioformats
 
     if bioformats.problem():
         pytest.fail(f"Bio-Formats is not set up: {bioformats.problem()}")
@@ -468,7 +468,7 @@ def cli_codes(result: dict) -> list[str]:
 
 
 def test_bioformats_suffix_list_is_the_jars():
-    """biocodes.bioformats.SUFFIXES equals what the jar's readers claim."""
+    """biocodes.sources.bioformats.SUFFIXES equals what the jar's readers claim."""
     import subprocess
     import sys
 
@@ -481,7 +481,7 @@ def test_bioformats_suffix_list_is_the_jars():
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
     )
-    from biocodes.bioformats import SUFFIXES
+    from biocodes.sources.bioformats import SUFFIXES
 
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("SUFFIXES ")]
     jar = {s for s in line.split()[1:] if "," not in s}  # one entry is "tif,"
@@ -574,7 +574,7 @@ def test_scenes_record_codec_decoder_and_lossy(tmp_path):
 
 
 def test_decoder_versions_are_part_of_the_settings_key():
-    from biocodes.catalogue import code_versions
+    from biocodes.repository.catalogue import code_versions
 
     versions = code_versions()
     for name in (

@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 import samples
 
-from biocodes import bioformats, synth
-from biocodes.fingerprint import biocode, fingerprint_scene
+from biocodes import synth
+from biocodes.core.fingerprint import biocode, fingerprint_scene
+from biocodes.sources import bioformats
 from biocodes.sources.array import ArraySource
 from biocodes.sources.bioio import choose_readers
 
@@ -296,7 +297,7 @@ def test_an_axis_imagewalk_does_not_name_is_refused_not_dropped(
     """bioio's BioImage folds every reader into TCZYX(S) and keeps index 0 of
     any other axis: such a scene is `unsupported`, never hashed as its first
     wavelength or view. Mosaic tiles that bioio stitched are not dropped."""
-    from biocodes.errors import UnsupportedError
+    from biocodes.infra.errors import UnsupportedError
     from biocodes.sources import bioio as bioio_source
 
     reader = fake_reader(dims, shape, stitched)

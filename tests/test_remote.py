@@ -18,13 +18,13 @@ import yaml
 from servers import FlakyProxy, counting_http_server, http_server, s3_server, upload
 
 from biocodes import synth
-from biocodes.codes import raw_file_code
-from biocodes.errors import BiocodeError
-from biocodes.fingerprint import biocode
-from biocodes.limits import Limits
-from biocodes.manifest import from_file, scan
-from biocodes.remote import treewalk_keys
-from biocodes.shard import fingerprint_image
+from biocodes.core.codes import raw_file_code
+from biocodes.core.fingerprint import biocode
+from biocodes.infra.errors import BiocodeError
+from biocodes.infra.limits import Limits
+from biocodes.infra.remote import treewalk_keys
+from biocodes.repository.manifest import from_file, scan
+from biocodes.repository.shard import fingerprint_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = os.path.join(os.path.dirname(sys.executable), "snakemake")

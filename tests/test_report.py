@@ -10,8 +10,8 @@ import pytest
 from catalogues import build_catalogue
 
 from biocodes import synth
-from biocodes.catalogue import TABLES, to_table, write_atomic
-from biocodes.report import render, write_report
+from biocodes.repository.report import render, write_report
+from biocodes.repository.tables import TABLES, to_table, write_atomic
 
 EVIL = 'x/<img src=x onerror="alert(1)">&.tif'
 

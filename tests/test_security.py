@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from biocodes.catalogue import redact
+from biocodes.repository.catalogue import redact
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = [

@@ -2,7 +2,7 @@
 
 import random
 
-from biocodes.similarity import duplicate_rows, near_pairs
+from biocodes.repository.duplicates import duplicate_rows, near_pairs
 
 
 def brute(codes, d):
@@ -54,7 +54,7 @@ def test_groups_span_files_and_exact_groups_are_not_repeated():
 def test_a_query_finds_exactly_the_pairs_of_the_queried_codes():
     import numpy as np
 
-    from biocodes.similarity import _pairs_within
+    from biocodes.repository.duplicates import _pairs_within
 
     rng = random.Random(4)
     for bits, d in ((64, 8), (256, 24)):
@@ -89,7 +89,7 @@ def test_duplicates_from_last_nights_pairs_equal_a_full_search():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from biocodes.similarity import duplicate_table
+    from biocodes.repository.duplicates import duplicate_table
 
     rng = random.Random(6)
     head = ic.encode_header(ic.MT.DATA, 0, 0, ic.encode_length(ic.MT.DATA, 256))

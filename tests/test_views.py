@@ -8,9 +8,9 @@ from conftest import run_cli
 from PIL import Image
 
 from biocodes import synth
-from biocodes.fingerprint import imagecode
-from biocodes.thumbnails import to_uint8
-from biocodes.views import ViewOptions, distance, image_code, mixed_code
+from biocodes.core.fingerprint import imagecode
+from biocodes.views.build import ViewOptions, distance, image_code, mixed_code
+from biocodes.views.thumbnails import to_uint8
 
 #: Hamming distances (bits of 64) between ISCC-MIXED codes. Copies of a scene
 #: (re-saved, cropped by a few pixels, rescaled to 8 bit) measured 0-3 bits;

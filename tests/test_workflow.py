@@ -77,7 +77,7 @@ def test_all_tables_and_the_corrupt_file_is_an_error_row(finished):
 
 
 def test_catalogue_codes_match_the_library(finished):
-    from biocodes.fingerprint import biocode
+    from biocodes.core.fingerprint import biocode
 
     tmp, _ = finished
     scenes = table(tmp, "scenes")
@@ -116,7 +116,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 
 def test_views_mixed_codes_and_thumbnails(finished):
-    from biocodes.views import mixed_code
+    from biocodes.views.build import mixed_code
 
     tmp, _ = finished
     scenes, views = table(tmp, "scenes"), table(tmp, "views")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from biocodes.infra.version import __version__
 
 __all__ = ["__version__", "biocode", "imagecode", "iter_planes"]
 
 
 def __getattr__(name: str):
     if name in ("biocode", "imagecode"):
-        from biocodes import fingerprint
+        from biocodes.core import fingerprint
 
         return getattr(fingerprint, name)
     if name == "iter_planes":
-        from biocodes.imagewalk import iter_planes
+        from biocodes.core.imagewalk import iter_planes
 
         return iter_planes
     raise AttributeError(name)

@@ -17,9 +17,9 @@ from typing import NoReturn, TextIO
 
 import click
 
-from biocodes import __version__
-from biocodes.errors import BiocodeError, as_biocode_error, display_path
-from biocodes.limits import Limits
+from biocodes.infra.errors import BiocodeError, as_biocode_error, display_path
+from biocodes.infra.limits import Limits
+from biocodes.infra.version import __version__
 
 #: image arguments: the library says what is wrong with one (missing,
 #: unreadable, ...) as an error line, and goes on with the others
@@ -175,7 +175,7 @@ def biocode(
     reported on stderr; the others are still processed, and the exit status
     is 1 if any failed. A path starting with '-' goes after '--'.
     """
-    from biocodes.fingerprint import biocode as compute
+    from biocodes.core.fingerprint import biocode as compute
 
     try:
         limits = Limits.from_config(
@@ -243,9 +243,9 @@ def scenes(
     paths: tuple[str, ...], out_dir: str | None, size: int, as_json: bool
 ) -> None:
     """List the scenes of each image with their dims and pixel type."""
-    from biocodes.fingerprint import scene_entry
+    from biocodes.core.fingerprint import scene_entry
     from biocodes.sources import open_source
-    from biocodes.thumbnails import output_names, write_previews
+    from biocodes.views.thumbnails import output_names, write_previews
 
     names = output_names(paths)
 
@@ -277,9 +277,9 @@ def _views_work(
     from dataclasses import replace
     from pathlib import Path
 
-    from biocodes.fingerprint import imagecode
-    from biocodes.thumbnails import output_names
-    from biocodes.views import ViewOptions
+    from biocodes.core.fingerprint import imagecode
+    from biocodes.views.build import ViewOptions
+    from biocodes.views.thumbnails import output_names
 
     names = output_names(paths)
 
@@ -399,7 +399,7 @@ def views(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
 def pixhash(paths: tuple[str, ...], algorithm: str, as_json: bool) -> None:
     """Hash the IMAGEWALK bytes of each scene with another algorithm."""
-    from biocodes.pixhash import pixhash as compute
+    from biocodes.core.pixhash import pixhash as compute
 
     def show(path: str, r: dict) -> None:
         for i, digest in enumerate(r["digests"]):
@@ -428,8 +428,8 @@ def similar(
     how it matched (identical pixels, data_code, iscc_mixed, iscc_image), the
     catalogued path and scene. Exit status 1 if nothing matched.
     """
-    from biocodes.similarity import similar as search
-    from biocodes.verify import NotACatalogueError, catalogue_dir
+    from biocodes.repository.similar import similar as search
+    from biocodes.repository.verify import NotACatalogueError, catalogue_dir
 
     try:
         matches = search(catalogue_dir(catalogue), query, max_distance)
@@ -473,7 +473,7 @@ def verify(
     Prints PATH: OK, PATH: FAILED (pixels differ, or unreadable) or
     PATH: MISSING. Exit status 1 if any image failed or is missing.
     """
-    from biocodes.verify import verify as check
+    from biocodes.repository.verify import verify as check
 
     moved = {}
     for item in roots:
@@ -528,7 +528,7 @@ def check(codes: TextIO, as_json: bool) -> None:
     Relative paths are relative to the current directory. Exit status 1 if
     anything failed or is missing, 2 if CODES lists no codes at all.
     """
-    from biocodes.verify import check_codes, parse_codes
+    from biocodes.repository.verify import check_codes, parse_codes
 
     entries, bad = parse_codes(codes)
     name = getattr(codes, "name", "codes")
@@ -569,7 +569,7 @@ def thumb(paths: tuple[str, ...], out_dir: str, size: int, as_json: bool) -> Non
     name, their parent folders tell the PNGs apart.
     """
     from biocodes.sources import open_source
-    from biocodes.thumbnails import output_names, write_thumbnail
+    from biocodes.views.thumbnails import output_names, write_thumbnail
 
     names = output_names(paths)
 
@@ -593,7 +593,7 @@ def bioformats_setup() -> None:
     environment's share/biocodes/ or at $BIOCODES_BIOFORMATS_JAR. Nothing is
     downloaded when images are read.
     """
-    from biocodes import bioformats
+    from biocodes.sources import bioformats
 
     if bioformats.jar_path().is_file():
         click.echo(f"jar: {bioformats.jar_path()} (present)")

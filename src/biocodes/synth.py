@@ -385,7 +385,7 @@ def _add_czi_scene_xml(path: str | os.PathLike, count: int) -> None:
 
 def expected_biocode(scenes: np.ndarray | list[np.ndarray]) -> list[str]:
     """Per-scene ISCC-SUMs computed straight from the arrays: the ground truth."""
-    from biocodes.fingerprint import fingerprint_scene
+    from biocodes.core.fingerprint import fingerprint_scene
     from biocodes.sources.array import ArraySource
 
     source = ArraySource(_scenes(scenes))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from biocodes.config import ConfigError, check_config, settle_roots
-from biocodes.layout import shard_count
+from biocodes.repository.config import ConfigError, check_config, settle_roots
+from biocodes.repository.layout import shard_count
 
 # one line naming the key, not Snakemake's dump of the whole schema
 try:
@@ -26,7 +26,7 @@ SHARDS = list(
 
 def _roots():
     """The roots to scan, absolute: the example's, or only the user's when
-    their --configfile names roots (see biocodes.config.settle_roots)."""
+    their --configfile names roots (see biocodes.repository.config.settle_roots)."""
     try:
         return settle_roots(config, workflow.config_settings.overwrite_config)
     except ConfigError as exc:
@@ -49,8 +49,8 @@ def finish_run():
     tomorrow night) scans again and is a new run."""
     import json
 
-    from biocodes.catalogue import summary
-    from biocodes.layout import record_images
+    from biocodes.repository.catalogue import summary
+    from biocodes.repository.layout import record_images
 
     if os.path.exists(RUN_STAMP):
         print(summary(f"{RESULTS}/catalogue"))

@@ -4,9 +4,9 @@ from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biocodes.atomic import atomic_path
-from biocodes.catalogue import merge_run
-from biocodes.shard import retire_states
+from biocodes.infra.atomic import atomic_path
+from biocodes.repository.catalogue import merge_run
+from biocodes.repository.shard import retire_states
 
 counts = [json.loads(open(p).read()) for p in snakemake.input.counts]
 run = merge_run(

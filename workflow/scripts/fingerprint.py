@@ -2,9 +2,10 @@ import json
 import sys
 from pathlib import Path
 
-from biocodes.atomic import atomic_path
-from biocodes.limits import Limits
-from biocodes.shard import run_shard, view_options
+from biocodes.infra.atomic import atomic_path
+from biocodes.infra.limits import Limits
+from biocodes.repository.shard import run_shard
+from biocodes.views.build import view_options
 
 
 def main(smk) -> None:

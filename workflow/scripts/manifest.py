@@ -2,9 +2,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biocodes.catalogue import skipped_files
-from biocodes.limits import Limits
-from biocodes.manifest import build_manifest, describe_skipped
+from biocodes.infra.limits import Limits
+from biocodes.repository.catalogue import skipped_files
+from biocodes.repository.manifest import build_manifest, describe_skipped
 
 p = snakemake.params
 rows = build_manifest(

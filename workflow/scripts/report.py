@@ -2,7 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biocodes.report import write_report
+from biocodes.repository.report import write_report
 
 write_report(
     snakemake.params.catalogue,

@@ -14,14 +14,14 @@ import os
 import stat
 from pathlib import Path
 
-from biocodes.errors import (
+from biocodes.infra.errors import (
     BiocodeError,
     EmptyImageError,
     UnreadableError,
     path_error,
     raise_as_reader_error,
 )
-from biocodes.limits import Limits
+from biocodes.infra.limits import Limits
 from biocodes.sources.base import PlaneSource, SceneInfo
 
 __all__ = ["PlaneSource", "SceneInfo", "open_source"]
@@ -59,7 +59,7 @@ def _stat(p: Path) -> os.stat_result:
 
 
 def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneSource:
-    from biocodes.remote import is_remote
+    from biocodes.infra.remote import is_remote
 
     if is_remote(path):  # only directory stores are read remotely
         from biocodes.sources.zarr import ZarrSource
@@ -150,7 +150,7 @@ def _tiff_based_other_format(path: str) -> bool:
     tifffile would read only the TIFF's own pages (a thumbnail)."""
     import tifffile
 
-    from biocodes import bioformats
+    from biocodes.sources import bioformats
 
     name = path.lower()
     if any(name.endswith("." + e) for e in tifffile.TIFF.FILE_EXTENSIONS):

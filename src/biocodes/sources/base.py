@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from biocodes.errors import (
+from biocodes.infra.errors import (
     BiocodeError,
     EmptyImageError,
     UnreadableError,

@@ -2,7 +2,7 @@
 
 This is the fallback access path. The reader is chosen here, not by bioio:
 the native plugins that claim the file's extension, in bioio's order, and
-Bio-Formats (see :mod:`biocodes.bioformats`) only when none does, or when
+Bio-Formats (see :mod:`biocodes.sources.bioformats`) only when none does, or when
 asked for. bioio would also try Bio-Formats after a native reader failed,
 and a file a native reader refuses as damaged must stay an error.
 
@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from biocodes.errors import UnreadableError, UnsupportedError
+from biocodes.infra.errors import UnreadableError, UnsupportedError
 from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,
@@ -60,13 +60,13 @@ def choose_readers(
 
     The candidates are the readers whose own suffix lists claim the name
     (bioio's plugin registry; for Bio-Formats its jar's full list, see
-    :data:`biocodes.bioformats.SUFFIXES`), or, for a file whose first bytes
+    :data:`biocodes.sources.bioformats.SUFFIXES`), or, for a file whose first bytes
     name its container (``content``), the readers of that container.
     Bio-Formats comes only when no native reader claims the file, or for
     the formats in :data:`BIOFORMATS_CANONICAL`."""
     from bioio.plugins import get_plugins
 
-    from biocodes import bioformats
+    from biocodes.sources import bioformats
 
     names = [path.lower()] + ([CONTENT_SUFFIX[content]] if content else [])
     native = []
@@ -156,7 +156,7 @@ class BioioSource(PlaneSource):
         which codec the file uses."""
         tools = package_version(f"bioio-{self.format.replace('_', '-')}")
         if self.format == "bioformats":
-            from biocodes.bioformats import BIOFORMATS_VERSION
+            from biocodes.sources.bioformats import BIOFORMATS_VERSION
 
             tools = f"Bio-Formats {BIOFORMATS_VERSION} ({tools})"
         return decoding(None, tools)

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from biocodes.errors import UnreadableError
+from biocodes.infra.errors import UnreadableError
 from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,

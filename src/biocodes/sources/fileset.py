@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biocodes.errors import (
+from biocodes.infra.errors import (
     BiocodeError,
     NotFoundError,
     TruncatedError,

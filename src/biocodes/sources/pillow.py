@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biocodes.errors import TruncatedError, UnreadableError, UnsupportedError
+from biocodes.infra.errors import TruncatedError, UnreadableError, UnsupportedError
 from biocodes.sources.base import (
     PlaneSource,
     SceneInfo,

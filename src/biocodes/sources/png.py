@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biocodes.errors import TruncatedError, UnreadableError, UnsupportedError
+from biocodes.infra.errors import TruncatedError, UnreadableError, UnsupportedError
 from biocodes.sources.base import PlaneSource, SceneInfo, decoding, make_scene
 
 MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from biocodes.errors import TruncatedError, UnreadableError
+from biocodes.infra.errors import TruncatedError, UnreadableError
 from biocodes.sources import metadata
 from biocodes.sources.base import (
     PlaneSource,

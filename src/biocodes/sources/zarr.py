@@ -1,5 +1,5 @@
 """OME-Zarr (NGFF 0.4 on zarr v2, 0.5 on zarr v3) and bioformats2raw trees,
-on local disk or remote (``s3://``, ``http(s)://``, see :mod:`biocodes.remote`).
+on local disk or remote (``s3://``, ``http(s)://``, see :mod:`biocodes.infra.remote`).
 
 Planes are zarr slices of the full-resolution level, so a read touches only
 the chunks of that plane. Scenes are the multiscales images of the store; a
@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from biocodes.errors import (
+from biocodes.infra.errors import (
     BiocodeError,
     EmptyImageError,
     UnreadableError,
     UnsupportedError,
 )
-from biocodes.limits import Limits
-from biocodes.remote import url_name
+from biocodes.infra.limits import Limits
+from biocodes.infra.remote import url_name
 from biocodes.sources import metadata
 from biocodes.sources.base import (
     ChunkError,
@@ -157,7 +157,7 @@ class ZarrSource(PlaneSource):
                 self._arrays.append(None)
 
     #: a plate's fields are independent images: one failing is that scene's
-    #: error (see :func:`biocodes.fingerprint.biocode`), not the plate's
+    #: error (see :func:`biocodes.core.fingerprint.biocode`), not the plate's
     independent_scenes = False
 
     def _plate(

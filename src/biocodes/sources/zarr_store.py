@@ -12,8 +12,8 @@ from typing import Any
 
 from zarr.storage import WrapperStore
 
-from biocodes.limits import Limits
-from biocodes.remote import ZARR_META, RemoteStore, is_remote
+from biocodes.infra.limits import Limits
+from biocodes.infra.remote import ZARR_META, RemoteStore, is_remote
 from biocodes.sources.base import ChunkError
 
 

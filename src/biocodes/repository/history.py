@@ -78,7 +78,7 @@ def changes_table(
     :data:`SCENE_COLUMNS` of the ``images`` and ``scenes`` tables are used.
     Images are matched by position (``index_in``), never by a row loop or a
     string join, so a million images cost seconds and little memory."""
-    from biocodes.catalogue import SCHEMAS
+    from biocodes.repository.tables import SCHEMAS
 
     schema = SCHEMAS["changes"]
     prev_images, cur = previous["images"], current["images"]

@@ -1,4 +1,5 @@
-"""The Parquet catalogue: table schemas, atomic writes, and the shard merge.
+"""The shard merge: one run's shard tables into the catalogue, with the
+run's row, its changes and duplicates.
 
 Tables are written sorted and with fixed schemas, so two runs over the same
 pixels produce byte-identical tables apart from run metadata. Every write goes
@@ -9,262 +10,22 @@ table.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-S, I64, I32, B = pa.string(), pa.int64(), pa.int32(), pa.bool_()
-TS = pa.timestamp("s", tz="UTC")
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "images": pa.schema(
-        [
-            ("image_id", S),
-            ("root", S),
-            ("path", S),
-            ("size", I64),
-            ("mtime_ns", I64),
-            ("format", S),
-            ("scene_count", I32),
-            ("iscc_code", S),
-            ("datahash", S),
-            ("status", S),
-            ("error", S),
-            ("note", S),
-            ("settings_key", S),
-            ("worker", S),
-            ("slurm_job_id", S),
-            ("run_id", S),
-        ]
-    ),
-    "scenes": pa.schema(
-        [
-            ("image_id", S),
-            ("path", S),
-            ("scene_index", I32),
-            ("scene_name", S),
-            ("size_t", I64),
-            ("size_c", I64),
-            ("size_z", I64),
-            ("size_y", I64),
-            ("size_x", I64),
-            ("dtype", S),
-            ("codec", S),
-            ("decoder", S),
-            ("lossy", pa.bool_()),
-            ("planes", I64),
-            ("nbytes", I64),
-            ("iscc_code", S),
-            ("data_code", S),
-            ("instance_code", S),
-            ("iscc_mixed", S),
-            ("status", S),
-            ("error", S),
-            # metadata, where the reader gives it; never part of a code
-            ("physical_size_x", pa.float64()),
-            ("physical_size_y", pa.float64()),
-            ("physical_size_z", pa.float64()),
-            ("physical_unit_x", S),
-            ("physical_unit_y", S),
-            ("physical_unit_z", S),
-            ("channel_names", pa.list_(S)),
-            ("acquisition_date", S),
-            # HCS plates: where the field is (null for other images)
-            ("plate", S),
-            ("well", S),
-            ("field", I32),
-            ("acquisition", I64),
-        ]
-    ),
-    "simprints": pa.schema(
-        [
-            ("image_id", S),
-            ("scene_index", I32),
-            ("offset", I64),
-            ("z", I64),
-            ("c", I64),
-            ("t", I64),
-            ("simprint", S),
-            ("size", I64),
-        ]
-    ),
-    "views": pa.schema(
-        [
-            ("image_id", S),
-            ("scene_index", I32),
-            ("view_index", I32),
-            ("strategy", S),
-            ("z", I64),
-            ("c", I64),
-            ("t", I64),
-            ("channels", pa.list_(I32)),
-            ("iscc_image", S),
-            ("thumbnail", S),
-        ]
-    ),
-    "errors": pa.schema(
-        [
-            ("image_id", S),
-            ("path", S),
-            ("scene_index", I32),
-            ("stage", S),
-            ("error_type", S),
-            ("message", S),
-            ("run_id", S),
-        ]
-    ),
-    # the member files of images made of several files (filesets)
-    "files": pa.schema(
-        [
-            ("image_id", S),
-            ("path", S),
-            ("size", I64),
-            ("mtime_ns", I64),
-        ]
-    ),
-    "changes": pa.schema(
-        [
-            ("run_id", S),
-            ("image_id", S),
-            ("root", S),
-            ("path", S),
-            ("change", S),
-            ("codes_changed", B),
-            ("previous_iscc_code", S),
-            ("iscc_code", S),
-            ("error", S),
-        ]
-    ),
-    "duplicates": pa.schema(
-        [
-            ("kind", S),
-            ("group_id", S),
-            ("image_id", S),
-            ("root", S),
-            ("path", S),
-            ("scene_index", I32),
-            ("format", S),
-            ("code", S),
-            ("distance", I32),
-        ]
-    ),
-    "runs": pa.schema(
-        [
-            ("run_id", S),
-            ("started", TS),
-            ("finished", TS),
-            ("config_sha256", S),
-            ("config", S),
-            ("versions", S),
-            ("versions_changed", S),
-            ("imagewalk_spec", S),
-            ("images", I64),
-            ("images_ok", I64),
-            ("images_error", I64),
-            ("images_removed", I64),
-            ("images_read", I64),
-            ("images_rehashed", I64),
-            ("images_reused", I64),
-            ("images_added", I64),
-            ("images_changed", I64),
-            ("images_failed", I64),
-            ("scenes", I64),
-            ("bytes_hashed", I64),
-            # added later: see run_figures
-            ("images_touched", I64),
-            ("images_removed_total", I64),
-            ("scenes_read", I64),
-            ("bytes_total", I64),
-            ("files_skipped", I64),
-        ]
-    ),
-}
-
-SORT_KEYS: dict[str, list[str]] = {
-    "images": ["root", "path"],
-    "scenes": ["image_id", "scene_index"],
-    "simprints": ["image_id", "scene_index", "offset"],
-    "views": ["image_id", "scene_index", "view_index"],
-    "errors": ["image_id", "scene_index", "stage", "message"],
-    "files": ["image_id", "path"],
-    "changes": ["run_id", "root", "path"],
-    "duplicates": ["kind", "group_id", "image_id", "scene_index"],
-    # a stable sort: runs started in the same second keep the order they ran in
-    "runs": ["started"],
-}
-
-TABLES = tuple(SCHEMAS)
-#: tables each shard computes; the merge adds changes, duplicates and runs
-SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors", "files")
-
-
-def to_table(name: str, rows: Iterable[dict]) -> pa.Table:
-    """Rows as a table with the fixed schema, sorted by the table's keys."""
-    schema = SCHEMAS[name]
-    rows = list(rows)
-    table = pa.Table.from_pylist(
-        [{f: r.get(f) for f in schema.names} for r in rows], schema=schema
-    )
-    if table.num_rows:
-        table = table.sort_by([(k, "ascending") for k in SORT_KEYS[name]])
-    return table
-
-
-def write_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write Parquet (zstd) to a temporary sibling, then rename it into place."""
-    from biocodes.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-    return Path(path)
-
-
-def sort_table(name: str, table: pa.Table) -> pa.Table:
-    """An Arrow table in the fixed schema of ``name``, sorted by its keys, in
-    one chunk: equal contents always write equal bytes. At most two copies
-    are alive at once (pass a table nothing else holds, to free the first)."""
-    import pyarrow.compute as pc
-
-    schema = SCHEMAS[name]
-    table = table.select(schema.names).cast(schema).combine_chunks()
-    if table.num_rows:
-        keys = [(k, "ascending") for k in SORT_KEYS[name]]
-        table = table.take(pc.sort_indices(table, sort_keys=keys))
-    return table.combine_chunks()
-
-
-def read_tables(
-    paths: Sequence[str | os.PathLike], name: str, columns: Sequence[str] | None = None
-) -> pa.Table:
-    """Concatenate one table from several shard files (missing files are
-    empty; columns added since a file was written are null)."""
-    parts = [read_table(p, name, columns) for p in paths]
-    if not parts:
-        return _schema(name, columns).empty_table()
-    return pa.concat_tables(parts)
-
-
-def _schema(name: str, columns: Sequence[str] | None) -> pa.Schema:
-    schema = SCHEMAS[name]
-    return schema if columns is None else pa.schema([schema.field(c) for c in columns])
-
-
-def read_table(
-    path: str | os.PathLike,
-    name: str,
-    columns: Sequence[str] | None = None,
-    filter: object = None,
-) -> pa.Table:
-    """One table file in the current schema (or its ``columns``); empty if
-    it does not exist. ``filter``: a pyarrow dataset expression."""
-    schema = _schema(name, columns)
-    if not Path(path).exists():
-        return schema.empty_table()
-    return pq.read_table(path, schema=schema, columns=schema.names, filters=filter)
-
+from biocodes.repository.tables import (
+    SCHEMAS,
+    SHARD_TABLES,
+    TABLES,
+    read_table,
+    read_tables,
+    sort_table,
+    write_atomic,
+)
 
 #: packages whose versions can change codes; recorded with every run
 CODE_PACKAGES = (
@@ -308,7 +69,7 @@ def code_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "absent"
-    from biocodes.bioformats import BIOFORMATS_VERSION
+    from biocodes.sources.bioformats import BIOFORMATS_VERSION
 
     found["bioformats-jar"] = BIOFORMATS_VERSION
     return found
@@ -338,16 +99,10 @@ def redact(config: object) -> object:
     if isinstance(config, list):
         return [redact(v) for v in config]
     if isinstance(config, str):
-        from biocodes.errors import redact_text
+        from biocodes.infra.errors import redact_text
 
         return redact_text(config)
     return config
-
-
-def read_catalogue(catalogue_dir: str | os.PathLike, name: str) -> list[dict]:
-    """One table of a catalogue as rows; empty if it does not exist yet."""
-    path = Path(catalogue_dir) / f"{name}.parquet"
-    return pq.read_table(path).to_pylist() if path.exists() else []
 
 
 def run_info(manifest: str | os.PathLike) -> tuple[str, str]:
@@ -472,14 +227,19 @@ def merge_run(
     Python object per row), and one table is held at a time, with only the
     columns each step needs: a night's merge of a million images takes
     seconds and a bounded amount of memory. The whole catalogue is swapped in
-    at once (:func:`biocodes.atomic.atomic_dir`), so a reader or a crash never
+    at once (:func:`biocodes.infra.atomic.atomic_dir`), so a reader or a crash never
     sees half of it. Returns the new ``runs`` row.
     """
     import pyarrow.compute as pc
 
-    from biocodes.atomic import atomic_dir
-    from biocodes.history import IMAGE_COLUMNS, SCENE_COLUMNS, carry, changes_table
-    from biocodes.similarity import duplicate_table
+    from biocodes.infra.atomic import atomic_dir
+    from biocodes.repository.duplicates import duplicate_table
+    from biocodes.repository.history import (
+        IMAGE_COLUMNS,
+        SCENE_COLUMNS,
+        carry,
+        changes_table,
+    )
 
     def states(name: str, columns: Sequence[str] | None = None) -> pa.Table:
         return read_tables(
@@ -596,7 +356,7 @@ def run_row(
     import json
     from datetime import UTC, datetime
 
-    from biocodes.imagewalk import SPEC_VERSION
+    from biocodes.core.imagewalk import SPEC_VERSION
 
     versions = code_versions()
     finished = (

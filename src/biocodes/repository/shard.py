@@ -24,10 +24,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from biocodes.catalogue import SCHEMAS, SHARD_TABLES, to_table, write_atomic
-from biocodes.errors import BiocodeError, ChangedError, display_path
-from biocodes.limits import Limits
-from biocodes.views import ViewOptions
+from biocodes.infra.errors import BiocodeError, ChangedError, display_path
+from biocodes.infra.limits import Limits
+from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, to_table, write_atomic
+from biocodes.views.build import ViewOptions
 
 
 def _image_row(row: Mapping[str, Any]) -> dict:
@@ -102,8 +102,8 @@ def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     the options and the versions of every package that can change a code."""
     import hashlib
 
-    from biocodes.catalogue import code_versions
-    from biocodes.imagewalk import SPEC_VERSION
+    from biocodes.core.imagewalk import SPEC_VERSION
+    from biocodes.repository.catalogue import code_versions
 
     opts = None if views is None else asdict(views)
     if opts is not None:
@@ -136,8 +136,8 @@ def fingerprint_image(
     With views, thumbnails go to ``<views.thumbnails>/<id[:2]>/<id>/`` and the
     ``thumbnail`` column holds their path relative to ``results_dir``.
     """
-    from biocodes.errors import as_biocode_error
-    from biocodes.fingerprint import biocode
+    from biocodes.core.fingerprint import biocode
+    from biocodes.infra.errors import as_biocode_error
 
     iid = row["image_id"]
     if views is not None and views.thumbnails is not None:
@@ -164,7 +164,7 @@ def result_rows(
     row: Mapping[str, Any], result: dict, results_dir: str | None = None
 ) -> dict:
     """All catalogue rows of an image from its biocode ``result``."""
-    from biocodes.imagewalk import plane_position
+    from biocodes.core.imagewalk import plane_position
 
     parts = result["parts"]
     image = _image_row(row)
@@ -304,7 +304,7 @@ def _unchanged_since_scan(
     row: Mapping[str, Any], limits: Limits | None
 ) -> tuple[int, int] | None:
     """The file's state now, if it is the scan's; raise if it differs."""
-    from biocodes.manifest import file_state
+    from biocodes.repository.manifest import file_state
 
     try:
         now = file_state(row["abspath"], limits)
@@ -350,7 +350,7 @@ def _rehash_or_fingerprint(
     limits: Limits | None = None,
 ) -> dict | None:
     """None if the file's bytes still have ``previous_code``, else its new rows."""
-    from biocodes.codes import raw_file_code
+    from biocodes.core.codes import raw_file_code
 
     try:
         raw = raw_file_code(row["abspath"], limits=limits)
@@ -364,7 +364,7 @@ def _rehash_or_fingerprint(
 def _failure(exc: BaseException, path: str) -> dict:
     """A failure as plain data: it crosses from a dask worker intact
     (BiocodeError's own arguments do not survive pickling)."""
-    from biocodes.errors import as_biocode_error
+    from biocodes.infra.errors import as_biocode_error
 
     err = as_biocode_error(path, exc)
     return {"kind": err.kind, "stage": err.stage, "cause": err.cause}
@@ -379,7 +379,7 @@ def _error(path: str, failure: dict) -> BiocodeError:
 def plate_raw(row: Mapping[str, Any], limits: Limits | None) -> dict:
     """The piece of a split plate that checks it is the scan's and hashes its
     raw bytes: ``{"raw": ...}`` or ``{"failure": ...}``."""
-    from biocodes.codes import raw_file_code
+    from biocodes.core.codes import raw_file_code
 
     try:
         _unchanged_since_scan(row, limits)
@@ -397,7 +397,7 @@ def plate_piece(
 ) -> list[dict]:
     """The parts of some fields of a split plate; a failure to open them is
     each of their parts' error."""
-    from biocodes.fingerprint import fingerprint_fields
+    from biocodes.core.fingerprint import fingerprint_fields
 
     iid = row["image_id"]
     if views is not None and views.thumbnails is not None:
@@ -428,7 +428,7 @@ def _plate_pieces(
 ) -> list[range] | None:
     """The field ranges a plate is hashed in, or None to read it whole (not
     a plate, small enough, or unreadable: the whole read says why)."""
-    from biocodes.fingerprint import plate_field_count
+    from biocodes.core.fingerprint import plate_field_count
 
     if per_task < 1 or not row["is_store"] or row.get("error"):
         return None
@@ -486,7 +486,7 @@ def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
 
     from dask.utils import format_bytes
 
-    from biocodes.errors import OutOfMemoryError, WorkerDiedError
+    from biocodes.infra.errors import OutOfMemoryError, WorkerDiedError
 
     worker = exc.last_worker
     tries = exc.allowed_failures + 1
@@ -521,7 +521,7 @@ def _previous(
     A state written for another shard count (or none yet) does not hold this
     shard's images: they come from the previous catalogue instead, which holds
     every image's rows, so changing the number of shards reads no pixels."""
-    from biocodes.catalogue import read_table
+    from biocodes.repository.tables import read_table
 
     layout = state_dir / "layout.json"
     own = shards is None or (
@@ -603,8 +603,8 @@ def run_shard(
     """
     import pyarrow.parquet as pq
 
-    from biocodes.atomic import atomic_dir
-    from biocodes.catalogue import sort_table
+    from biocodes.infra.atomic import atomic_dir
+    from biocodes.repository.tables import sort_table
 
     state_dir = Path(state_dir)
     run_id = (pq.read_schema(manifest).metadata or {}).get(b"run_id", b"").decode()
@@ -678,7 +678,7 @@ def run_shard(
     if work:  # dask only when there is work: a quiet shard starts in a blink
         from distributed import KilledWorker, as_completed
 
-        from biocodes.cluster import dask_client
+        from biocodes.repository.cluster import dask_client
 
         with dask_client(cluster, threads) as client:
             futures = {}
@@ -762,19 +762,6 @@ def run_shard(
             if shards is not None:
                 (new / "layout.json").write_text(json.dumps({"shards": shards}))
     return counts
-
-
-def view_options(
-    config: Mapping[str, Any] | None, thumbnails_dir: str | None
-) -> ViewOptions | None:
-    """ViewOptions from the workflow's ``views`` config (None when disabled);
-    missing keys take the library defaults."""
-    config = dict(config or {})
-    if not config.pop("enabled", True):
-        return None
-    thumbs = config.pop("thumbnails", True)
-    config["strategies"] = tuple(config.get("strategies", ViewOptions.strategies))
-    return ViewOptions(**config, thumbnails=thumbnails_dir if thumbs else None)
 
 
 def retire_states(state_root: str | os.PathLike, keep: int) -> None:

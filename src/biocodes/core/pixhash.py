@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from biocodes.fingerprint import fingerprint_scene
-from biocodes.imagewalk import canonical_chunks, walk
+from biocodes.core.fingerprint import fingerprint_scene
+from biocodes.core.imagewalk import canonical_chunks, walk
 from biocodes.sources import open_source
 
 ALGORITHMS = ("iscc-sum", "sha256", "sha1")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from iscc_lib import DataHasher, SumHasher, iscc_decode
 
-from biocodes.errors import EmptyImageError, UnreadableError
-from biocodes.limits import Limits
+from biocodes.infra.errors import EmptyImageError, UnreadableError
+from biocodes.infra.limits import Limits
 
 READ_BYTES = 2 << 20  # same read size as the iscc-sum tool
 BITS = 256  # wide ISCC-SUM: 256-bit Data-Code and Instance-Code units
@@ -100,10 +100,10 @@ def raw_file_code(
     inside a tree is an error: a tree code that silently skipped a file would
     not identify the store. Setting ``cancel`` (from another thread) stops
     the hashing with :class:`concurrent.futures.CancelledError`. A remote
-    store (see :mod:`biocodes.remote`) is walked over its keys. ``files``
+    store (see :mod:`biocodes.infra.remote`) is walked over its keys. ``files``
     (in order) replaces the walk: the members a reader reported using.
     """
-    from biocodes.remote import RemoteStore, is_remote
+    from biocodes.infra.remote import RemoteStore, is_remote
 
     if is_remote(path):
         return RemoteStore(str(path), limits).raw_code(cancel)

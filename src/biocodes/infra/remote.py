@@ -5,7 +5,7 @@ zarr's own event loop, with the same three rules for every request: at most
 ``remote_concurrency`` at once, at most ``remote_timeout`` seconds each, and
 ``remote_retries`` more tries (with backoff) after a transient failure (a
 dropped connection, a 5xx, a timeout). A request that still fails raises
-:class:`~biocodes.errors.UnreadableError`; nothing waits forever.
+:class:`~biocodes.infra.errors.UnreadableError`; nothing waits forever.
 
 Credentials come from each library's usual environment and files (``AWS_*``
 variables, ``~/.aws``, ``FSSPEC_S3_*``); biocodes never stores them.
@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 from unicodedata import normalize
 from urllib.parse import unquote, urlsplit
 
-from biocodes.errors import UnreadableError
-from biocodes.limits import Limits
+from biocodes.infra.errors import UnreadableError
+from biocodes.infra.limits import Limits
 
 SCHEMES = ("s3", "http", "https")
 #: zarr metadata documents; every other key inside an array is a chunk
@@ -206,7 +206,8 @@ class RemoteStore:
 
     def state(self) -> tuple[int, int]:
         """Total size and newest mtime of the store's keys, as
-        :func:`biocodes.manifest.file_state` gives for a local store; (-1, -1)
+        :meth:`biocodes.infra.location.Location.state` gives for a local store;
+        (-1, -1)
         when the server cannot list the store, so nothing can be compared."""
         keys = self.listing()
         if keys is None:
@@ -227,7 +228,7 @@ class RemoteStore:
 
         from iscc_lib import SumHasher
 
-        from biocodes.codes import sum_result
+        from biocodes.core.codes import sum_result
 
         keys = self.listing(sizes=False)
         if keys is None:

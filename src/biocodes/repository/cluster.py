@@ -18,7 +18,7 @@ def dask_client(cfg: Mapping[str, Any], threads: int = 1) -> Iterator[Any]:
 
     kind = cfg.get("kind", "local")
     # the scheduler runs here (local, slurm): an image whose workers die this
-    # many times more becomes an error row, see biocodes.shard
+    # many times more becomes an error row, see biocodes.repository.shard
     retries = {"distributed.scheduler.allowed-failures": cfg.get("allowed_failures", 3)}
     with dask.config.set(retries):
         yield from _client(kind, cfg, threads)

@@ -376,7 +376,7 @@ def render(
     """The report page for a catalogue, as a string. ``max_scenes`` caps the
     grid, ``max_list`` the changes table, ``max_groups`` the duplicate groups
     shown per kind; the page says what each left out."""
-    from biocodes.catalogue import read_catalogue
+    from biocodes.repository.tables import read_catalogue
 
     def rows(name: str) -> list[dict]:
         return read_catalogue(catalogue_dir, name)
@@ -423,7 +423,7 @@ def write_report(
 ) -> Path:
     """Write the report page atomically. Thumbnail paths in the catalogue are
     relative to the results directory, so ``out`` belongs there."""
-    from biocodes.atomic import atomic_path
+    from biocodes.infra.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         tmp.write_text(render(catalogue_dir, max_scenes), encoding="utf-8")

@@ -83,7 +83,7 @@ def settle_roots(
     }
     if not roots:
         raise ConfigError("config: no roots to scan")
-    from biocodes.remote import is_remote
+    from biocodes.infra.remote import is_remote
 
     for k, root in roots.items():
         if not is_remote(root):

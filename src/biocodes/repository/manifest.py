@@ -2,7 +2,7 @@
 
 A directory store (OME-Zarr, bioformats2raw) is one image, never thousands of
 files. A root may also be a URL (``s3://``, ``http(s)://``): it is scanned for
-the OME-Zarr stores under it (see :mod:`biocodes.remote`). Shards are
+the OME-Zarr stores under it (see :mod:`biocodes.infra.remote`). Shards are
 assigned by a hash of the image id, so an image stays in its shard across
 runs and the number of shard jobs is known before the scan.
 """
@@ -17,15 +17,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from biocodes.errors import (
+from biocodes.infra.errors import (
     BiocodeError,
     OutsideRootsError,
     UnreadableError,
     display_path,
     path_error,
 )
-from biocodes.limits import Limits
-from biocodes.remote import ZARR_META, RemoteStore, is_remote, url_name
+from biocodes.infra.limits import Limits
+from biocodes.infra.remote import ZARR_META, RemoteStore, is_remote, url_name
 from biocodes.sources.zarr import is_zarr_store
 
 DEFAULT_INCLUDE = (
@@ -470,7 +470,7 @@ def build_manifest(
 
     import pyarrow as pa
 
-    from biocodes.catalogue import write_atomic
+    from biocodes.repository.tables import write_atomic
 
     skipped: Counter = Counter()
     rows = (

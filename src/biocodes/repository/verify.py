@@ -54,8 +54,8 @@ def _run_dir(cat: Path, results: str | None) -> Path:
 def recorded_roots(cat: Path) -> dict[str, str]:
     """Root label -> directory (absolute) or URL, from the config of the
     catalogue's last run."""
-    from biocodes.catalogue import read_catalogue
-    from biocodes.remote import is_remote
+    from biocodes.infra.remote import is_remote
+    from biocodes.repository.tables import read_catalogue
 
     runs = read_catalogue(cat, "runs")
     if not runs:
@@ -73,7 +73,7 @@ def recorded_roots(cat: Path) -> dict[str, str]:
 
 def _join(base: str, rel: str) -> str:
     """``rel`` (POSIX, from the catalogue) under a root directory or URL."""
-    from biocodes.remote import is_remote
+    from biocodes.infra.remote import is_remote
 
     if is_remote(base):
         return f"{base.rstrip('/')}/{rel}"
@@ -90,7 +90,7 @@ def verify(
 
     ``roots`` moves root labels to new places; a label the catalogue does not
     have is a ValueError (a misspelt label would otherwise change nothing)."""
-    from biocodes.catalogue import read_catalogue
+    from biocodes.repository.tables import read_catalogue
 
     cat = catalogue_dir(catalogue)
     recorded = recorded_roots(cat)
@@ -145,9 +145,9 @@ def verify(
 def _recompute(path: str) -> dict:
     """The biocode of ``path`` now, or ``{"status", "detail"}`` if it is
     missing (MISSING) or cannot be read (FAILED)."""
-    from biocodes.errors import as_biocode_error
-    from biocodes.fingerprint import biocode
-    from biocodes.remote import is_remote
+    from biocodes.core.fingerprint import biocode
+    from biocodes.infra.errors import as_biocode_error
+    from biocodes.infra.remote import is_remote
 
     if not is_remote(path) and not os.path.lexists(path):
         return {"status": "MISSING", "detail": "no such file"}

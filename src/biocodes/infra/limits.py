@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from biocodes.errors import TooLargeError
+from biocodes.infra.errors import TooLargeError
 
 if TYPE_CHECKING:
     from biocodes.sources.base import SceneInfo

@@ -3,7 +3,7 @@
 Every consumer of pixels (the scene ISCC-SUM, the simprints, the views) is fed
 from the same read of each plane, so no pixel is read twice. The next plane is
 read, decoded and turned into canonical bytes in a background thread while
-the current one is hashed (see :mod:`biocodes.prefetch`).
+the current one is hashed (see :mod:`biocodes.core.prefetch`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from biocodes import __version__
-from biocodes.codes import SceneHasher, raw_file_code
-from biocodes.errors import ChangedError
-from biocodes.imagewalk import canonical_chunks, plane_order
-from biocodes.limits import Limits
-from biocodes.prefetch import prefetch
+from biocodes.core.codes import SceneHasher, raw_file_code
+from biocodes.core.imagewalk import canonical_chunks, plane_order
+from biocodes.core.prefetch import prefetch
+from biocodes.infra.errors import ChangedError
+from biocodes.infra.limits import Limits
+from biocodes.infra.version import __version__
 from biocodes.sources import PlaneSource, SceneInfo, open_source
-from biocodes.views import ViewBuilder, ViewOptions
+from biocodes.views.build import ViewBuilder, ViewOptions
 
 GENERATOR = f"biocodes - v{__version__}"
 
@@ -106,7 +106,7 @@ def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> l
     ``error`` and no codes, and the others still get theirs; elsewhere any
     failure fails the image. A plate's scenes carry plate, well, field and
     acquisition."""
-    from biocodes.errors import BiocodeError
+    from biocodes.infra.errors import BiocodeError
 
     independent = getattr(source, "independent_scenes", False)
     failures = dict(getattr(source, "scene_failures", {}))
@@ -131,8 +131,8 @@ def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> l
 
 
 def _state(path: str | os.PathLike, limits: Limits | None) -> tuple[int, int] | None:
-    from biocodes.errors import BiocodeError
-    from biocodes.manifest import file_state
+    from biocodes.infra.errors import BiocodeError
+    from biocodes.repository.manifest import file_state
 
     try:
         return file_state(path, limits)
@@ -156,8 +156,8 @@ def biocode(
     The dict matches iscc-bio 0.2.0's ``biocode`` result, plus ``format`` (the
     access path used) and, in each part, ``scene_index``, ``scene_name``,
     ``dims`` and ``dtype``; with ``views``, also ``views`` and ``iscc_mixed``
-    (see :mod:`biocodes.views`). Any problem with
-    the input raises :class:`~biocodes.errors.BiocodeError`; there is no
+    (see :mod:`biocodes.views.build`). Any problem with
+    the input raises :class:`~biocodes.infra.errors.BiocodeError`; there is no
     partial result, because a code from wrong pixels is worse than none.
     With ``overlap`` (default :data:`OVERLAP`) the raw-file ISCC-SUM is
     computed in a second thread while the scenes are walked (both hashers
@@ -165,12 +165,12 @@ def biocode(
     ``raw`` is the file's :func:`raw_file_code` when the caller just computed
     it, so the file is not hashed twice. Scenes over ``limits`` are refused
     before any pixel is read; a file whose size or mtime moves during the
-    read raises :class:`~biocodes.errors.ChangedError`; ``before`` is the
-    file's :func:`~biocodes.manifest.file_state` if the caller just took it
+    read raises :class:`~biocodes.infra.errors.ChangedError`; ``before`` is the
+    file's :func:`~biocodes.repository.manifest.file_state` if the caller just took it
     (a remote store's costs a request per key). ``reader="bioformats"``
     reads the file with Bio-Formats even if a native reader exists.
     """
-    from biocodes.remote import is_remote, read_once
+    from biocodes.infra.remote import is_remote, read_once
 
     if is_remote(path) and raw is None:
         # one download of each key: the raw-file walk keeps them on disk
@@ -265,7 +265,7 @@ def fingerprint_fields(
     """The parts of some fields of a plate (by scene index), read one at a
     time: a large plate is hashed in pieces, on several workers. A field
     that fails is its part's ``error``. The raw-file code and the plate's
-    change check are the caller's (see :func:`biocodes.shard.run_shard`)."""
+    change check are the caller's (see :func:`biocodes.repository.shard.run_shard`)."""
     from biocodes.sources.zarr import ZarrSource
 
     limits = limits or Limits()

@@ -4,7 +4,7 @@ The workflow must know its jobs before the scan (no checkpoint), so an
 automatic count comes from the previous run's number of images, recorded in
 ``<results>/shards.json`` when a run succeeds. Counts are powers of two, so a
 growing repository changes them rarely; a change reads no pixels (shards take
-their images' rows from the catalogue, see :func:`biocodes.shard.run_shard`).
+their images' rows from the catalogue, see :func:`biocodes.repository.shard.run_shard`).
 This module imports nothing heavy: every Snakemake job parses it.
 """
 
@@ -44,7 +44,7 @@ def shard_count(
 
 def record_images(results: str | os.PathLike, images: int) -> None:
     """Remember the repository's size for the next run's automatic count."""
-    from biocodes.atomic import atomic_path
+    from biocodes.infra.atomic import atomic_path
 
     with atomic_path(Path(results, "shards.json")) as tmp:
         tmp.write_text(json.dumps({"images": images}))

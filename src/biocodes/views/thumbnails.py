@@ -9,7 +9,7 @@ The rules are the same for views, their codes and thumbnails:
 
 A scene preview (``biocodes scenes -o``) reads one plane per shown channel (the
 middle Z, the first T), so it never walks the scene; views are what the full
-pass shows (:mod:`biocodes.views`).
+pass shows (:mod:`biocodes.views.build`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike, max_size: int) -> Path:
     """Write a gray or RGB uint8 image as PNG, shrunk to ``max_size``; atomic."""
     from PIL import Image
 
-    from biocodes.atomic import atomic_path
+    from biocodes.infra.atomic import atomic_path
 
     pil = Image.fromarray(image)
     pil.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
@@ -142,7 +142,7 @@ def write_thumbnail(
     """One representative PNG for a whole image (``biocodes thumb``): the
     preview of its largest scene (the first of equals), as ``<stem>.png``."""
     if not source.scenes:
-        from biocodes.errors import EmptyImageError
+        from biocodes.infra.errors import EmptyImageError
 
         raise EmptyImageError(source.path, "no scenes to show")
     scene = max(source.scenes, key=lambda s: (s.size_y * s.size_x, -s.index))

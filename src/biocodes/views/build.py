@@ -14,7 +14,7 @@ Rules (also in the README):
 - only the time point ``time_point`` (default 0, clipped to the last) is shown;
 - per-channel views (``mip``, ``best_focus``) cover the first ``channels``
   channels (default 3), and so does ``composite``;
-- 8-bit rendering follows :mod:`biocodes.thumbnails` (percentiles, NaN/inf,
+- 8-bit rendering follows :mod:`biocodes.views.thumbnails` (percentiles, NaN/inf,
   flat planes);
 - ISCC-IMAGE: the 8-bit view, converted to gray by PIL (ITU-R 601-2 luma for
   RGB) and resized to 32x32 with bicubic resampling, goes to iscc-core's
@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from biocodes.sources import SceneInfo
-from biocodes.thumbnails import composite, save_png, stretch_limits, to_uint8
+from biocodes.views.thumbnails import composite, save_png, stretch_limits, to_uint8
 
 STRATEGIES = ("composite", "mip", "best_focus", "representative")
 WORK_SIZE = 512
@@ -266,3 +267,16 @@ class ViewBuilder:
                     )
                 )
         return {"views": views, "iscc_mixed": mixed_code([v.iscc_image for v in kept])}
+
+
+def view_options(
+    config: Mapping[str, Any] | None, thumbnails_dir: str | None
+) -> ViewOptions | None:
+    """ViewOptions from the workflow's ``views`` config (None when disabled);
+    missing keys take the library defaults."""
+    config = dict(config or {})
+    if not config.pop("enabled", True):
+        return None
+    thumbs = config.pop("thumbnails", True)
+    config["strategies"] = tuple(config.get("strategies", ViewOptions.strategies))
+    return ViewOptions(**config, thumbnails=thumbnails_dir if thumbs else None)

@@ -1,0 +1,1 @@
+"""IMAGEWALK order and bytes, the hashers, and the single pass per scene."""

@@ -1,0 +1,114 @@
+"""``biocodes similar``: catalogue scenes like an image or a code, nearest
+first. Only the catalogue is read, never the repository."""
+
+from __future__ import annotations
+
+import os
+
+from biocodes.repository.duplicates import code_bits
+
+
+def _kind_of(code: str) -> str:
+    """Which catalogue column a code is compared with."""
+    import iscc_core as ic
+
+    mt, st, *_ = ic.iscc_decode(code)
+    if mt == ic.MT.ISCC:
+        return "iscc_code"
+    if mt == ic.MT.DATA:
+        return "data_code"
+    if mt == ic.MT.CONTENT and st == ic.ST_CC.MIXED:
+        return "iscc_mixed"
+    if mt == ic.MT.CONTENT and st == ic.ST_CC.IMAGE:
+        return "iscc_image"
+    raise ValueError(
+        f"{code}: not a scene ISCC-SUM, Data-Code, ISCC-MIXED or ISCC-IMAGE"
+    )
+
+
+DEFAULT_DISTANCE = {"iscc_code": 0, "data_code": 24, "iscc_mixed": 8, "iscc_image": 8}
+
+
+def similar(
+    catalogue_dir: str | os.PathLike,
+    query: str,
+    max_distance: int | None = None,
+) -> list[dict]:
+    """Catalogue scenes like ``query`` (an image path or a code), nearest first.
+
+    A path is fingerprinted (with views if the catalogue has them) and each of
+    its scenes is compared by ISCC-SUM (identical pixels), Data-Code,
+    ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the
+    column of its type. Only the catalogue is read, never the repository.
+    """
+    from biocodes.repository.tables import read_catalogue
+
+    scenes = [s for s in read_catalogue(catalogue_dir, "scenes") if s["status"] == "ok"]
+    probes: list[tuple[str, str, str]] = []  # (query label, column, code)
+    if query.upper().startswith("ISCC:") and not os.path.exists(query):
+        probes.append((query, _kind_of(query), query))
+    else:
+        import json
+
+        from biocodes.core.fingerprint import biocode
+        from biocodes.views.build import view_options
+
+        # the catalogue's own view settings, so ISCC-MIXED codes are comparable
+        runs = read_catalogue(catalogue_dir, "runs")
+        config = json.loads(runs[-1].get("config") or "{}") if runs else {}
+        views = None
+        if any(s.get("iscc_mixed") for s in scenes):
+            views = view_options(config.get("views") or {}, None)
+        result = biocode(query, views=views)
+        for p in result["parts"]:
+            label = f"scene {p['scene_index']}"
+            probes.append((label, "iscc_code", p["iscc_code"]))
+            probes.append((label, "data_code", p["units"][0]))
+            if p.get("iscc_mixed"):
+                probes.append((label, "iscc_mixed", p["iscc_mixed"]))
+            # each view against the catalogue's view codes: a lossy copy (a
+            # JPEG of a PNG) can be near one view while its mixed code is not
+            for v in p.get("views", []):
+                probes.append((label, "iscc_image", v["iscc_image"]))
+    candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
+    by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
+    best: dict[tuple, dict] = {}
+    for label, column, code in probes:
+        limit = DEFAULT_DISTANCE[column] if max_distance is None else max_distance
+        if column == "iscc_code":
+            limit = 0
+        value, bits = code_bits(code) if column != "iscc_code" else (0, 0)
+        for row in candidates.get(column, scenes):
+            other = row.get(column)
+            if not other:
+                continue
+            if column == "iscc_code":
+                d = 0 if other == code else None
+            else:
+                ov, ob = code_bits(other)
+                d = (ov ^ value).bit_count() if ob == bits else None
+            if d is None or d > limit:
+                continue
+            scene = by_scene.get((row["image_id"], row["scene_index"]))
+            if scene is None:
+                continue
+            key = (label, scene["image_id"], scene["scene_index"])
+            match = {
+                "query": label,
+                "match": "identical" if column == "iscc_code" else column,
+                "distance": d,
+                "path": scene["path"],
+                "image_id": scene["image_id"],
+                "scene_index": scene["scene_index"],
+                "code": other,
+            }
+            rank = (d, column != "iscc_code")
+            if key not in best or rank < (
+                best[key]["distance"],
+                best[key]["match"] != "identical",
+            ):
+                best[key] = match
+    return sorted(
+        best.values(),
+        key=lambda m: (m["query"], m["distance"], m["path"], m["scene_index"]),
+    )
