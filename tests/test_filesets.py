@@ -84,6 +84,25 @@ def test_raw_code_is_iscc_sum_tree_over_the_members(multi, companion):
         assert raw_file_code(files[0])["filesize"] == size
 
 
+def test_a_fileset_is_resolved_once_per_read(multi, monkeypatch):
+    """The set a member belongs to is resolved once and handed down (state
+    before and after, plane source, raw-file code): one parse per read."""
+    from biocodes.sources import fileset
+
+    calls = []
+    resolve = fileset.resolve
+
+    def counting(path):
+        calls.append(path)
+        return resolve(path)
+
+    monkeypatch.setattr(fileset, "resolve", counting)
+    files, _single = multi
+    result = biocode(files[1])
+    assert len(calls) == 1
+    assert len(result["files"]) == len(files)
+
+
 def test_missing_member_is_an_error_naming_it_never_a_partial_code(companion):
     companion[1].unlink()
     for f in (companion[0], companion[2], companion[3]):

@@ -114,6 +114,26 @@ def test_a_remote_store_is_downloaded_once(repo):
         assert twice > 1.5 * size, (store, twice, size)
 
 
+def test_a_remote_image_is_located_once(repo, monkeypatch):
+    """One RemoteStore per read (one connection pool, one key cache), handed
+    to the state, the zarr store and the raw-file walk; before the Location
+    each of them made its own."""
+    from biocodes.infra.remote import RemoteStore
+
+    made = []
+    init = RemoteStore.__init__
+
+    def counting(self, url, limits=None):
+        made.append(url)
+        init(self, url, limits)
+
+    monkeypatch.setattr(RemoteStore, "__init__", counting)
+    with http_server(repo) as web:
+        result = biocode(f"{web}/img.zarr")
+    assert summary(result) == summary(biocode(repo / "img.zarr"))
+    assert made == [f"{web}/img.zarr"]
+
+
 def test_treewalk_over_keys_is_iscc_sums_treewalk(tmp_path):
     """Names that sort differently as bytes, NFC and NFD; ignore files first;
     .isccignore patterns; *.iscc.json left out: as iscc-sum walks a disk."""

@@ -14,12 +14,12 @@ import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import CancelledError
-from pathlib import Path
 
 from iscc_lib import DataHasher, SumHasher, iscc_decode
 
 from biocodes.infra.errors import EmptyImageError, UnreadableError
 from biocodes.infra.limits import Limits
+from biocodes.infra.location import Location
 
 READ_BYTES = 2 << 20  # same read size as the iscc-sum tool
 BITS = 256  # wide ISCC-SUM: 256-bit Data-Code and Instance-Code units
@@ -72,56 +72,58 @@ class SceneHasher:
         return entry
 
 
-def _files_of(path: Path) -> Iterable[Path]:
-    if not path.is_dir():
-        from biocodes.sources.fileset import member_state, resolve
-
-        fileset = resolve(path)
-        if fileset is not None:  # every member, in TREEWALK order
-            return [Path(m) for m, _size, _mtime in member_state(fileset)]
-        return [path]
-    from iscc_sum.treewalk import treewalk_iscc
-
-    return treewalk_iscc(path)
-
-
 def raw_file_code(
-    path: str | os.PathLike,
+    location: Location | str | os.PathLike,
     cancel: threading.Event | None = None,
     limits: Limits | None = None,
-    files: Iterable[str | os.PathLike] | None = None,
 ) -> dict:
-    """The ISCC-SUM of a file's bytes, or of a directory store in TREEWALK order,
-    or of a fileset's members (see :mod:`biocodes.sources.fileset`) in
-    TREEWALK order of their relative paths.
+    """The ISCC-SUM of an image's bytes where they are (a
+    :class:`~biocodes.infra.location.Location`, or a path to locate): one
+    file; a directory store in TREEWALK order; a fileset's members (see
+    :mod:`biocodes.sources.fileset`) in TREEWALK order of their relative
+    paths; a remote store's keys in TREEWALK order.
 
     Equals ``iscc_sum.code_iscc_sum(path, wide=True)`` for a file and
     ``iscc-sum --tree`` for a directory. Unlike the tool, an unreadable file
     inside a tree is an error: a tree code that silently skipped a file would
     not identify the store. Setting ``cancel`` (from another thread) stops
     the hashing with :class:`concurrent.futures.CancelledError`. A remote
-    store (see :mod:`biocodes.infra.remote`) is walked over its keys. ``files``
-    (in order) replaces the walk: the members a reader reported using.
+    store whose server cannot list its keys has no code; ``note`` says why.
     """
-    from biocodes.infra.remote import RemoteStore, is_remote
+    if not isinstance(location, Location):
+        from biocodes.sources import locate
 
-    if is_remote(path):
-        return RemoteStore(str(path), limits).raw_code(cancel)
-    path = Path(path)
+        location = locate(location, limits)
     processor = SumHasher()
+    if location.remote is not None:
+        order = location.remote.treewalk_order()
+        if order is None:
+            return {
+                "iscc_code": None,
+                "units": None,
+                "datahash": None,
+                "filesize": None,
+                "note": "no raw-file ISCC-SUM: the server does not list the "
+                "store's keys, which TREEWALK needs",
+            }
+        for data in location.remote.read_keys(order):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError(location.path)
+            processor.update(data)
+        return sum_result(processor)
     count = 0
-    for file in _files_of(path) if files is None else map(Path, files):
+    for file in location.files():
         count += 1
         try:
             with open(file, "rb") as f:
                 while chunk := f.read(READ_BYTES):
                     if cancel is not None and cancel.is_set():
-                        raise CancelledError(str(path))
+                        raise CancelledError(location.path)
                     processor.update(chunk)
         except OSError as exc:
             raise UnreadableError(
-                str(path), f"cannot read {file}: {exc.strerror}", stage="rawsum"
+                location.path, f"cannot read {file}: {exc.strerror}", stage="rawsum"
             ) from None
     if count == 0:
-        raise EmptyImageError(str(path), "directory holds no files", stage="rawsum")
+        raise EmptyImageError(location.path, "directory holds no files", stage="rawsum")
     return sum_result(processor)

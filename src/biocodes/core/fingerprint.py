@@ -18,10 +18,11 @@ import numpy as np
 from biocodes.core.codes import SceneHasher, raw_file_code
 from biocodes.core.imagewalk import canonical_chunks, plane_order
 from biocodes.core.prefetch import prefetch
-from biocodes.infra.errors import ChangedError
+from biocodes.infra.errors import BiocodeError, ChangedError
 from biocodes.infra.limits import Limits
+from biocodes.infra.location import FILESET, Location
 from biocodes.infra.version import __version__
-from biocodes.sources import PlaneSource, SceneInfo, open_source
+from biocodes.sources import PlaneSource, SceneInfo, locate, open_source
 from biocodes.views.build import ViewBuilder, ViewOptions
 
 GENERATOR = f"biocodes - v{__version__}"
@@ -106,7 +107,6 @@ def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> l
     ``error`` and no codes, and the others still get theirs; elsewhere any
     failure fails the image. A plate's scenes carry plate, well, field and
     acquisition."""
-    from biocodes.infra.errors import BiocodeError
 
     independent = getattr(source, "independent_scenes", False)
     failures = dict(getattr(source, "scene_failures", {}))
@@ -130,18 +130,15 @@ def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> l
     return [{**parts[i], **meta.get(i, {})} for i in sorted(parts)]
 
 
-def _state(path: str | os.PathLike, limits: Limits | None) -> tuple[int, int] | None:
-    from biocodes.infra.errors import BiocodeError
-    from biocodes.repository.manifest import file_state
-
+def _state(location: Location) -> tuple[int, int] | None:
     try:
-        return file_state(path, limits)
+        return location.state()
     except (OSError, BiocodeError):
         return None  # open_source says why
 
 
 def biocode(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Location,
     simprints: bool = False,
     progress: Progress | None = None,
     views: ViewOptions | None = None,
@@ -152,6 +149,11 @@ def biocode(
     reader: str | None = None,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
+
+    ``path`` names the image (a file, any member of a fileset, a directory
+    store, a URL) or is its :class:`~biocodes.infra.location.Location`,
+    resolved once (:func:`~biocodes.sources.locate`) and used for the state,
+    the plane source and the raw-file code alike.
 
     The dict matches iscc-bio 0.2.0's ``biocode`` result, plus ``format`` (the
     access path used) and, in each part, ``scene_index``, ``scene_name``,
@@ -165,44 +167,50 @@ def biocode(
     ``raw`` is the file's :func:`raw_file_code` when the caller just computed
     it, so the file is not hashed twice. Scenes over ``limits`` are refused
     before any pixel is read; a file whose size or mtime moves during the
-    read raises :class:`~biocodes.infra.errors.ChangedError`; ``before`` is the
-    file's :func:`~biocodes.repository.manifest.file_state` if the caller just took it
-    (a remote store's costs a request per key). ``reader="bioformats"``
-    reads the file with Bio-Formats even if a native reader exists.
+    read raises :class:`~biocodes.infra.errors.ChangedError`; ``before`` is
+    the location's :meth:`~biocodes.infra.location.Location.state` if the
+    caller just took it (a remote store's costs a request per key).
+    ``reader="bioformats"`` reads the file with Bio-Formats even if a native
+    reader exists.
     """
-    from biocodes.infra.remote import is_remote, read_once
-
-    if is_remote(path) and raw is None:
+    limits = limits or Limits()
+    location = locate(path, limits)
+    if location.remote is not None and raw is None:
         # one download of each key: the raw-file walk keeps them on disk
         # for the pixel walk (so the two run in turn, not overlapped)
-        limits = limits or Limits()
-        before = before or _state(path, limits)
-        with read_once(str(path), limits):
-            raw = raw_file_code(path, limits=limits)
+        before = before or _state(location)
+        with location.remote.keeping_keys():
+            raw = raw_file_code(location, limits=limits)
             return biocode(
-                path, simprints, progress, views, overlap, raw, limits, before, reader
+                location,
+                simprints,
+                progress,
+                views,
+                overlap,
+                raw,
+                limits,
+                before,
+                reader,
             )
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
-    before = before or _state(path, limits)
+    before = before or _state(location)
+    read = location  # what the raw-file code covers: a reader may add files
     with (
-        open_source(path, limits, reader) as source,
+        open_source(location, limits, reader) as source,
         ThreadPoolExecutor(1, "biocodes-rawsum") as pool,
     ):
-        fileset = getattr(source, "fileset", None)
-        if fileset is None:
+        if location.kind != FILESET:
             from biocodes.sources.fileset import bioformats_fileset
 
-            fileset = bioformats_fileset(source)
-            if fileset is not None:
+            used = bioformats_fileset(source)
+            if used is not None:
+                read = location.with_members(used.entry, used.members, used.base)
                 raw = None  # a caller's raw code covered the entry file only
-        members = None if fileset is None else fileset.members
         big = sum(s.nbytes for s in source.scenes) >= OVERLAP_MIN_BYTES
         background = raw is None and overlap and big
         future = (
-            pool.submit(raw_file_code, path, cancel, limits, members)
-            if background
-            else None
+            pool.submit(raw_file_code, read, cancel, limits) if background else None
         )
         try:
             parts = _scene_parts(
@@ -222,14 +230,12 @@ def biocode(
         fmt = source.format
     if raw is None:
         raw = (
-            future.result()
-            if future is not None
-            else raw_file_code(path, limits=limits, files=members)
+            future.result() if future is not None else raw_file_code(read, None, limits)
         )
-    after = _state(path, limits)
+    after = _state(location)
     if after != before:
         raise ChangedError(
-            str(path),
+            location.path,
             f"changed while being read (size, mtime {before} -> {after}); "
             "not stored, read again next run",
         )
@@ -239,8 +245,8 @@ def biocode(
         "format": fmt,
         "parts": parts,
     }
-    if fileset is not None:
-        result.update(fileset_entry(fileset))
+    if read.kind == FILESET:
+        result.update(fileset_entry(read))
     return result
 
 
@@ -280,19 +286,17 @@ def fingerprint_fields(
         )
 
 
-def fileset_entry(fileset) -> dict:  # noqa: ANN001 - a sources.fileset.Fileset
+def fileset_entry(location: Location) -> dict:
     """``entry`` (the file the set is opened from), ``folder`` (the folder
     holding every member) and ``files`` (every member, relative to
     ``folder``, in raw-code order, with its size and mtime): what the result
     says about an image made of several files."""
-    from biocodes.sources.fileset import member_state
-
     return {
-        "entry": fileset.entry,
-        "folder": fileset.base,
+        "entry": location.entry,
+        "folder": location.base,
         "files": [
-            {"path": fileset.relpath(m), "size": size, "mtime_ns": mtime}
-            for m, size, mtime in member_state(fileset)
+            {"path": location.relpath(m), "size": size, "mtime_ns": mtime}
+            for m, size, mtime in location.member_states()
         ],
     }
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from biocodes.infra.errors import TooLargeError
 
-if TYPE_CHECKING:
-    from biocodes.sources.base import SceneInfo
+
+class DeclaredScene(Protocol):
+    """What a limit is checked against: a scene as its file declares it
+    (:class:`biocodes.sources.base.SceneInfo`)."""
+
+    index: int
+    dims: Mapping[str, int]
+    dtype: Any
+    plane_nbytes: int
+    nbytes: int
+
 
 GiB = 1 << 30
 
@@ -72,7 +81,7 @@ class Limits:
             parse_size(cfg.get("remote_cache_bytes", default.remote_cache_bytes)),
         )
 
-    def check(self, path: str, scene: SceneInfo) -> None:
+    def check(self, path: str, scene: DeclaredScene) -> None:
         """Refuse a scene whose declared size exceeds a limit."""
         dims = "x".join(str(scene.dims[a]) for a in "TCZYX")
         if scene.plane_nbytes > self.max_plane_bytes:

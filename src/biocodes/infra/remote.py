@@ -17,7 +17,7 @@ import asyncio
 import errno
 import os
 import posixpath
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from unicodedata import normalize
@@ -60,6 +60,8 @@ class RemoteStore:
         scheme = urlsplit(url).scheme.lower()
         self.http = scheme in ("http", "https")
         self.fs, self.root, self._gate = _filesystem(self.url, self.limits)
+        #: keys kept on disk during :meth:`keeping_keys`
+        self.cache: KeyCache | None = None
 
     @staticmethod
     def options(scheme: str, limits: Limits) -> dict[str, Any]:
@@ -114,7 +116,7 @@ class RemoteStore:
     async def read(self, key: str) -> bytes:
         """A whole key's bytes (from the store's :class:`KeyCache`, if it
         holds them; kept there for the pixel walk otherwise)."""
-        cache = _CACHES.get(self.url)
+        cache = self.cache
         if cache is not None and (data := cache.get(key)) is not None:
             return data
         path = self.path_of(key)
@@ -125,8 +127,7 @@ class RemoteStore:
 
     def cached(self, key: str) -> bytes | None:
         """A key's bytes if this run has them on disk already."""
-        cache = _CACHES.get(self.url)
-        return None if cache is None else cache.get(key)
+        return None if self.cache is None else self.cache.get(key)
 
     def listing(self, sizes: bool = True) -> dict[str, tuple[int, int]] | None:
         """Every key of the store with its size and mtime (ns, 0 if the server
@@ -220,37 +221,37 @@ class RemoteStore:
 
         return FsspecStore(fs=self.fs, path=self.root, read_only=True)
 
-    def raw_code(self, cancel=None) -> dict:  # noqa: ANN001
-        """The ISCC-SUM of the store's keys in TREEWALK order, which equals
-        ``iscc-sum --tree`` on a local copy. A server that cannot list the
-        store gives no code, and says why in ``note``."""
-        from concurrent.futures import CancelledError
-
-        from iscc_lib import SumHasher
-
-        from biocodes.core.codes import sum_result
-
+    def treewalk_order(self) -> list[str] | None:
+        """The store's keys in TREEWALK order (``iscc-sum --tree`` on a local
+        copy hashes its files in this order), or None when the server cannot
+        list the store."""
         keys = self.listing(sizes=False)
         if keys is None:
-            return {
-                "iscc_code": None,
-                "units": None,
-                "datahash": None,
-                "filesize": None,
-                "note": "no raw-file ISCC-SUM: the server does not list the "
-                "store's keys, which TREEWALK needs",
-            }
+            return None
+        return list(treewalk_keys(keys, lambda k: _sync(self.read(k))))
 
-        hasher = SumHasher()
-        order = list(treewalk_keys(keys, lambda k: _sync(self.read(k))))
+    def read_keys(self, keys: Sequence[str]) -> Iterator[bytes]:
+        """The bytes of ``keys``, in order, fetched ``remote_concurrency`` at a
+        time (kept in the key cache during :meth:`keeping_keys`)."""
         batch = max(1, self.limits.remote_concurrency)
-        for start in range(0, len(order), batch):
-            if cancel is not None and cancel.is_set():
-                raise CancelledError(self.url)
-            part = order[start : start + batch]
-            for data in _sync(_gather(self.read(k) for k in part)):
-                hasher.update(data)
-        return sum_result(hasher)
+        for start in range(0, len(keys), batch):
+            part = keys[start : start + batch]
+            yield from _sync(_gather(self.read(k) for k in part))
+
+    @contextmanager
+    def keeping_keys(self) -> Iterator[None]:
+        """Within the block, keys downloaded by one walk (the raw-file
+        ISCC-SUM) are kept on disk, up to ``limits.remote_cache_bytes``, for
+        the next (the pixel walk): each key is downloaded once per read."""
+        if self.limits.remote_cache_bytes <= 0 or self.cache is not None:
+            yield
+            return
+        self.cache = KeyCache(self.limits.remote_cache_bytes)
+        try:
+            yield
+        finally:
+            cache, self.cache = self.cache, None
+            cache.close()
 
 
 class KeyCache:
@@ -260,7 +261,7 @@ class KeyCache:
     needs the chunks again. Keys are written to a private temporary directory
     as they are hashed (up to ``limit`` bytes), and the pixel walk takes them
     from there, so each key is downloaded once. The directory is removed
-    when the read ends (:func:`read_once`)."""
+    when the read ends (:meth:`RemoteStore.keeping_keys`)."""
 
     def __init__(self, limit: int) -> None:
         import tempfile
@@ -290,26 +291,6 @@ class KeyCache:
         import shutil
 
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-#: stores being read once in this process: url -> its key cache
-_CACHES: dict[str, KeyCache] = {}
-
-
-@contextmanager
-def read_once(url: str, limits: Limits) -> Iterator[None]:
-    """Within the block, keys of the store at ``url`` downloaded by one walk
-    are kept (up to ``limits.remote_cache_bytes``) for the next."""
-    url = url.rstrip("/")
-    if limits.remote_cache_bytes <= 0 or url in _CACHES:
-        yield
-        return
-    cache = _CACHES[url] = KeyCache(limits.remote_cache_bytes)
-    try:
-        yield
-    finally:
-        del _CACHES[url]
-        cache.close()
 
 
 #: one filesystem (connection pool) and one concurrency gate per server and

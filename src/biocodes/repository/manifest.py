@@ -26,6 +26,7 @@ from biocodes.infra.errors import (
 )
 from biocodes.infra.limits import Limits
 from biocodes.infra.remote import ZARR_META, RemoteStore, is_remote, url_name
+from biocodes.sources import locate
 from biocodes.sources.zarr import is_zarr_store
 
 DEFAULT_INCLUDE = (
@@ -73,34 +74,6 @@ def shard_of(image: str, shards: int) -> int:
 def _matches(rel: str, patterns: Sequence[str]) -> bool:
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
-
-
-def file_state(
-    path: str | os.PathLike, limits: Limits | None = None
-) -> tuple[int, int]:
-    """Size and mtime (ns) of a file; for a directory store, the total size
-    and the newest mtime of its files (the same over the members of a
-    fileset; or keys, for a remote store: (-1, -1)
-    if its server cannot list them). Compared before and after a read to
-    catch a file that changed meanwhile."""
-    if is_remote(path):
-        return RemoteStore(str(path), limits).state()
-    st = os.stat(path)
-    if not os.path.isdir(path):
-        from biocodes.sources.fileset import member_state, resolve
-
-        fileset = resolve(path)
-        if fileset is not None:  # every member: the total size, newest mtime
-            members = member_state(fileset)
-            return sum(m[1] for m in members), max(m[2] for m in members)
-        return st.st_size, st.st_mtime_ns
-    size, mtime = 0, st.st_mtime_ns
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            st = os.stat(os.path.join(dirpath, f))
-            size += st.st_size
-            mtime = max(mtime, st.st_mtime_ns)
-    return size, mtime
 
 
 class Confinement:
@@ -167,7 +140,7 @@ def _row(
     size = mtime = 0
     if why is None:
         try:
-            size, mtime = file_state(full, limits)
+            size, mtime = locate(full, limits).state()
         except BiocodeError as exc:
             why = exc
         except OSError as exc:

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from biocodes.infra.errors import BiocodeError, ChangedError, display_path
 from biocodes.infra.limits import Limits
+from biocodes.infra.location import Location
 from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, to_table, write_atomic
 from biocodes.views.build import ViewOptions
 
@@ -125,9 +126,11 @@ def fingerprint_image(
     results_dir: str | None = None,
     raw: dict | None = None,
     limits: Limits | None = None,
+    location: Location | None = None,
 ) -> dict:
     """All catalogue rows for one manifest row (``raw``: its raw-file code,
-    if the caller has just computed it).
+    and ``location``: where its bytes are, if the caller has just computed
+    them).
 
     A row the scan refused (``error``) becomes its error rows unread. A file
     whose size or mtime differs from the scan's has changed since: it is an
@@ -146,9 +149,9 @@ def fingerprint_image(
     try:
         if row.get("error"):
             raise ScanError(row)
-        now = _unchanged_since_scan(row, limits)
+        location, now = _unchanged_since_scan(row, limits, location)
         result = biocode(
-            row["abspath"],
+            location,
             simprints=simprints,
             views=views,
             raw=raw,
@@ -301,15 +304,17 @@ class ScanError(BiocodeError):
 
 
 def _unchanged_since_scan(
-    row: Mapping[str, Any], limits: Limits | None
-) -> tuple[int, int] | None:
-    """The file's state now, if it is the scan's; raise if it differs."""
-    from biocodes.repository.manifest import file_state
+    row: Mapping[str, Any], limits: Limits | None, location: Location | None = None
+) -> tuple[Location, tuple[int, int] | None]:
+    """Where the image's bytes are (``location``, or located now), and their
+    state now if it is the scan's; raise if it differs."""
+    from biocodes.sources import locate
 
+    location = location or locate(row["abspath"], limits)
     try:
-        now = file_state(row["abspath"], limits)
+        now = location.state()
     except (OSError, BiocodeError):
-        return None  # gone or unreadable: opening it says why
+        return location, None  # gone or unreadable: opening it says why
     if now != (row["size"], row["mtime_ns"]):
         raise ChangedError(
             row["abspath"],
@@ -317,7 +322,7 @@ def _unchanged_since_scan(
             f"{row['mtime_ns']} -> {now[0]}, {now[1]}); not stored, read again "
             "next run",
         )
-    return now
+    return location, now
 
 
 def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:
@@ -351,14 +356,16 @@ def _rehash_or_fingerprint(
 ) -> dict | None:
     """None if the file's bytes still have ``previous_code``, else its new rows."""
     from biocodes.core.codes import raw_file_code
+    from biocodes.sources import locate
 
     try:
-        raw = raw_file_code(row["abspath"], limits=limits)
+        location = locate(row["abspath"], limits)
+        raw = raw_file_code(location, limits=limits)
     except Exception:  # unreadable now: the full read reports why
-        raw = None
+        location = raw = None
     if raw is not None and raw["iscc_code"] == previous_code:
         return None
-    return fingerprint_image(row, simprints, views, results_dir, raw, limits)
+    return fingerprint_image(row, simprints, views, results_dir, raw, limits, location)
 
 
 def _failure(exc: BaseException, path: str) -> dict:
@@ -382,8 +389,8 @@ def plate_raw(row: Mapping[str, Any], limits: Limits | None) -> dict:
     from biocodes.core.codes import raw_file_code
 
     try:
-        _unchanged_since_scan(row, limits)
-        return {"raw": raw_file_code(row["abspath"], limits=limits)}
+        location, _now = _unchanged_since_scan(row, limits)
+        return {"raw": raw_file_code(location, limits=limits)}
     except Exception as exc:
         return {"failure": _failure(exc, row["abspath"])}
 

@@ -22,25 +22,54 @@ from biocodes.infra.errors import (
     raise_as_reader_error,
 )
 from biocodes.infra.limits import Limits
+from biocodes.infra.location import FILESET, Location
 from biocodes.sources.base import PlaneSource, SceneInfo
 
-__all__ = ["PlaneSource", "SceneInfo", "open_source"]
+__all__ = ["Location", "PlaneSource", "SceneInfo", "locate", "open_source"]
+
+
+def locate(
+    path: str | os.PathLike | Location, limits: Limits | None = None
+) -> Location:
+    """Where the bytes of the image at ``path`` are: a remote store, a
+    directory store, a file, or, for a member of a multi-file OME-TIFF (see
+    :mod:`biocodes.sources.fileset`), every file of its set. Resolved once
+    per image; the state, the plane source and the raw-file ISCC-SUM all
+    take the result. Raises a one-line error for fileset metadata that
+    cannot be used; a missing or odd path is left for the open to explain."""
+    if isinstance(path, Location):
+        return path
+    location = Location.plain(path, limits)
+    if location.kind != "file":
+        return location
+    from biocodes.sources.fileset import resolve
+
+    fileset = resolve(path)
+    if fileset is None:
+        return location
+    return Location.fileset(
+        path, fileset.entry, fileset.members, fileset.base, parsed=fileset
+    )
 
 
 def open_source(
-    path: str | os.PathLike, limits: Limits | None = None, reader: str | None = None
+    path: str | os.PathLike | Location,
+    limits: Limits | None = None,
+    reader: str | None = None,
 ) -> PlaneSource:
-    """Open ``path`` with the fastest adapter that can map it plane by plane,
-    and refuse scenes over ``limits`` (default :class:`Limits`) before any
-    pixel is read. ``reader="bioformats"`` reads a file with Bio-Formats
-    even where a native reader exists, to compare the two."""
+    """Open the image at ``path`` (or a :class:`Location`) with the fastest
+    adapter that can map it plane by plane, and refuse scenes over
+    ``limits`` (default :class:`Limits`) before any pixel is read.
+    ``reader="bioformats"`` reads a file with Bio-Formats even where a
+    native reader exists, to compare the two."""
     limits = limits or Limits()
+    name = path.path if isinstance(path, Location) else str(path)
     try:
-        source = _open(path, limits, reader)
+        source = _open(locate(path, limits), limits, reader)
     except BiocodeError:
         raise
     except Exception as exc:  # a reader's own crash on this file
-        raise_as_reader_error(str(path), exc)
+        raise_as_reader_error(name, exc)
     try:
         for scene in source.scenes:
             limits.check(source.path, scene)
@@ -58,15 +87,13 @@ def _stat(p: Path) -> os.stat_result:
         raise path_error(str(p), exc, stage="open") from None
 
 
-def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneSource:
-    from biocodes.infra.remote import is_remote
-
-    if is_remote(path):  # only directory stores are read remotely
+def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource:
+    if location.remote is not None:  # only directory stores are read remotely
         from biocodes.sources.zarr import ZarrSource
 
-        return ZarrSource(str(path), limits)
-    p = Path(path)
-    name = str(path)
+        return ZarrSource(location.path, limits, remote=location.remote)
+    p = Path(location.path)
+    name = location.path
     st = _stat(p)
     if stat.S_ISDIR(st.st_mode):
         from biocodes.sources.zarr import ZarrSource, is_zarr_store
@@ -91,11 +118,11 @@ def _open(path: str | os.PathLike, limits: Limits, reader: str | None) -> PlaneS
         raise UnreadableError(
             name, f"cannot open: {exc.strerror}", stage="open"
         ) from None
-    from biocodes.sources.fileset import FilesetSource, resolve
+    if location.kind == FILESET and location.parsed is not None:
+        from biocodes.sources.fileset import FilesetSource
 
-    fileset = resolve(p)
-    if fileset is not None:  # a member opens the whole set, never its part
-        return FilesetSource(name, fileset)
+        # a member opens the whole set, never its part
+        return FilesetSource(name, location.parsed)
     from biocodes.sources.bioio import BIOFORMATS, BioioSource
 
     if reader == BIOFORMATS:

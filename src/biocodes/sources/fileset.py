@@ -31,12 +31,12 @@ import numpy as np
 
 from biocodes.infra.errors import (
     BiocodeError,
-    NotFoundError,
     TruncatedError,
     UnreadableError,
     UnsupportedError,
     display_path,
 )
+from biocodes.infra.location import Location
 from biocodes.sources.base import PlaneSource, SceneInfo, make_scene
 
 #: OME-XML metadata files (Bio-Formats' companion naming, and plain OME-XML)
@@ -169,31 +169,15 @@ class Fileset:
     def relpath(self, member: str) -> str:
         return Path(os.path.relpath(member, self.base)).as_posix()
 
+    @property
+    def location(self) -> Location:
+        """Where the set's bytes are (named by its entry)."""
+        return Location.fileset(self.entry, self.entry, self.members, self.base, self)
+
     def check_complete(self) -> None:
         """Raise the error that names the entry and the first missing member
         (looked up now: a member may have gone since the set was parsed)."""
-        odd = [m for m in self.members if os.path.exists(m) and not _regular(m)]
-        if odd:
-            raise UnreadableError(
-                self.entry,
-                f"member {display_path(self.relpath(odd[0]))} of the fileset is "
-                "not a regular file",
-                stage="open",
-            )
-        missing = [m for m in self.members if not os.path.exists(m)]
-        if missing:
-            gone = missing[0]
-            entry = display_path(self.entry)
-            if gone == self.entry:
-                raise NotFoundError(
-                    gone, "the fileset's metadata file does not exist", stage="open"
-                )
-            raise NotFoundError(
-                self.entry,
-                f"member {display_path(self.relpath(gone))} of the fileset "
-                f"(entry {entry}) does not exist",
-                stage="open",
-            )
+        self.location.check_members()
 
 
 def treewalk_key(rel: str) -> tuple:
@@ -570,20 +554,7 @@ def bioformats_fileset(source: PlaneSource) -> Fileset | None:
 def member_state(fileset: Fileset) -> list[tuple[str, int, int]]:
     """(absolute path, size, mtime_ns) of every member, in member order;
     a missing member raises the error that names it."""
-    fileset.check_complete()
-    out = []
-    for m in fileset.members:
-        try:
-            st = os.stat(m)
-        except OSError as exc:
-            raise NotFoundError(
-                fileset.entry,
-                f"member {display_path(fileset.relpath(m))} of the fileset: "
-                f"{exc.strerror}",
-                stage="open",
-            ) from None
-        out.append((m, st.st_size, st.st_mtime_ns))
-    return out
+    return fileset.location.member_states()
 
 
 __all__ = [

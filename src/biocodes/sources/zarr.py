@@ -23,7 +23,7 @@ from biocodes.infra.errors import (
     UnsupportedError,
 )
 from biocodes.infra.limits import Limits
-from biocodes.infra.remote import url_name
+from biocodes.infra.remote import RemoteStore, url_name
 from biocodes.sources import metadata
 from biocodes.sources.base import (
     ChunkError,
@@ -120,7 +120,11 @@ class ZarrSource(PlaneSource):
     format = "ome-zarr"
 
     def __init__(
-        self, path: str, limits: Limits | None = None, fields: range | None = None
+        self,
+        path: str,
+        limits: Limits | None = None,
+        fields: range | None = None,
+        remote: RemoteStore | None = None,
     ) -> None:
         import zarr
 
@@ -129,7 +133,7 @@ class ZarrSource(PlaneSource):
         super().__init__(path)
         limits = limits or Limits()
         try:
-            self._store = open_store(path, limits)
+            self._store = open_store(path, limits, remote)
             root = zarr.open_group(store=self._store, mode="r")
             label = url_name(path) or Path(path).name
             images = self._plate(root, label, fields) or self._find_images(root, label)

@@ -117,10 +117,14 @@ class CheckedStore(WrapperStore):
         return self._listed(f"LIST {prefix}/", lambda: self._store.list_dir(prefix))
 
 
-def open_store(path: str, limits: Limits) -> CheckedStore:
-    """The checked, read-only zarr store of a local directory or a URL."""
-    if is_remote(path):
-        remote = RemoteStore(path, limits)
+def open_store(
+    path: str, limits: Limits, remote: RemoteStore | None = None
+) -> CheckedStore:
+    """The checked, read-only zarr store of a local directory or a URL
+    (through ``remote``, the store's one :class:`RemoteStore` for this read,
+    if the caller has it)."""
+    if remote is not None or is_remote(path):
+        remote = remote or RemoteStore(path, limits)
         return CheckedStore(remote.zarr_store(), remote, limits.allow_missing_chunks)
     from zarr.storage import LocalStore
 
