@@ -474,7 +474,8 @@ def test_bioformats_suffix_list_is_the_jars():
 
     _need_bioformats()
     code = (
-        "from biocodes.sources import bioformats; bioformats.configure(); import scyjava;"
+        "from biocodes.sources import bioformats; bioformats.configure();"
+        "import scyjava;"
         "r = scyjava.jimport('loci.formats.ImageReader')();"
         "print('SUFFIXES', *sorted({str(s).lower() for s in r.getSuffixes()}))"
     )
