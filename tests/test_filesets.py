@@ -298,6 +298,12 @@ def test_workflow_over_filesets_and_plates(tmp_path, scene):
         ("plate2.ome.zarr", 9),
         ("plate3.ome.zarr", 9),
     ]
+    # verify says what it could not compare: a field unreadable then and now
+    proc = run_cli("verify", tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "plate2.ome.zarr: OK (scene(s) 9 unreadable, as in the catalogue)" in (
+        proc.stdout
+    )
     # a member touched (older mtime: only the member's own state shows it),
     # another set's member deleted
     st = os.stat(multi[1])

@@ -210,7 +210,7 @@ def test_check_mode_like_sha256sum(tmp_path):
     assert f"{b}#scene0: FAILED (pixels differ)" in proc.stdout
     assert f"{c}: MISSING" in proc.stdout
     assert f"{a}#scene1: OK" in proc.stdout
-    assert "1 failed, 1 missing of 4 scenes" in proc.stderr
+    assert "1 failed, 1 missing of 4 checked (a scene each" in proc.stderr
     # not a list of codes: one line, exit 2
     notes = tmp_path / "notes.txt"
     notes.write_text("hello\n")

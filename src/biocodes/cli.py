@@ -473,6 +473,7 @@ def verify(
     Prints PATH: OK, PATH: FAILED (pixels differ, or unreadable) or
     PATH: MISSING. Exit status 1 if any image failed or is missing.
     """
+    from biocodes.repository.verify import unchecked
     from biocodes.repository.verify import verify as check
 
     moved = {}
@@ -483,9 +484,20 @@ def verify(
         moved[label] = where
     try:
         results = check(catalogue, sample=sample, roots=moved, seed=seed)
-        _print_checks(results, as_json, "images")
+        failed = unchecked(catalogue)
+        if failed and sample is None:
+            click.echo(
+                f"biocodes: NOTE: {failed} {_plural(failed, 'image')} failed in the "
+                "last run and have no codes to check (see errors.parquet)",
+                err=True,
+            )
+        _print_checks(results, as_json, "images checked")
     except ValueError as exc:  # not a catalogue, an unknown --root label
         _cannot_run(exc)
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
 
 
 def _cannot_run(exc: BaseException) -> NoReturn:
@@ -544,7 +556,12 @@ def check(codes: TextIO, as_json: bool) -> None:
             "files or other text); skipped",
             err=True,
         )
-    _print_checks(check_codes(entries), as_json, "scenes")
+    # a file missing or unreadable is one line, whatever its scene count
+    _print_checks(
+        check_codes(entries),
+        as_json,
+        "checked (a scene each; a file missing or unreadable counts once)",
+    )
 
 
 @cli.command()

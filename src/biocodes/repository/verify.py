@@ -138,8 +138,24 @@ def verify(
                 "status": "OK",
                 "detail": "file rewritten, same pixels",
             }
+        elif None in before:  # a plate field unreadable then and now
+            failed = ", ".join(str(i) for i, c in enumerate(before) if c is None)
+            detail = f"scene(s) {failed} unreadable, as in the catalogue"
+            yield {"path": path, "status": "OK", "detail": detail}
         else:
             yield {"path": path, "status": "OK", "detail": ""}
+
+
+def unchecked(catalogue: str | os.PathLike) -> int:
+    """How many catalogued images :func:`verify` cannot check: they failed
+    in the last run, so the catalogue holds no codes for them (their errors
+    are in ``errors.parquet``)."""
+    from biocodes.repository.tables import read_table
+
+    images = read_table(
+        catalogue_dir(catalogue) / "images.parquet", "images", ["status"]
+    )
+    return sum(1 for s in images.column("status").to_pylist() if s == "error")
 
 
 def _recompute(path: str) -> dict:
