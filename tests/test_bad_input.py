@@ -133,3 +133,17 @@ def test_float16_is_refused(tmp_path):
     tifffile.imwrite(path, np.zeros((4, 4), np.float16))
     with pytest.raises(UnsupportedError, match="float16"):
         biocode(path)
+
+
+def test_readers_refusals_are_named_reader_by_reader(tmp_path):
+    """bioio's refusal text repeats the path, its own boilerplate and Python
+    object addresses; the error keeps one clause per reader it tried."""
+    junk = tmp_path / "junk.dv"
+    junk.write_bytes(bytes(range(256)) * 12)
+    with pytest.raises(UnreadableError) as info:
+        biocode(junk)
+    message = str(info.value)
+    assert "no installed reader can open it (bioio-dv: DV file format not" in message
+    assert "bioio-imageio: " in message
+    assert " at 0x" not in message and "BioImage does not support" not in message
+    assert message.count(str(junk)) == 1 and "\n" not in message

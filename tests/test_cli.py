@@ -61,3 +61,14 @@ def test_scenes_writes_a_preview_png_per_scene(tmp_path):
     first, second = (Image.open(f) for f in files)
     assert max(first.size) == 256 and first.mode == "L"
     assert second.mode == "RGB"
+
+
+def test_a_bioformats2raw_store_reads_without_warnings(tmp_path):
+    """bioformats2raw's OME/ folder is expected beside the series: zarr's
+    warning about it on every listing is not shown to users."""
+    store = synth.write_bioformats2raw(
+        tmp_path / "s.zarr", [synth.random_scene((1, 1, 2, 30, 20), "int16", seed=5)]
+    )
+    proc = run_cli("biocode", store)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

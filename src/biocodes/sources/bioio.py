@@ -14,6 +14,7 @@ whose chunks are larger).
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -96,6 +97,33 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: a Python object's repr (``<fsspec... object at 0x7f...>``): no use to a user
+_OBJECT_REPR = re.compile(r"`*<[^<>]*\bat 0x[0-9a-fA-F]+>`*")
+
+
+def reader_failures(
+    exc: BaseException, path: str, readers: list, limit: int = 300
+) -> str:
+    """Why each reader bioio tried (``readers``, in order) refused ``path``,
+    one clause per reader ("bioio-dv: DV file format not supported; ..."),
+    without bioio's boilerplate, the repeated path or object addresses."""
+    text = " ".join(str(exc).split())
+    tried = text.split(" - Reader: ")[1:]
+    if not tried:
+        return _one_line(exc, limit)
+    # the readers' own names where bioio says only "Reader"
+    names = [r.__module__.split(".")[0].replace("_", "-") for r in readers]
+    clauses = []
+    for i, attempt in enumerate(tried):
+        name, _, why = attempt.partition(" does not support the image: ")
+        if len(names) == len(tried):
+            name = names[i]
+        why = why.removeprefix(f"'{path}'.").strip()
+        why = _OBJECT_REPR.sub("the file", why).rstrip(".")
+        clauses.append(f"{name.strip()}: {why or 'refused it, giving no reason'}")
+    return _one_line(Exception("; ".join(clauses)), limit)
+
+
 class BioioSource(PlaneSource):
     """An image opened through bioio's plugin system.
 
@@ -118,8 +146,9 @@ class BioioSource(PlaneSource):
         try:
             self._img = bioio.BioImage(path, readers, use_plugin_cache=True, **kwargs)
         except Exception as exc:
+            why = reader_failures(exc, path, readers)
             raise UnreadableError(
-                path, f"no installed reader can open it ({_one_line(exc)})"
+                path, f"no installed reader can open it ({why})"
             ) from None
         reader = self._img.reader
         self.format = type(reader).__module__.split(".")[0].replace("bioio_", "")

@@ -10,6 +10,7 @@ the same checks for local and remote stores.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ from biocodes.sources.base import (
     package_version,
 )
 from biocodes.sources.metadata import safely
+
+# bioformats2raw keeps its OME-XML in an "OME/" folder beside the series;
+# zarr warns about it on every listing of the root, and it is expected there
+warnings.filterwarnings(
+    "ignore", message=r"Object at OME/? is not recognized as a component"
+)
 
 
 def _ome_attrs(group) -> dict:  # noqa: ANN001
