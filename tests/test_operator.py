@@ -368,3 +368,38 @@ def test_settle_roots(tmp_path):
         settle_roots(cfg, {"example": {"generate": False}}, tmp_path)
     with pytest.raises(ConfigError, match=r"roots\.gone: 'gone' is not a directory"):
         settle_roots(default(), {"roots": {"gone": "gone"}}, tmp_path)
+
+
+def test_the_summary_counts_in_words_people_read(tmp_path):
+    """One image is "1 image", and the failures listed are counted from the
+    table's metadata, not by loading every error row."""
+    import pyarrow as pa
+
+    from biocodes.repository.catalogue import summary
+    from biocodes.repository.tables import SCHEMAS, to_table, write_atomic
+
+    run = {}
+    for f in SCHEMAS["runs"]:
+        if pa.types.is_integer(f.type):
+            run[f.name] = 1
+        elif pa.types.is_string(f.type):
+            run[f.name] = "x"
+    run["versions_changed"] = ""
+    write_atomic(to_table("runs", [run]), tmp_path / "runs.parquet")
+    errors = [
+        {
+            "image_id": f"{i:04d}",
+            "path": f"f{i}.tif",
+            "stage": "read",
+            "error_type": "unreadable",
+            "message": "bad",
+            "run_id": "x",
+        }
+        for i in range(25)
+    ]
+    write_atomic(to_table("errors", errors), tmp_path / "errors.parquet")
+    text = summary(tmp_path)
+    assert "1 image (1 ok, 1 failed), 1 scene in the catalogue" in text
+    assert "pixels read for 1 image (1 scene," in text
+    assert "1 file skipped" in text
+    assert text.count("  failed: ") == 20 and "... and 5 more" in text

@@ -378,17 +378,23 @@ def run_row(
     }
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 image``, ``2 images``: the summary is read by people."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def summary(catalogue_dir: str | os.PathLike) -> str:
     """A few lines for the end of a run: counts, failures, where the tables are."""
     out = Path(catalogue_dir)
     run = pq.read_table(out / "runs.parquet").to_pylist()[-1]
-    errors = pq.read_table(out / "errors.parquet").to_pylist()
+    errors = pq.read_table(out / "errors.parquet").slice(0, 21).to_pylist()
+    failed = pq.read_metadata(out / "errors.parquet").num_rows
     lines = [
-        f"biocodes run {run['run_id']}: {run['images']} images "
+        f"biocodes run {run['run_id']}: {_n(run['images'], 'image')} "
         f"({run['images_ok']} ok, {run['images_error']} failed), "
-        f"{run['scenes']} scenes in the catalogue",
-        f"  this run: pixels read for {run['images_read']} images "
-        f"({run['scenes_read']} scenes, {run['bytes_hashed'] / 1e6:,.1f} MB), "
+        f"{_n(run['scenes'], 'scene')} in the catalogue",
+        f"  this run: pixels read for {_n(run['images_read'], 'image')} "
+        f"({_n(run['scenes_read'], 'scene')}, {run['bytes_hashed'] / 1e6:,.1f} MB), "
         f"{run['images_rehashed']} re-hashed as files, "
         f"{run['images_reused']} unchanged; "
         f"{run['images_added']} added, {run['images_changed']} changed, "
@@ -397,7 +403,7 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
     ]
     if run["files_skipped"]:
         lines.append(
-            f"  {run['files_skipped']} files skipped by include/exclude "
+            f"  {_n(run['files_skipped'], 'file')} skipped by include/exclude "
             "(by suffix in logs/manifest.log)"
         )
     if run["versions_changed"]:
@@ -408,7 +414,7 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
     lines += [
         f"  failed: {e['path']}: {e['error_type']}: {e['message']}" for e in errors[:20]
     ]
-    if len(errors) > 20:
-        lines.append(f"  ... and {len(errors) - 20} more in errors.parquet")
+    if failed > 20:
+        lines.append(f"  ... and {failed - 20} more in errors.parquet")
     lines.append(f"catalogue: {os.path.abspath(out)}/{{{','.join(TABLES)}}}.parquet")
     return "\n".join(lines)
