@@ -103,6 +103,8 @@ def synthetic_states(
     if changed:
         fresh = _codes(np.random.default_rng(seed + 1), data_head, 32, total)
         fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 64, total)
+        # new pixels give new views too
+        fresh_views = _codes(np.random.default_rng(seed + 3), image_head, 8, 2 * total)
     failed = rng.random(images) < 0.01
     rows = {name: {f: [] for f in SCHEMAS[name].names} for name in SHARD_TABLES}
     shard = []
@@ -171,7 +173,7 @@ def synthetic_states(
                         strategy="mip",
                         t=0,
                         channels=[0],
-                        iscc_image=views[2 * s + v],
+                        iscc_image=(fresh_views if moved[i] else views)[2 * s + v],
                     )
                 s += 1
         shard.append(shard_of(iid, shards))
@@ -192,7 +194,7 @@ def synthetic_manifest(path: Path, run: int) -> None:
 
     from biocodes.repository.tables import write_atomic
 
-    meta = {"run_id": f"2026113{run}T000000Z", "started": f"2026-11-3{run}T00:00:00"}
+    meta = {"run_id": f"2026120{run}T000000Z", "started": f"2026-12-0{run}T00:00:00"}
     write_atomic(
         pa.table({"image_id": pa.array([], pa.string())}).replace_schema_metadata(meta),
         path,
