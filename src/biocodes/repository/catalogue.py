@@ -294,10 +294,18 @@ def merge_run(
                 _link(out / f"{name}.parquet", new / f"{name}.parquet")
             else:
                 write(name, merged(name))
-        images = states("images", ["image_id", "root", "format", "status", "run_id"])
-        live = ["image_id", "path", "scene_index", "iscc_code", "data_code"]
-        scenes = states("scenes", [*live, "iscc_mixed", "status", "nbytes"])
-        if "duplicates" in same:
+        # the counts need three columns of each; the duplicates, when their
+        # inputs changed, the codes too
+        search = "duplicates" not in same
+        images = states(
+            "images",
+            ["image_id", "status", "run_id", *(["root", "format"] if search else [])],
+        )
+        codes = ["path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
+        scenes = states(
+            "scenes", ["image_id", "status", "nbytes", *(codes if search else [])]
+        )
+        if not search:
             for name in ("duplicates.parquet", PAIRS_FILE):
                 _link(out / name, new / name)
         else:
