@@ -318,6 +318,7 @@ def merge_run(
             )
             pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
             del pairs
+            scenes = scenes.select(["image_id", "status", "nbytes"])  # codes: freed
             write("duplicates", duplicates)
             del duplicates
         write("changes", _changes(out / "changes.parquet", change_rows, run_id))

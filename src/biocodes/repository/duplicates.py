@@ -387,7 +387,9 @@ def duplicate_table(
     """
     cols = ["image_id", "path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
     ok = pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
-    live = scenes.select(cols).filter(ok)
+    live = scenes.select(cols)
+    if not pc.all(pc.fill_null(ok, False)).as_py():  # no copy if all are live
+        live = live.filter(ok)
     n = live.num_rows
     where = pc.index_in(live["image_id"], value_set=images["image_id"].combine_chunks())
     root = images["root"].take(where)

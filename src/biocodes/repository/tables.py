@@ -312,11 +312,13 @@ def read_tables(
     paths: Sequence[str | os.PathLike], name: str, columns: Sequence[str] | None = None
 ) -> pa.Table:
     """Concatenate one table from several shard files (missing files are
-    empty; columns added since a file was written are null)."""
-    parts = [read_table(p, name, columns) for p in paths]
-    if not parts:
-        return _schema(name, columns).empty_table()
-    return pa.concat_tables(parts)
+    empty; columns added since a file was written are null), in their order.
+    One dataset read: files are read in parallel."""
+    schema = _schema(name, columns)
+    found = [str(p) for p in paths if Path(p).exists()]
+    if not found:
+        return schema.empty_table()
+    return pq.read_table(found, schema=schema, columns=schema.names)
 
 
 def _schema(name: str, columns: Sequence[str] | None) -> pa.Schema:
