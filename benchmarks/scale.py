@@ -12,8 +12,9 @@ same run (never a timed test):
   divided by the floor: a stat of every file plus ``snakemake -n``.
 * **Merge**: the catalogue merge alone on a synthetic catalogue of M images
   (default 1,000,000) x 1.2 scenes, built directly as shard states (no image
-  files): the first merge, a no-change merge and a 1%-changed merge, each in
-  a fresh process, with time and peak RSS. ``--baseline SRC`` runs the same
+  files): the first merge, a no-change merge and a 1%-changed merge (new
+  codes, views and mtimes for 1% of the images, spread over every shard),
+  each in a fresh process, with time and peak RSS. ``--baseline SRC`` runs the same
   merges with another checkout's ``src`` (e.g. the code before a change).
 """
 

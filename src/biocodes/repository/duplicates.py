@@ -127,9 +127,9 @@ def _plan(
     ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
     with a radius of 1 or 2 (each bit subset masked in turn) check far fewer
     candidates. The cost model counts key lookups over ``n`` codes (a sort:
-    ``lookup`` candidate checks each; a binary search into a few queried
-    codes: a third of one) and the expected candidates among ``pairs``
-    random pairs."""
+    ``lookup`` candidate checks each) and the expected candidates among
+    ``pairs`` random pairs. A search for a few queried codes among all is
+    planned by :func:`_query_plan`."""
     best = None
     for bands in range(max(1, -(-bits // 62)), bits + 1):
         radius = max_distance // bands
