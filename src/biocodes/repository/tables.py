@@ -318,7 +318,7 @@ def read_tables(
     found = [str(p) for p in paths if Path(p).exists()]
     if not found:
         return schema.empty_table()
-    return pq.read_table(found, schema=schema, columns=schema.names)
+    return pq.read_table(found, schema=schema, columns=schema.names, partitioning=None)
 
 
 def _schema(name: str, columns: Sequence[str] | None) -> pa.Schema:
