@@ -12,8 +12,9 @@ same run (never a timed test):
   divided by the floor: a stat of every file plus ``snakemake -n``.
 * **Merge**: the catalogue merge alone on a synthetic catalogue of M images
   (default 1,000,000) x 1.2 scenes, built directly as shard states (no image
-  files): the first merge, a no-change merge and a 1%-changed merge, each in
-  a fresh process, with time and peak RSS. ``--baseline SRC`` runs the same
+  files): the first merge, a no-change merge and a 1%-changed merge (new
+  codes, views and mtimes for 1% of the images, spread over every shard),
+  each in a fresh process, with time and peak RSS. ``--baseline SRC`` runs the same
   merges with another checkout's ``src`` (e.g. the code before a change).
 """
 
@@ -103,6 +104,8 @@ def synthetic_states(
     if changed:
         fresh = _codes(np.random.default_rng(seed + 1), data_head, 32, total)
         fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 64, total)
+        # new pixels give new views too
+        fresh_views = _codes(np.random.default_rng(seed + 3), image_head, 8, 2 * total)
     failed = rng.random(images) < 0.01
     rows = {name: {f: [] for f in SCHEMAS[name].names} for name in SHARD_TABLES}
     shard = []
@@ -171,7 +174,7 @@ def synthetic_states(
                         strategy="mip",
                         t=0,
                         channels=[0],
-                        iscc_image=views[2 * s + v],
+                        iscc_image=(fresh_views if moved[i] else views)[2 * s + v],
                     )
                 s += 1
         shard.append(shard_of(iid, shards))
@@ -192,7 +195,7 @@ def synthetic_manifest(path: Path, run: int) -> None:
 
     from biocodes.repository.tables import write_atomic
 
-    meta = {"run_id": f"2026113{run}T000000Z", "started": f"2026-11-3{run}T00:00:00"}
+    meta = {"run_id": f"2026120{run}T000000Z", "started": f"2026-12-0{run}T00:00:00"}
     write_atomic(
         pa.table({"image_id": pa.array([], pa.string())}).replace_schema_metadata(meta),
         path,

@@ -9,6 +9,7 @@ table.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,8 @@ from biocodes.repository.tables import (
     TABLES,
     read_table,
     read_tables,
-    sort_table,
+    rebatch,
+    sorted_batches,
     write_atomic,
 )
 
@@ -222,14 +224,18 @@ def merge_run(
     """Merge the shards' tables with the previous catalogue into a new one.
 
     Removed images keep their rows (``status=removed``); ``changes`` and
-    ``runs`` grow by this run's rows; ``duplicates`` is recomputed. Tables
-    stay Arrow columns throughout (joins, filters, sorts in pyarrow's C++, no
-    Python object per row), and one table is held at a time, with only the
-    columns each step needs: a night's merge of a million images takes
-    seconds and a bounded amount of memory. The whole catalogue is swapped in
-    at once (:func:`biocodes.infra.atomic.atomic_dir`), so a reader or a crash never
+    ``runs`` grow by this run's rows; ``duplicates`` is recomputed. The cost
+    follows the changes: a table whose inputs (the shards' files, see
+    :func:`merge_inputs`) are those the previous merge read is the previous
+    file, linked, not re-read; ``changes`` is appended to, not re-sorted.
+    Other tables stay Arrow columns throughout (joins, filters, sorts in
+    pyarrow's C++, no Python object per row), one table at a time, written
+    sorted one row group at a time. The whole catalogue is swapped in at once
+    (:func:`biocodes.infra.atomic.atomic_dir`), so a reader or a crash never
     sees half of it. Returns the new ``runs`` row.
     """
+    import json
+
     import pyarrow.compute as pc
 
     from biocodes.infra.atomic import atomic_dir
@@ -241,6 +247,8 @@ def merge_run(
         changes_table,
     )
 
+    out = Path(out_dir)
+
     def states(name: str, columns: Sequence[str] | None = None) -> pa.Table:
         return read_tables(
             [Path(d) / f"{name}.parquet" for d in state_dirs], name, columns
@@ -249,22 +257,26 @@ def merge_run(
     def before(
         name: str, columns: Sequence[str] | None = None, filter: object = None
     ) -> pa.Table:
-        return read_table(Path(out_dir) / f"{name}.parquet", name, columns, filter)
+        return read_table(out / f"{name}.parquet", name, columns, filter)
 
     run_id, started = run_info(manifest)
+    inputs = merge_inputs(state_dirs, config)
+    same = _unchanged(out, inputs)
     columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
     change_rows, gone = changes_table(
         {n: before(n, c) for n, c in columns.items()},
         {n: states(n, c) for n, c in columns.items()},
         run_id,
     )
-    runs = _previous_runs(Path(out_dir) / "runs.parquet")
+    runs = _previous_runs(out / "runs.parquet")
     dup = config.get("duplicates", {})
-    known = _known_pairs(Path(out_dir), before)
     with atomic_dir(out_dir, keep=3) as new:
+        (new / "_merge").mkdir()
 
-        def write(name: str, table: pa.Table) -> None:
-            write_atomic(sort_table(name, table), new / f"{name}.parquet")
+        def write(name: str, table: pa.Table | pa.RecordBatchReader) -> None:
+            if isinstance(table, pa.Table):
+                table = sorted_batches(name, table)
+            write_atomic(table, new / f"{name}.parquet")
             pa.default_memory_pool().release_unused()
 
         def merged(name: str) -> pa.Table:
@@ -278,21 +290,38 @@ def merge_run(
             return table
 
         for name in SHARD_TABLES:  # one table in memory at a time
-            write(name, merged(name))
-        images = states("images", ["image_id", "root", "format", "status", "run_id"])
-        live = ["image_id", "path", "scene_index", "iscc_code", "data_code"]
-        scenes = states("scenes", [*live, "iscc_mixed", "status", "nbytes"])
-        duplicates, pairs = duplicate_table(
-            scenes,
-            images,
-            data_distance=dup.get("data_distance", 24),
-            mixed_distance=dup.get("mixed_distance", 8),
-            known=known,
+            if name in same:
+                _link(out / f"{name}.parquet", new / f"{name}.parquet")
+            else:
+                write(name, merged(name))
+        # the counts need three columns of each; the duplicates, when their
+        # inputs changed, the codes too
+        search = "duplicates" not in same
+        images = states(
+            "images",
+            ["image_id", "status", "run_id", *(["root", "format"] if search else [])],
         )
-        (new / "_merge").mkdir()
-        pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
-        write("duplicates", duplicates)
-        write("changes", pa.concat_tables([before("changes"), change_rows]))
+        codes = ["path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
+        scenes = states(
+            "scenes", ["image_id", "status", "nbytes", *(codes if search else [])]
+        )
+        if not search:
+            for name in ("duplicates.parquet", PAIRS_FILE):
+                _link(out / name, new / name)
+        else:
+            duplicates, pairs = duplicate_table(
+                scenes,
+                images,
+                data_distance=dup.get("data_distance", 24),
+                mixed_distance=dup.get("mixed_distance", 8),
+                known=_known_pairs(out, before),
+            )
+            pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
+            del pairs
+            scenes = scenes.select(["image_id", "status", "nbytes"])  # codes: freed
+            write("duplicates", duplicates)
+            del duplicates
+        write("changes", _changes(out / "changes.parquet", change_rows, run_id))
         run = run_row(
             run_id,
             started,
@@ -311,11 +340,113 @@ def merge_run(
                 [runs, pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
             ),
         )
+        (new / INPUTS_FILE).write_text(json.dumps(inputs, indent=1, sort_keys=True))
     return run
 
 
 #: the near pairs a merge found, for the next merge (not a catalogue table)
 PAIRS_FILE = "_merge/near_pairs.parquet"
+#: what each table of a catalogue was made of (see :func:`merge_inputs`)
+INPUTS_FILE = "_merge/inputs.json"
+#: bumped whenever the merge would write a table from the same inputs
+#: differently: a file from before is then never taken for this merge's
+MERGE_FORMAT = 1
+
+
+def merge_inputs(
+    state_dirs: Sequence[str | os.PathLike], config: dict
+) -> dict[str, str]:
+    """Per table the merge derives from the shards' files, a digest of its
+    inputs: each shard file's real path, size, mtime and inode (a shard
+    that changes writes a new file in a new directory; one that does not
+    keeps its files), the schema, :data:`MERGE_FORMAT` and pyarrow's version.
+    Tables that carry a removed image's rows (all but ``errors``) depend on
+    the shards' ``images`` too (which ids are gone); ``duplicates`` on the
+    ``images``, ``scenes`` and the distances. Equal digests mean equal
+    tables, so a quiet shard's rows are never read again to write them."""
+    import hashlib
+    import json
+
+    def stat(path: Path) -> list | None:
+        try:
+            st = os.stat(path)  # through the state's symlink
+        except FileNotFoundError:
+            return None
+        return [os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino]
+
+    files = {
+        name: [stat(Path(d) / f"{name}.parquet") for d in state_dirs]
+        for name in SHARD_TABLES
+    }
+    base = [MERGE_FORMAT, pa.__version__]
+
+    def digest(name: str, *parts: object) -> str:
+        text = json.dumps([base, name, str(SCHEMAS[name]), *parts], default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    found = {}
+    for name in SHARD_TABLES:
+        carried = [] if name == "errors" else [files["images"]]
+        found[name] = digest(name, files[name], *carried)
+    dup = config.get("duplicates", {})
+    distances = [dup.get("data_distance", 24), dup.get("mixed_distance", 8)]
+    found["duplicates"] = digest(
+        "duplicates", files["images"], files["scenes"], distances
+    )
+    return found
+
+
+def _unchanged(out: Path, inputs: dict[str, str]) -> set[str]:
+    """The tables of the catalogue at ``out`` made of exactly ``inputs``."""
+    import json
+
+    path = out / INPUTS_FILE
+    if not path.exists():
+        return set()
+    previous = json.loads(path.read_text())
+    same = {
+        name
+        for name, digest in inputs.items()
+        if previous.get(name) == digest and (out / f"{name}.parquet").is_file()
+    }
+    if not (out / PAIRS_FILE).is_file():
+        same.discard("duplicates")
+    return same
+
+
+def _link(source: Path, dest: Path) -> None:
+    """The previous catalogue's file in the new one: a hard link (no bytes
+    read or written), or a copy where links are not possible."""
+    import shutil
+
+    source = Path(os.path.realpath(source))
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def _changes(
+    path: Path, rows: pa.Table, run_id: str
+) -> pa.Table | pa.RecordBatchReader:
+    """The ``changes`` table with this run's rows: the previous file's rows
+    streamed as they are, then this run's, sorted, when this run sorts after
+    every earlier one (the usual case: run ids are start times); otherwise
+    the whole table, to be sorted."""
+    import pyarrow.compute as pc
+
+    name = "changes"
+    if not path.exists():
+        return rows
+    last = pc.max(read_table(path, name, ["run_id"])["run_id"]).as_py()
+    if last is not None and not run_id > last:
+        return pa.concat_tables([read_table(path, name), rows])
+    schema = SCHEMAS[name]
+    previous = pq.ParquetFile(path)
+    if previous.schema_arrow != schema:  # columns added since: read in this schema
+        return pa.concat_tables([read_table(path, name), rows])
+    mine = sorted_batches(name, rows)
+    return rebatch(schema, itertools.chain(previous.iter_batches(), mine))
 
 
 def _known_pairs(out_dir: Path, before: Any) -> dict[str, tuple[pa.Array, pa.Table]]:

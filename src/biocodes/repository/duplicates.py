@@ -74,6 +74,25 @@ def code_words(codes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
     offsets = offsets[codes.offset : codes.offset + n + 1]
     data = np.frombuffer(codes.buffers()[2], dtype=np.uint8)
     text = data[offsets[0] : offsets[-1]].reshape(n, length)[:, 5:]  # "ISCC:"
+    value, width = code_bits(codes[0].as_py())
+    words = np.empty((n, -(-width // 64)), dtype=np.uint64)
+    for start in range(0, n, DECODE_BATCH):  # bounded temporaries
+        words[start : start + DECODE_BATCH] = _decode(
+            text[start : start + DECODE_BATCH], width
+        )
+    if int.from_bytes(words[0].astype(">u8").tobytes(), "big") != value:
+        raise ValueError("unexpected ISCC header length")
+    return words, width
+
+
+#: codes decoded per numpy batch (the temporaries take ~800 bytes a code)
+DECODE_BATCH = 65_536
+
+
+def _decode(text: np.ndarray, width: int) -> np.ndarray:
+    """Base32 text (one row per code, header included) to the bodies'
+    big-endian uint64 words, ``width`` bits each."""
+    n = len(text)
     values = _B32[text]
     if (values == 255).any():
         raise ValueError("ISCC code that is not base32")
@@ -89,15 +108,11 @@ def code_words(codes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
     as_bytes = packed[..., None] >> np.arange(32, -1, -8, dtype=np.uint64)
     raw = (as_bytes & np.uint64(255)).astype(np.uint8).reshape(n, groups * 5)
     del packed, as_bytes
-    value, width = code_bits(codes[0].as_py())
     body = raw[:, 2 : 2 + width // 8]  # a 2-byte header: every unit we store
-    if int.from_bytes(body[0].tobytes(), "big") != value:
-        raise ValueError("unexpected ISCC header length")
     pad = (-body.shape[1]) % 8
     if pad:
         body = np.concatenate([np.zeros((n, pad), np.uint8), body], axis=1)
-    words = np.ascontiguousarray(body).view(">u8").astype(np.uint64)
-    return words, width
+    return np.ascontiguousarray(body).view(">u8").astype(np.uint64)
 
 
 def _distance(words: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,9 +127,9 @@ def _plan(
     ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
     with a radius of 1 or 2 (each bit subset masked in turn) check far fewer
     candidates. The cost model counts key lookups over ``n`` codes (a sort:
-    ``lookup`` candidate checks each; a binary search into a few queried
-    codes: a third of one) and the expected candidates among ``pairs``
-    random pairs."""
+    ``lookup`` candidate checks each) and the expected candidates among
+    ``pairs`` random pairs. A search for a few queried codes among all is
+    planned by :func:`_query_plan`."""
     best = None
     for bands in range(max(1, -(-bits // 62)), bits + 1):
         radius = max_distance // bands
@@ -140,8 +155,14 @@ def _pairs_within(
     asked = None if query is None else np.flatnonzero(query)
     if n < 2 or max_distance < 0 or (asked is not None and not len(asked)):
         return empty, empty, empty
-    pairs = n * n / 2 if asked is None else n * len(asked)
-    bands, radius = _plan(n, bits, max_distance, pairs, 3.0 if asked is None else 0.3)
+    if asked is not None:
+        found = _query_search(words, bits, max_distance, asked)
+        if not found:
+            return empty, empty, empty
+        pairs_found = np.unique(np.concatenate(found))
+        i, j = pairs_found // n, pairs_found % n
+        return i, j, _distance(words, i, j)
+    bands, radius = _plan(n, bits, max_distance, n * n / 2)
     edges = [bits * k // bands for k in range(bands + 1)]
     skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
     found: list[np.ndarray] = []
@@ -151,10 +172,7 @@ def _pairs_within(
         weights = 1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64)
         for masked in combinations(range(hi - lo), radius):
             mask = ~sum(int(weights[m]) for m in masked)
-            if asked is None:
-                found.extend(_equal_key_pairs(keys & mask, words, max_distance))
-            else:
-                found.extend(_query_pairs(keys & mask, asked, words, max_distance))
+            found.extend(_equal_key_pairs(keys & mask, words, max_distance))
     if not found:
         return empty, empty, empty
     pairs_found = np.unique(np.concatenate(found))
@@ -177,40 +195,99 @@ def _band(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return ((a << np.uint64(high)) | b).astype(np.int64)
 
 
-def _query_pairs(
-    keys: np.ndarray, asked: np.ndarray, words: np.ndarray, max_distance: int
-) -> list[np.ndarray]:
-    """Pairs (as i * n + j, i < j) of a row and a queried row with equal
-    keys and codes within ``max_distance``, checked in bounded batches."""
-    n = len(keys)
-    order = np.argsort(keys[asked], kind="stable")
-    sorted_keys = keys[asked][order]
-    out = []
-    step = max(1, PAIR_BATCH // 4)
-    for start in range(0, n, step):
-        part = keys[start : start + step]
-        lo = np.searchsorted(sorted_keys, part, "left")
-        count = np.searchsorted(sorted_keys, part, "right") - lo
-        hit = np.flatnonzero(count)
-        if not len(hit):
+def _query_plan(n: int, m: int, bits: int, max_distance: int) -> tuple[int, int]:
+    """Bands and per-band radius for searching ``m`` queried codes among
+    ``n``: each band's keys are sorted once (``n``), and each queried key
+    is looked up with every flip of up to ``radius`` of its bits (its
+    neighbours, ``m`` times their number), so nothing is done per mask over
+    all ``n`` codes; the expected candidates among ``n * m`` random pairs
+    are counted too."""
+    best = None
+    for bands in range(max(1, -(-bits // 62)), bits + 1):
+        radius = max_distance // bands
+        width = -(-bits // bands)  # the widest band
+        if radius > width:
             continue
-        count = count[hit]
-        # candidates in batches of at most PAIR_BATCH (bounded memory)
-        edges = np.searchsorted(
-            np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
+        near = sum(comb(width, k) for k in range(radius + 1))
+        candidates = n * m * near * 2.0 ** -(bits // bands)
+        cost = bands * (4.0 * n + 8.0 * m * near + candidates)
+        if best is None or cost < best[0]:
+            best = (cost, bands, radius)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _query_search(
+    words: np.ndarray, bits: int, max_distance: int, asked: np.ndarray
+) -> list[np.ndarray]:
+    """Pairs (as i * n + j, i < j) with a queried member (``asked``: row
+    numbers) and codes within ``max_distance`` bits. Codes within ``d`` bits
+    differ in at most ``d // bands`` bits of some band (pigeonhole): per
+    band the keys of all codes are sorted once, and the queried keys with up
+    to that many bits flipped are looked up in them. The cost follows the
+    codes queried (a night's new codes), not masks times all codes."""
+    n = len(words)
+    bands, radius = _query_plan(n, len(asked), bits, max_distance)
+    edges = [bits * k // bands for k in range(bands + 1)]
+    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
+    out: list[np.ndarray] = []
+    for b in range(bands):
+        lo, hi = edges[b] + skip, edges[b + 1] + skip
+        keys = _band(words, lo, hi)
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        flips = np.array(
+            [
+                sum(1 << bit for bit in chosen)
+                for k in range(radius + 1)
+                for chosen in combinations(range(hi - lo), k)
+            ],
+            dtype=np.int64,
         )
-        for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(hit)], strict=True):
-            if h1 <= h0:
-                continue
-            c = count[h0:h1]
-            rows = np.repeat(hit[h0:h1] + start, c)
-            offset = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
-            other = asked[order[np.repeat(lo[hit[h0:h1]], c) + offset]]
-            keep = rows != other
-            rows, other = rows[keep], other[keep]
-            keep = _distance(words, rows, other) <= max_distance
-            a, b = rows[keep], other[keep]
-            out.append(np.minimum(a, b) * n + np.maximum(a, b))
+        step = max(1, PAIR_BATCH // (4 * len(flips)))
+        for start in range(0, len(asked), step):
+            rows = asked[start : start + step]
+            near = (keys[rows][:, None] ^ flips[None, :]).ravel()
+            first = np.searchsorted(ordered, near, "left")
+            count = np.searchsorted(ordered, near, "right") - first
+            owner = np.repeat(rows, len(flips))
+            out.extend(_checked(owner, first, count, order, words, max_distance))
+        del keys, order, ordered
+    return out
+
+
+def _checked(
+    owner: np.ndarray,
+    first: np.ndarray,
+    count: np.ndarray,
+    order: np.ndarray,
+    words: np.ndarray,
+    max_distance: int,
+) -> list[np.ndarray]:
+    """Candidate pairs (``owner[k]`` with rows ``order[first[k]:][:count[k]]``)
+    within ``max_distance``, as i * n + j (i < j), expanded and checked in
+    batches of at most :data:`PAIR_BATCH` candidates (bounded memory)."""
+    n = len(words)
+    hit = np.flatnonzero(count)
+    if not len(hit):
+        return []
+    owner, first, count = owner[hit], first[hit], count[hit]
+    edges = np.searchsorted(
+        np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
+    )
+    out = []
+    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(hit)], strict=True):
+        if h1 <= h0:
+            continue
+        c = count[h0:h1]
+        rows = np.repeat(owner[h0:h1], c)
+        offset = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+        other = order[np.repeat(first[h0:h1], c) + offset]
+        keep = rows != other
+        rows, other = rows[keep], other[keep]
+        keep = _distance(words, rows, other) <= max_distance
+        a, b = rows[keep], other[keep]
+        out.append(np.minimum(a, b) * n + np.maximum(a, b))
     return out
 
 
@@ -310,7 +387,9 @@ def duplicate_table(
     """
     cols = ["image_id", "path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
     ok = pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
-    live = scenes.select(cols).filter(ok)
+    live = scenes.select(cols)
+    if not pc.all(pc.fill_null(ok, False)).as_py():  # no copy if all are live
+        live = live.filter(ok)
     n = live.num_rows
     where = pc.index_in(live["image_id"], value_set=images["image_id"].combine_chunks())
     root = images["root"].take(where)
