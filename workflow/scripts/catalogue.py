@@ -5,7 +5,8 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w")
 
 from biocodes.infra.atomic import atomic_path
-from biocodes.repository.catalogue import merge_run
+from biocodes.repository.catalogue import merge_run, summary
+from biocodes.repository.report import write_report
 from biocodes.repository.shard import retire_states
 
 counts = [json.loads(open(p).read()) for p in snakemake.input.counts]
@@ -17,5 +18,13 @@ run = merge_run(
     counts=counts,
 )
 retire_states(Path(snakemake.params.states[0]).parent, len(snakemake.params.states))
-with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(json.dumps(run, indent=1, default=str))
+# the run's summary rides in the stamp: onsuccess prints it without pyarrow
+stamp = {**run, "summary": summary(snakemake.params.catalogue)}
+with atomic_path(snakemake.output.stamp) as tmp:
+    tmp.write_text(json.dumps(stamp, indent=1, default=str))
+write_report(
+    snakemake.params.catalogue,
+    snakemake.output.report,
+    max_scenes=snakemake.params.max_scenes,
+)
+print(f"report: {snakemake.output.report}", file=sys.stderr)
