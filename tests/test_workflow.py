@@ -161,3 +161,34 @@ def test_report_renders_thumbnails_in_headless_chromium(finished):
     dark = (pixels.max(axis=2) < 60).mean()
     colourful = (np.ptp(pixels, axis=2) > 80).mean()
     assert dark > 0.05 and colourful > 0.005, (dark, colourful)
+
+
+def test_a_quiet_night_is_the_scan_the_shards_and_one_merge_job(tmp_path):
+    """A night with nothing new runs one Python job per step it needs: the
+    scan, each shard, and the merge, which also writes the report (no job of
+    its own); the summary is printed and the report replaced."""
+    import re
+    from collections import Counter
+
+    from biocodes import synth
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for k in range(3):
+        pixels = synth.random_scene((1, 1, 1, 8, 8), "uint8", seed=k)[0, 0]
+        synth.write_tiff(repo / f"img{k}.tif", pixels)
+    cfg = {"example": {"generate": False}, "shards": 2}
+    first = run_workflow(tmp_path, cfg)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = tmp_path / "results" / "report.html"
+    before = report.stat().st_mtime_ns
+
+    again = run_workflow(tmp_path, cfg)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    jobs = Counter(re.findall(r"^(?:local)?rule (\w+):", out, re.M))
+    assert jobs == {"manifest": 1, "fingerprint": 2, "catalogue": 1, "all": 1}, out
+    assert "biocodes run" in out and "3 unchanged" in out
+    assert report.stat().st_mtime_ns > before
+    log = (tmp_path / "results" / "logs" / "catalogue.log").read_text()
+    assert "report.html" in log

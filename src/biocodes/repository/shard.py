@@ -517,26 +517,6 @@ def _died(client: Any, exc: Exception, row: Mapping[str, Any]) -> BiocodeError:
     )
 
 
-def read_light(path: str | os.PathLike, name: str) -> pa.Table:
-    """One table file in the current schema (columns added since it was
-    written are null; empty if it does not exist), read without
-    ``pyarrow.dataset``: that module imports pandas, ~0.5 s for each job of a
-    quiet night."""
-    import pyarrow.parquet as pq
-
-    schema = SCHEMAS[name]
-    if not Path(path).exists():
-        return schema.empty_table()
-    file = pq.ParquetFile(path)
-    have = set(file.schema_arrow.names)
-    table = file.read(columns=[n for n in schema.names if n in have])
-    columns = [
-        table[n] if n in have else pa.nulls(table.num_rows, schema.field(n).type)
-        for n in schema.names
-    ]
-    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
-
-
 def _previous(
     state_dir: Path,
     ids: pa.Array,
@@ -559,10 +539,7 @@ def _previous(
         source = Path(catalogue)
     found = {}
     for name in SHARD_TABLES:
-        if source == state_dir:
-            table = read_light(source / f"{name}.parquet", name)
-        else:
-            table = read_table(source / f"{name}.parquet", name)
+        table = read_table(source / f"{name}.parquet", name)
         if source != state_dir:
             table = table.filter(pc.is_in(table["image_id"], ids))
         found[name] = table
@@ -638,8 +615,7 @@ def run_shard(
 
     state_dir = Path(state_dir)
     run_id = (pq.read_schema(manifest).metadata or {}).get(b"run_id", b"").decode()
-    rows = pq.ParquetFile(manifest).read()
-    rows = rows.filter(pc.equal(rows["shard"], shard))
+    rows = pq.read_table(manifest, filters=[("shard", "=", shard)])
     key = settings_key(simprints, views)
     before, own = _previous(state_dir, rows["image_id"], shards, catalogue)
     prev = before["images"].select(
