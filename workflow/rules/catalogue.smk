@@ -20,6 +20,7 @@ rule catalogue:
     params:
         catalogue=f"{RESULTS}/catalogue",
         states=expand(f"{RESULTS}/state/{{shard}}", shard=SHARDS),
+        parts=f"{RESULTS}/manifest_parts",
         config=config,
         max_scenes=config["report"].get("max_scenes", 500),
     script:

@@ -43,6 +43,14 @@ def example_marker():
     return []
 
 
+def shard_manifest(wildcards):
+    """The shard's part of the manifest, once the scan (a checkpoint) is
+    done: it rewrites the part only for a shard with something to do, so
+    the job of a quiet shard, whose output is newer, does not run."""
+    checkpoints.manifest.get()
+    return f"{RESULTS}/manifest_parts/{wildcards.shard}.parquet"
+
+
 def finish_run():
     """Print the run's summary, record the repository's size (the next
     run's shard count) and retire the stamp: the next invocation (e.g.
