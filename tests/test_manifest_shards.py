@@ -213,3 +213,56 @@ def test_sizes_parse_as_dask_parses_them():
         assert parse_size(text) == parse_bytes(text), text
     for n in (0, 900, 1234, 12345678, 1234567890, 2**31, 600 * 2**20):
         assert _fmt(n) == format_bytes(n), n
+
+
+def test_a_shard_is_quiet_only_while_nothing_is_to_be_looked_at(tmp_path):
+    """The scan rewrites a shard's part of the manifest (so its job runs)
+    unless the shard's state is up to date with the same rows, settings and
+    shard count and holds nothing to read again; a failed image keeps its
+    shard from ever being quiet."""
+    from biocodes.repository.shard import counts_for_run, write_shard_manifests
+
+    root = repo(tmp_path)
+    parts, states = tmp_path / "parts", tmp_path / "state"
+    local = {"kind": "local"}
+
+    def night(exclude, simprints=False, run=True):
+        manifest = tmp_path / "m.parquet"
+        build_manifest(manifest, {"lab": str(root)}, 2, exclude=exclude)
+        written = write_shard_manifests(manifest, parts, states, 2, simprints, None)
+        for k in written if run else ():
+            part = parts / f"{k}.parquet"
+            run_shard(part, k, states / str(k), local, simprints, shards=2)
+        return written
+
+    assert night(["skip.*"]) == [0, 1]
+    stamps = [(parts / f"{k}.parquet").stat().st_mtime_ns for k in range(2)]
+    assert night(["skip.*"]) == []  # a quiet night: no part rewritten
+    assert [(parts / f"{k}.parquet").stat().st_mtime_ns for k in range(2)] == stamps
+    assert night(["skip.*"], simprints=True, run=False) == [0, 1]  # settings
+    assert night(["skip.*"]) == [0, 1]  # the state was not brought up to date
+    assert night(["skip.*"]) == []
+    # parts written for other settings, run with these (a run resumed after
+    # its config changed): the state does not vouch for them
+    assert night(["skip.*"], simprints=True, run=False) == [0, 1]
+    for k in range(2):
+        run_shard(parts / f"{k}.parquet", k, states / str(k), local, False, shards=2)
+        assert not (states / str(k) / "quiet.json").exists()
+    assert night(["skip.*"], simprints=True) == [0, 1]
+    assert night(["skip.*"], simprints=True) == []
+    assert night(["skip.*"]) == [0, 1]
+
+    failed = shard_of(image_id("lab", "skip.png"), 2)
+    assert night([]) == [failed]  # an added image, which fails
+    assert night([]) == [failed]  # and is read again every night
+    assert night([]) == [failed]
+
+    # counts of a job that did not run this night: all its images left alone
+    old = {"images": 3, "read": 2, "rehashed": 1, "reused": 0, "run_id": "r1"}
+    assert counts_for_run(old, "r2") == {
+        "images": 3,
+        "read": 0,
+        "rehashed": 0,
+        "reused": 3,
+    }
+    assert counts_for_run(old, "r1") == {k: v for k, v in old.items() if k != "run_id"}

@@ -776,14 +776,24 @@ def run_shard(
                 write_atomic(sort_table(name, tables[name]), new / f"{name}.parquet")
             if shards is not None:
                 (new / "layout.json").write_text(json.dumps({"shards": shards}))
+    # the part's digest covers its rows (these rows) and the settings and
+    # shard count the scan assumed: vouch for it only if they are this job's
     digest = meta.get(SHARD_DIGEST, b"").decode()
-    settled = digest and not recheck and _settled(tables, rows)
+    assumed = json.loads(meta.get(SHARD_CONTEXT, b"null"))
+    settled = (
+        digest
+        and assumed == {"settings": key, "shards": shards}
+        and not recheck
+        and _settled(tables, rows)
+    )
     _mark_quiet(state_dir, digest if settled else None)
     return counts
 
 
-#: the schema metadata key of a shard's part of the manifest: its digest
+#: schema metadata of a shard's part of the manifest: its digest, and the
+#: settings key and shard count the digest covers
 SHARD_DIGEST = b"shard_digest"
+SHARD_CONTEXT = b"shard_context"
 #: in a shard's state: the digest of the manifest part it is up to date with
 QUIET_FILE = "quiet.json"
 
@@ -820,9 +830,9 @@ def _mark_quiet(state_dir: Path, digest: str | None) -> None:
             tmp.write_text(json.dumps({"digest": digest}))
 
 
-def shard_digest(part: pa.Table, settings: str, shards: int) -> str:
+def shard_digest(part: pa.Table, context: Mapping[str, Any]) -> str:
     """A digest of a shard's manifest rows and of what else decides its
-    rows (the settings key, the shard count)."""
+    rows (``context``: the settings key, the shard count)."""
     import hashlib
 
     sink = pa.BufferOutputStream()
@@ -830,7 +840,7 @@ def shard_digest(part: pa.Table, settings: str, shards: int) -> str:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     h = hashlib.sha256(sink.getvalue().to_pybytes())
-    h.update(json.dumps({"settings": settings, "shards": shards}).encode())
+    h.update(json.dumps(context, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -851,6 +861,7 @@ def write_shard_manifests(
     quiet shard: its file is left untouched, so its Snakemake job (whose
     output is newer) does not run at all. Every other shard's file is
     rewritten, so its job runs."""
+    import numpy as np
     import pyarrow.parquet as pq
 
     from biocodes.repository.tables import write_atomic
@@ -858,21 +869,36 @@ def write_shard_manifests(
     table = pq.read_table(manifest)
     meta = table.schema.metadata or {}
     key = settings_key(simprints, views)
+    # one stable sort by shard, then a slice per shard: linear in the rows
+    # however many shards (each part keeps the manifest's order)
+    which = table["shard"].to_numpy()
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(shards + 1))
+    context = {"settings": key, "shards": shards}
     written = []
     for k in range(shards):
-        part = table.filter(pc.equal(table["shard"], pa.scalar(k, pa.int32())))
-        digest = shard_digest(part, key, shards)
+        part = table.take(pa.array(order[bounds[k] : bounds[k + 1]]))
+        digest = shard_digest(part, context)
         path = Path(out_dir, f"{k}.parquet")
-        marker = Path(state_root, str(k), QUIET_FILE)
-        try:
-            quiet = json.loads(marker.read_text()).get("digest") == digest
-        except (OSError, ValueError):
-            quiet = False
-        if quiet and path.exists() and not recheck:
+        if not recheck and _quiet(path, Path(state_root, str(k)), digest):
             continue
-        write_atomic(part.replace_schema_metadata({**meta, SHARD_DIGEST: digest}), path)
+        extra = {SHARD_DIGEST: digest, SHARD_CONTEXT: json.dumps(context)}
+        write_atomic(part.replace_schema_metadata({**meta, **extra}), path)
         written.append(k)
     return written
+
+
+def _quiet(part: Path, state_dir: Path, digest: str) -> bool:
+    """Whether the shard's part on disk is the one it would be now, and its
+    state vouches for being up to date with it and settled."""
+    import pyarrow.parquet as pq
+
+    try:
+        marker = json.loads((state_dir / QUIET_FILE).read_text())
+        written = (pq.read_schema(part).metadata or {}).get(SHARD_DIGEST, b"")
+    except (OSError, ValueError):
+        return False
+    return marker.get("digest") == digest == written.decode()
 
 
 def counts_for_run(counts: Mapping[str, Any], run_id: str) -> dict[str, int]:
