@@ -10,7 +10,6 @@ include: "workflow/rules/example.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/fingerprint.smk"
 include: "workflow/rules/catalogue.smk"
-include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -154,3 +154,115 @@ def test_a_new_shard_count_reads_no_pixels_and_keeps_the_rows(tmp_path):
     assert [shards_for(n) for n in (10, 10_000, 20_000, 1_000_000)] == [1, 1, 2, 128]
     assert shard_count(tmp_path / "nowhere") == 4  # a first run
     assert shard_count(tmp_path, shards=7) == 7
+
+
+QUIET_IMPORTS = """
+import json, sys
+from biocodes.infra.limits import Limits
+from biocodes.repository.manifest import build_manifest
+from biocodes.repository.shard import run_shard
+from biocodes.views.build import view_options
+
+manifest, state, root = sys.argv[1:4]
+limits = Limits.from_config({"max_plane_bytes": "2 GiB"})
+if sys.argv[4] == "scan":
+    build_manifest(manifest, {"lab": root}, 1, exclude=["skip.*"], limits=limits)
+else:
+    views = view_options({"enabled": True, "thumbnails": False}, None)
+    counts = run_shard(
+        manifest, 0, state, {"kind": "local"}, False, views=views, shards=1
+    )
+    assert counts["read"] == 0, counts
+heavy = ("dask", "distributed", "zarr", "bioio", "tifffile", "scipy", "ome_types")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
+"""
+
+
+def test_the_scan_and_a_quiet_shard_import_nothing_heavy(tmp_path):
+    """Every job of a night pays its imports: the scan and a shard with
+    nothing to read import no dask (~0.4 s), reader or scipy. (pandas comes
+    with any Python-to-Arrow conversion in pyarrow: not avoidable here.)"""
+    import json
+    import subprocess
+    import sys
+
+    from biocodes.views.build import view_options
+
+    root = repo(tmp_path)
+    manifest, state = tmp_path / "m.parquet", tmp_path / "state/0"
+    build_manifest(manifest, {"lab": str(root)}, 1, exclude=["skip.*"])
+    views = view_options({"enabled": True, "thumbnails": False}, None)
+    run_shard(manifest, 0, state, {"kind": "local"}, False, views=views, shards=1)
+    for step in ("scan", "quiet shard"):
+        proc = subprocess.run(
+            [sys.executable, "-c", QUIET_IMPORTS, manifest, state, root, step],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout.splitlines()[-1]) == [], step
+
+
+def test_sizes_parse_as_dask_parses_them():
+    from dask.utils import format_bytes, parse_bytes
+
+    from biocodes.infra.limits import _fmt, parse_size
+
+    for text in ("100", "100 MB", "5.4 kB", "1kiB", "1e6 kB", "MB", "2 GiB", 7, 2.5):
+        assert parse_size(text) == parse_bytes(text), text
+    for n in (0, 900, 1234, 12345678, 1234567890, 2**31, 600 * 2**20):
+        assert _fmt(n) == format_bytes(n), n
+
+
+def test_a_shard_is_quiet_only_while_nothing_is_to_be_looked_at(tmp_path):
+    """The scan rewrites a shard's part of the manifest (so its job runs)
+    unless the shard's state is up to date with the same rows, settings and
+    shard count and holds nothing to read again; a failed image keeps its
+    shard from ever being quiet."""
+    from biocodes.repository.shard import counts_for_run, write_shard_manifests
+
+    root = repo(tmp_path)
+    parts, states = tmp_path / "parts", tmp_path / "state"
+    local = {"kind": "local"}
+
+    def night(exclude, simprints=False, run=True):
+        manifest = tmp_path / "m.parquet"
+        build_manifest(manifest, {"lab": str(root)}, 2, exclude=exclude)
+        written = write_shard_manifests(manifest, parts, states, 2, simprints, None)
+        for k in written if run else ():
+            part = parts / f"{k}.parquet"
+            run_shard(part, k, states / str(k), local, simprints, shards=2)
+        return written
+
+    assert night(["skip.*"]) == [0, 1]
+    stamps = [(parts / f"{k}.parquet").stat().st_mtime_ns for k in range(2)]
+    assert night(["skip.*"]) == []  # a quiet night: no part rewritten
+    assert [(parts / f"{k}.parquet").stat().st_mtime_ns for k in range(2)] == stamps
+    assert night(["skip.*"], simprints=True, run=False) == [0, 1]  # settings
+    assert night(["skip.*"]) == [0, 1]  # the state was not brought up to date
+    assert night(["skip.*"]) == []
+    # parts written for other settings, run with these (a run resumed after
+    # its config changed): the state does not vouch for them
+    assert night(["skip.*"], simprints=True, run=False) == [0, 1]
+    for k in range(2):
+        run_shard(parts / f"{k}.parquet", k, states / str(k), local, False, shards=2)
+        assert not (states / str(k) / "quiet.json").exists()
+    assert night(["skip.*"], simprints=True) == [0, 1]
+    assert night(["skip.*"], simprints=True) == []
+    assert night(["skip.*"]) == [0, 1]
+
+    failed = shard_of(image_id("lab", "skip.png"), 2)
+    assert night([]) == [failed]  # an added image, which fails
+    assert night([]) == [failed]  # and is read again every night
+    assert night([]) == [failed]
+
+    # counts of a job that did not run this night: all its images left alone
+    old = {"images": 3, "read": 2, "rehashed": 1, "reused": 0, "run_id": "r1"}
+    assert counts_for_run(old, "r2") == {
+        "images": 3,
+        "read": 0,
+        "rehashed": 0,
+        "reused": 3,
+    }
+    assert counts_for_run(old, "r1") == {k: v for k, v in old.items() if k != "run_id"}

@@ -161,3 +161,58 @@ def test_report_renders_thumbnails_in_headless_chromium(finished):
     dark = (pixels.max(axis=2) < 60).mean()
     colourful = (np.ptp(pixels, axis=2) > 80).mean()
     assert dark > 0.05 and colourful > 0.005, (dark, colourful)
+
+
+def test_a_quiet_night_runs_the_scan_and_one_merge_job(tmp_path):
+    """A night with nothing new runs two Python jobs: the scan, and the
+    merge, which also writes the report. The scan rewrites a shard's part
+    of the manifest only when the shard has something to do, so the job of
+    a quiet shard does not start; the run's counts still cover its images.
+    A changed image runs its own shard's job only."""
+    import os
+    import re
+    from collections import Counter
+
+    from biocodes import synth
+    from biocodes.repository.manifest import image_id, shard_of
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for k in range(4):
+        pixels = synth.random_scene((1, 1, 1, 8, 8), "uint8", seed=k)[0, 0]
+        synth.write_tiff(repo / f"img{k}.tif", pixels)
+    cfg = {"example": {"generate": False}, "shards": 2}
+
+    def night():
+        proc = run_workflow(tmp_path, cfg)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = proc.stdout + proc.stderr
+        jobs = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out, re.M)
+        return Counter(jobs), out
+
+    jobs, _ = night()
+    assert jobs == {"manifest": 1, "fingerprint": 2, "catalogue": 1, "all": 1}
+    report = tmp_path / "results" / "report.html"
+    before = report.stat().st_mtime_ns
+
+    jobs, out = night()
+    assert jobs == {"manifest": 1, "catalogue": 1, "all": 1}, out
+    assert "pixels read for 0 images" in out and "4 unchanged" in out
+    assert report.stat().st_mtime_ns > before
+    log = (tmp_path / "results" / "logs" / "catalogue.log").read_text()
+    assert "report.html" in log
+    runs = table(tmp_path, "runs")
+    assert [r["images_reused"] for r in runs] == [0, 4]
+
+    st = os.stat(repo / "img0.tif")
+    synth.write_tiff(
+        repo / "img0.tif", synth.random_scene((1, 1, 8, 8), "uint8", seed=99)[0]
+    )
+    os.utime(repo / "img0.tif", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    jobs, out = night()
+    assert jobs == {"manifest": 1, "fingerprint": 1, "catalogue": 1, "all": 1}, out
+    shard = shard_of(image_id("repo", "img0.tif"), 2)
+    assert f"fingerprint/{shard}.log" in out or f"shard={shard}" in out
+    runs = table(tmp_path, "runs")
+    assert (runs[-1]["images_read"], runs[-1]["images_reused"]) == (1, 3)
+    assert runs[-1]["images_changed"] == 1

@@ -43,16 +43,29 @@ def example_marker():
     return []
 
 
+def shard_manifest(wildcards):
+    """The shard's part of the manifest, once the scan (a checkpoint) is
+    done: it rewrites the part only for a shard with something to do, so
+    the job of a quiet shard, whose output is newer, does not run."""
+    checkpoints.manifest.get()
+    return f"{RESULTS}/manifest_parts/{wildcards.shard}.parquet"
+
+
 def finish_run():
     """Print the run's summary, record the repository's size (the next
     run's shard count) and retire the stamp: the next invocation (e.g.
-    tomorrow night) scans again and is a new run."""
+    tomorrow night) scans again and is a new run. The summary comes with the
+    stamp, so this (Snakemake's own process) imports no pyarrow."""
     import json
 
-    from biocodes.repository.catalogue import summary
     from biocodes.repository.layout import record_images
 
     if os.path.exists(RUN_STAMP):
-        print(summary(f"{RESULTS}/catalogue"))
-        record_images(RESULTS, json.loads(Path(RUN_STAMP).read_text())["images"])
+        run = json.loads(Path(RUN_STAMP).read_text())
+        if "summary" not in run:  # a stamp written before the summary rode in it
+            from biocodes.repository.catalogue import summary
+
+            run["summary"] = summary(f"{RESULTS}/catalogue")
+        print(run["summary"])
+        record_images(RESULTS, run["images"])
         os.remove(RUN_STAMP)

@@ -1,8 +1,11 @@
 # One job per shard. Its tables live in <results>/state/<shard> across runs
-# (swapped in atomically); the declared output is the job's counts.
+# (swapped in atomically); the declared output is the job's counts. It runs
+# when the scan rewrote its part of the manifest (shard_manifest); the run's
+# manifest gives the run id, and its date is no reason to run (ancient).
 rule fingerprint:
     input:
-        f"{RESULTS}/manifest.parquet",
+        manifest=ancient(f"{RESULTS}/manifest.parquet"),
+        part=shard_manifest,
     output:
         f"{RESULTS}/shards/{{shard}}.json",
     log:

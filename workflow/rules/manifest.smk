@@ -1,7 +1,10 @@
 # The scan starts every run: its manifest is temporary, so each invocation
-# (e.g. nightly) re-scans the roots. Shard jobs then read pixels only for
-# images that changed (see README, "Nightly runs").
-rule manifest:
+# (e.g. nightly) re-scans the roots. It is a checkpoint: it also writes each
+# shard's part of the manifest (<results>/manifest_parts/<shard>.parquet), but
+# only for shards with something to do, and Snakemake looks at those dates
+# once the scan is done, so the job of a quiet shard does not run (see
+# README, "Nightly runs").
+checkpoint manifest:
     input:
         example_marker(),
     output:
@@ -18,5 +21,11 @@ rule manifest:
         shards=len(SHARDS),
         follow_symlinks=config["follow_symlinks"],
         limits=config["limits"],
+        parts=f"{RESULTS}/manifest_parts",
+        states=f"{RESULTS}/state",
+        simprints=config["simprints"],
+        views=config["views"],
+        thumbnails=f"{RESULTS}/thumbnails",
+        recheck=config["incremental"].get("recheck", False),
     script:
         "../scripts/manifest.py"

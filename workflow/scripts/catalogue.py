@@ -5,10 +5,14 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w")
 
 from biocodes.infra.atomic import atomic_path
-from biocodes.repository.catalogue import merge_run
-from biocodes.repository.shard import retire_states
+from biocodes.repository.catalogue import merge_run, run_info, summary
+from biocodes.repository.report import write_report
+from biocodes.repository.shard import counts_for_run, retire_states
 
-counts = [json.loads(open(p).read()) for p in snakemake.input.counts]
+run_id, _started = run_info(snakemake.input.manifest)
+counts = [
+    counts_for_run(json.loads(open(p).read()), run_id) for p in snakemake.input.counts
+]
 run = merge_run(
     snakemake.params.states,
     snakemake.params.catalogue,
@@ -16,6 +20,16 @@ run = merge_run(
     manifest=snakemake.input.manifest,
     counts=counts,
 )
-retire_states(Path(snakemake.params.states[0]).parent, len(snakemake.params.states))
-with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(json.dumps(run, indent=1, default=str))
+shards = len(snakemake.params.states)
+retire_states(Path(snakemake.params.states[0]).parent, shards)
+retire_states(snakemake.params.parts, shards)
+# the run's summary rides in the stamp: onsuccess prints it without pyarrow
+stamp = {**run, "summary": summary(snakemake.params.catalogue)}
+with atomic_path(snakemake.output.stamp) as tmp:
+    tmp.write_text(json.dumps(stamp, indent=1, default=str))
+write_report(
+    snakemake.params.catalogue,
+    snakemake.output.report,
+    max_scenes=snakemake.params.max_scenes,
+)
+print(f"report: {snakemake.output.report}", file=sys.stderr)

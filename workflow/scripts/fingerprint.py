@@ -4,6 +4,7 @@ from pathlib import Path
 
 from biocodes.infra.atomic import atomic_path
 from biocodes.infra.limits import Limits
+from biocodes.repository.catalogue import run_info
 from biocodes.repository.shard import run_shard
 from biocodes.views.build import view_options
 
@@ -11,8 +12,9 @@ from biocodes.views.build import view_options
 def main(smk) -> None:
     sys.stderr = open(smk.log[0], "w")
     thumbnails = smk.params.thumbnails
+    run_id, _started = run_info(smk.input.manifest)
     counts = run_shard(
-        smk.input[0],
+        smk.input.part,
         smk.params.shard,
         smk.params.state,
         smk.params.cluster,
@@ -25,10 +27,13 @@ def main(smk) -> None:
         shards=smk.params.shards,
         catalogue=smk.params.catalogue,
         plate_fields_per_task=smk.params.plates.get("fields_per_task", 64),
+        run_id=run_id,
     )
     print(f"shard {smk.params.shard}: {counts}", file=sys.stderr)
     with atomic_path(smk.output[0]) as tmp:
-        tmp.write_text(json.dumps(counts))
+        # the run id tells the merge these counts are this run's (a quiet
+        # shard's job does not run, and its file keeps an older run's)
+        tmp.write_text(json.dumps({**counts, "run_id": run_id}))
 
 
 # dask's worker processes re-import this file as __mp_main__: run only once

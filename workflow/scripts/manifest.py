@@ -5,6 +5,8 @@ sys.stderr = open(snakemake.log[0], "w")
 from biocodes.infra.limits import Limits
 from biocodes.repository.catalogue import skipped_files
 from biocodes.repository.manifest import build_manifest, describe_skipped
+from biocodes.repository.shard import write_shard_manifests
+from biocodes.views.build import view_options
 
 p = snakemake.params
 rows = build_manifest(
@@ -19,3 +21,14 @@ rows = build_manifest(
 )
 print(f"manifest: {rows} images in {p.shards} shards", file=sys.stderr)
 print(describe_skipped(skipped_files(snakemake.output[0])), file=sys.stderr)
+written = write_shard_manifests(
+    snakemake.output[0],
+    p.parts,
+    p.states,
+    p.shards,
+    p.simprints,
+    view_options(p.views, p.thumbnails),
+    recheck=p.recheck,
+)
+quiet = sorted(set(range(p.shards)) - set(written))
+print(f"shards to run: {written}; quiet (not run): {quiet}", file=sys.stderr)

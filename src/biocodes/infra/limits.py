@@ -31,19 +31,48 @@ class DeclaredScene(Protocol):
 GiB = 1 << 30
 
 
-def parse_size(value: int | float | str) -> int:
-    """Bytes from an int or a string such as ``"2 GiB"`` or ``"500MB"``."""
-    from dask.utils import parse_bytes
+#: byte units as dask.utils.parse_bytes reads them (lower case)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    **{p: 1000**i for i, p in enumerate(("k", "m", "g", "t", "p"), 1)},
+    **{p + "b": 1000**i for i, p in enumerate(("k", "m", "g", "t", "p"), 1)},
+    **{p + "i": 1024**i for i, p in enumerate(("k", "m", "g", "t", "p"), 1)},
+    **{p + "ib": 1024**i for i, p in enumerate(("k", "m", "g", "t", "p"), 1)},
+}
 
-    if isinstance(value, str):
-        return int(parse_bytes(value))
-    return int(value)
+
+def parse_size(value: int | float | str) -> int:
+    """Bytes from an int or a string such as ``"2 GiB"`` or ``"500MB"``, read
+    as ``dask.utils.parse_bytes`` reads them, without importing dask: every
+    workflow job parses its limits, and dask costs ~0.4 s to import."""
+    if not isinstance(value, str):
+        return int(value)
+    text = value.replace(" ", "")
+    if not any(ch.isdigit() for ch in text):
+        text = f"1{text}"
+    cut = len(text)
+    while cut and text[cut - 1].isalpha():
+        cut -= 1
+    number, unit = text[:cut], text[cut:]
+    try:
+        n = float(number)
+    except ValueError as exc:
+        raise ValueError(f"Could not interpret '{number}' as a number") from exc
+    try:
+        return int(n * _UNITS[unit.lower()])
+    except KeyError as exc:
+        raise ValueError(f"Could not interpret '{unit}' as a byte unit") from exc
 
 
 def _fmt(n: int) -> str:
-    from dask.utils import format_bytes
-
-    return format_bytes(n)
+    """Bytes for a person, as ``dask.utils.format_bytes`` writes them."""
+    for prefix, k in (("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20)):
+        if n >= k * 0.9:
+            return f"{n / k:.2f} {prefix}B"
+    if n >= 2**10 * 0.9:
+        return f"{n / 2**10:.2f} kiB"
+    return f"{n} B"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from biocodes.infra.errors import (
@@ -25,6 +25,7 @@ from biocodes.infra.errors import (
     path_error,
 )
 from biocodes.infra.limits import Limits
+from biocodes.infra.location import Location
 from biocodes.infra.remote import ZARR_META, RemoteStore, is_remote, url_name
 from biocodes.sources import locate
 from biocodes.sources.zarr import is_zarr_store
@@ -135,12 +136,17 @@ def _row(
     why: Exception | None,
     limits: Limits | None = None,
     members: str | None = None,
+    plain: bool = False,
 ) -> ManifestRow:
+    """One manifest row. ``plain``: the path's own size and mtime, without
+    looking for the fileset it may belong to (the scan groups filesets
+    afterwards, see :func:`group_filesets`, so a file is opened once)."""
     iid = image_id(label, rel)
     size = mtime = 0
     if why is None:
         try:
-            size, mtime = locate(full, limits).state()
+            where = Location.plain(full, limits) if plain else locate(full, limits)
+            size, mtime = where.state()
         except BiocodeError as exc:
             why = exc
         except OSError as exc:
@@ -179,8 +185,12 @@ def group_filesets(
         if not refused and not r.is_store:
             try:
                 fileset = resolve(r.abspath)
-            except BiocodeError:
+            except BiocodeError as exc:
                 fileset = None  # the read reports the bad metadata
+                if r.error is None:  # as locating it would have (see _row)
+                    r = replace(
+                        r, size=0, mtime_ns=0, error=str(exc), error_type=exc.kind
+                    )
         if fileset is None:
             out.append(r)
         else:
@@ -272,7 +282,7 @@ def scan_root(
                     skipped[_suffix(name)] += 1
                 continue
             why = policy.why_not(full) if full.is_symlink() else None
-            found.append(_row(label, rel, full, is_store, shards, why))
+            found.append(_row(label, rel, full, is_store, shards, why, plain=True))
     yield from group_filesets(found, policy, shards)
 
 
@@ -353,7 +363,7 @@ def scan(
             found = scan_root(
                 label, roots[label], shards, include, exclude, policy, skipped
             )
-        rows += [asdict(r) for r in found]
+        rows += [dict(vars(r)) for r in found]
     rows.sort(key=lambda r: (r["root"], r["path"]))
     return rows
 
@@ -409,7 +419,7 @@ def from_file(
         why = policy.why_not(full)
         is_store = why is None and full.is_dir()
         rows.append(_row(label, rel, full, is_store, shards, why))
-    return [asdict(r) for r in group_filesets(rows, policy, shards)]
+    return [dict(vars(r)) for r in group_filesets(rows, policy, shards)]
 
 
 MANIFEST_SCHEMA_FIELDS = (

@@ -593,6 +593,7 @@ def run_shard(
     shards: int | None = None,
     catalogue: str | os.PathLike | None = None,
     plate_fields_per_task: int = 64,
+    run_id: str | None = None,
 ) -> dict[str, int]:
     """Bring the shard's tables under ``state_dir`` up to date with the manifest.
 
@@ -607,6 +608,11 @@ def run_shard(
     A plate with more than ``plate_fields_per_task`` fields is read in
     tasks of that many fields (and one for its raw bytes), so its fields are
     hashed on several workers; 0 reads every plate in one task.
+
+    ``manifest`` may be the run's or the shard's own part of it
+    (:func:`write_shard_manifests`); ``run_id`` defaults to the one stamped
+    on it. A shard left with nothing that must be looked at again next run
+    records the part's digest, so the next scan can leave it untouched.
     """
     import pyarrow.parquet as pq
 
@@ -614,7 +620,9 @@ def run_shard(
     from biocodes.repository.tables import sort_table
 
     state_dir = Path(state_dir)
-    run_id = (pq.read_schema(manifest).metadata or {}).get(b"run_id", b"").decode()
+    meta = pq.read_schema(manifest).metadata or {}
+    if run_id is None:
+        run_id = meta.get(b"run_id", b"").decode()
     rows = pq.read_table(manifest, filters=[("shard", "=", shard)])
     key = settings_key(simprints, views)
     before, own = _previous(state_dir, rows["image_id"], shards, catalogue)
@@ -768,20 +776,153 @@ def run_shard(
                 write_atomic(sort_table(name, tables[name]), new / f"{name}.parquet")
             if shards is not None:
                 (new / "layout.json").write_text(json.dumps({"shards": shards}))
+    # the part's digest covers its rows (these rows) and the settings and
+    # shard count the scan assumed: vouch for it only if they are this job's
+    digest = meta.get(SHARD_DIGEST, b"").decode()
+    assumed = json.loads(meta.get(SHARD_CONTEXT, b"null"))
+    settled = (
+        digest
+        and assumed == {"settings": key, "shards": shards}
+        and not recheck
+        and _settled(tables, rows)
+    )
+    _mark_quiet(state_dir, digest if settled else None)
     return counts
 
 
+#: schema metadata of a shard's part of the manifest: its digest, and the
+#: settings key and shard count the digest covers
+SHARD_DIGEST = b"shard_digest"
+SHARD_CONTEXT = b"shard_context"
+#: in a shard's state: the digest of the manifest part it is up to date with
+QUIET_FILE = "quiet.json"
+
+
+def _settled(tables: Mapping[str, pa.Table], rows: pa.Table) -> bool:
+    """Whether a shard's state leaves nothing to look at again while its
+    manifest rows stay the same: no failed image or field (read again every
+    run), no remote store without mtimes, no fileset whose members only its
+    reader knew (stat'ed every run)."""
+    images = tables["images"]
+    if tables["errors"].num_rows or images.num_rows != rows.num_rows:
+        return False
+    ok = pc.is_in(images["status"], pa.array(["ok", "empty"])).fill_null(False)
+    if not pc.all(ok).as_py():
+        return False
+    if rows.num_rows and pc.min(rows["mtime_ns"]).as_py() < 0:
+        return False
+    listed = rows.filter(pc.is_valid(rows["members"]))["image_id"]
+    files = tables["files"]["image_id"]
+    return len(files) == 0 or bool(pc.all(pc.is_in(files, listed)).as_py())
+
+
+def _mark_quiet(state_dir: Path, digest: str | None) -> None:
+    """Record (or withdraw) the manifest digest the state is up to date with."""
+    from biocodes.infra.atomic import atomic_path
+
+    marker = state_dir / QUIET_FILE
+    if digest is None:
+        if marker.exists():
+            marker.unlink()
+        return
+    if state_dir.exists():
+        with atomic_path(marker) as tmp:
+            tmp.write_text(json.dumps({"digest": digest}))
+
+
+def shard_digest(part: pa.Table, context: Mapping[str, Any]) -> str:
+    """A digest of a shard's manifest rows and of what else decides its
+    rows (``context``: the settings key, the shard count)."""
+    import hashlib
+
+    sink = pa.BufferOutputStream()
+    table = part.replace_schema_metadata(None).combine_chunks()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    h = hashlib.sha256(sink.getvalue().to_pybytes())
+    h.update(json.dumps(context, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def write_shard_manifests(
+    manifest: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    state_root: str | os.PathLike,
+    shards: int,
+    simprints: bool,
+    views: ViewOptions | None,
+    recheck: bool = False,
+) -> list[int]:
+    """Split the run's manifest into one file per shard, ``<out_dir>/<k>.parquet``,
+    and return the shards written.
+
+    A shard whose rows, settings and shard count are those its state is up
+    to date with, and whose state is settled (see :func:`run_shard`), is a
+    quiet shard: its file is left untouched, so its Snakemake job (whose
+    output is newer) does not run at all. Every other shard's file is
+    rewritten, so its job runs."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from biocodes.repository.tables import write_atomic
+
+    table = pq.read_table(manifest)
+    meta = table.schema.metadata or {}
+    key = settings_key(simprints, views)
+    # one stable sort by shard, then a slice per shard: linear in the rows
+    # however many shards (each part keeps the manifest's order)
+    which = table["shard"].to_numpy()
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(shards + 1))
+    context = {"settings": key, "shards": shards}
+    written = []
+    for k in range(shards):
+        part = table.take(pa.array(order[bounds[k] : bounds[k + 1]]))
+        digest = shard_digest(part, context)
+        path = Path(out_dir, f"{k}.parquet")
+        if not recheck and _quiet(path, Path(state_root, str(k)), digest):
+            continue
+        extra = {SHARD_DIGEST: digest, SHARD_CONTEXT: json.dumps(context)}
+        write_atomic(part.replace_schema_metadata({**meta, **extra}), path)
+        written.append(k)
+    return written
+
+
+def _quiet(part: Path, state_dir: Path, digest: str) -> bool:
+    """Whether the shard's part on disk is the one it would be now, and its
+    state vouches for being up to date with it and settled."""
+    import pyarrow.parquet as pq
+
+    try:
+        marker = json.loads((state_dir / QUIET_FILE).read_text())
+        written = (pq.read_schema(part).metadata or {}).get(SHARD_DIGEST, b"")
+    except (OSError, ValueError):
+        return False
+    return marker.get("digest") == digest == written.decode()
+
+
+def counts_for_run(counts: Mapping[str, Any], run_id: str) -> dict[str, int]:
+    """A shard job's counts as this run's: counts written by an earlier run
+    belong to a quiet shard whose job did not run, whose images were all
+    left alone."""
+    if counts.get("run_id", run_id) == run_id:
+        return {k: v for k, v in counts.items() if k != "run_id"}
+    images = counts["images"]
+    return {"images": images, "read": 0, "rehashed": 0, "reused": images}
+
+
 def retire_states(state_root: str | os.PathLike, keep: int) -> None:
-    """Remove the states of shards ``>= keep`` (left by a larger shard count):
-    their images now live in other shards, and a stale state must not be
-    taken for a current one if the count grows again."""
+    """Remove the states (or manifest parts) of shards ``>= keep`` (left by
+    a larger shard count): their images now live in other shards, and a
+    stale state must not be taken for a current one if the count grows
+    again."""
     import shutil
 
     root = Path(state_root)
     if not root.is_dir():
         return
     for path in root.iterdir():
-        name = path.name.removesuffix(".versions")
+        name = path.name.split(".")[0]  # 3, 3.versions, 3.parquet
         if name.isdigit() and int(name) >= keep:
             if path.is_symlink() or path.is_file():
                 path.unlink()
