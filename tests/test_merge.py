@@ -164,3 +164,27 @@ def test_sorted_row_groups_do_not_depend_on_chunks(tmp_path, monkeypatch):
     assert again.read_bytes() == paths[0].read_bytes()
     got = pq.read_table(paths[0])
     assert got["image_id"].to_pylist() == sorted(ids)
+
+
+def test_merging_a_run_again_records_it_once(synthetic, tmp_path):
+    """A merge job that failed after swapping the catalogue in (writing the
+    report) is run again by the next invocation: the run is recorded once,
+    with the figures of its real merge, and no table changes."""
+    scale, base = synthetic
+    states = states_copy(base / "quiet", tmp_path / "state")
+    results = tmp_path / "results"
+    merge(scale, states, results, 2)
+    shutil.rmtree(tmp_path / "state")
+    states = states_copy(base / "changed", tmp_path / "state")
+    first = merge(scale, states, results, 3)
+    assert first["images_changed"] > 0
+    before = contents(results / "catalogue")
+    again = merge(scale, states, results, 3)
+    assert again["run_id"] == first["run_id"]
+    assert again["images_changed"] == first["images_changed"]
+    after = contents(results / "catalogue")
+    assert after["runs"]["run_id"].to_pylist() == [
+        "20261202T000000Z",
+        "20261203T000000Z",
+    ]
+    assert all(after[n].equals(before[n]) for n in TABLES)

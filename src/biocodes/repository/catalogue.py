@@ -260,6 +260,12 @@ def merge_run(
         return read_table(out / f"{name}.parquet", name, columns, filter)
 
     run_id, started = run_info(manifest)
+    runs = _previous_runs(out / "runs.parquet")
+    for done in runs.filter(pc.equal(runs["run_id"], run_id)).to_pylist():
+        # this run is merged already (its job failed after the catalogue was
+        # swapped in, e.g. writing the report): merging it again would
+        # record it twice, the second time as a night without changes
+        return done
     inputs = merge_inputs(state_dirs, config)
     same = _unchanged(out, inputs)
     columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
@@ -268,7 +274,6 @@ def merge_run(
         {n: states(n, c) for n, c in columns.items()},
         run_id,
     )
-    runs = _previous_runs(out / "runs.parquet")
     dup = config.get("duplicates", {})
     with atomic_dir(out_dir, keep=3) as new:
         (new / "_merge").mkdir()
