@@ -107,7 +107,6 @@ def _scene_parts(source: PlaneSource, compute: Callable[[SceneInfo], dict]) -> l
     ``error`` and no codes, and the others still get theirs; elsewhere any
     failure fails the image. A plate's scenes carry plate, well, field and
     acquisition."""
-
     independent = getattr(source, "independent_scenes", False)
     failures = dict(getattr(source, "scene_failures", {}))
     meta = getattr(source, "scene_meta", {})

@@ -31,8 +31,8 @@ FILE, DIRECTORY, REMOTE, FILESET = "file", "directory", "remote", "fileset"
 class Location:
     """Where the bytes of one image are.
 
-    ``path`` is the image as named: a file (a fileset's entry), a directory
-    store, or an ``s3://`` / ``http(s)://`` URL. ``kind`` is one of
+    ``path`` is the image as named: a file (any member of a fileset), a
+    directory store, or an ``s3://`` / ``http(s)://`` URL. ``kind`` is one of
     ``file``, ``directory``, ``remote``, ``fileset``. A fileset lists every
     ``members`` file (absolute paths, ``entry`` included) in TREEWALK order
     of their paths relative to ``base``; a remote store carries its one
