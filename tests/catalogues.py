@@ -8,8 +8,8 @@ from pathlib import Path
 
 from biocodes.repository.catalogue import merge_run
 from biocodes.repository.manifest import build_manifest, read_manifest
-from biocodes.repository.shard import fingerprint_image, settings_key
-from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, to_table, write_atomic
+from biocodes.repository.shard import fingerprint_image, settings_key, stamped
+from biocodes.repository.tables import SHARD_TABLES, to_table, write_atomic
 from biocodes.views.build import view_options
 
 
@@ -32,13 +32,9 @@ def build_catalogue(
     tables: dict[str, list[dict]] = {n: [] for n in SHARD_TABLES}
     rows = read_manifest(manifest)
     for row in rows:
-        for name, items in fingerprint_image(row, False, opts, str(results)).items():
-            for r in items:
-                if name == "images":
-                    r["settings_key"] = key
-                if "run_id" in SCHEMAS[name].names:
-                    r["run_id"] = run_id
-                tables[name].append(r)
+        result = fingerprint_image(row, False, opts, str(results))
+        for name, items in stamped(result, key, run_id).items():
+            tables[name].extend(items)
     state = results / "state" / "0"
     for name in SHARD_TABLES:
         write_atomic(to_table(name, tables[name]), state / f"{name}.parquet")

@@ -10,7 +10,7 @@ band are compared.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import combinations
 from math import comb
 
@@ -157,27 +157,32 @@ def _pairs_within(
         return empty, empty, empty
     if asked is not None:
         found = _query_search(words, bits, max_distance, asked)
-        if not found:
-            return empty, empty, empty
-        pairs_found = np.unique(np.concatenate(found))
-        i, j = pairs_found // n, pairs_found % n
-        return i, j, _distance(words, i, j)
-    bands, radius = _plan(n, bits, max_distance, n * n / 2)
-    edges = [bits * k // bands for k in range(bands + 1)]
-    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
-    found: list[np.ndarray] = []
-    for b in range(bands):
-        lo, hi = edges[b] + skip, edges[b + 1] + skip
-        keys = _band(words, lo, hi)
-        weights = 1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64)
-        for masked in combinations(range(hi - lo), radius):
-            mask = ~sum(int(weights[m]) for m in masked)
-            found.extend(_equal_key_pairs(keys & mask, words, max_distance))
+    else:
+        found = []
+        bands, radius = _plan(n, bits, max_distance, n * n / 2)
+        for width, keys in _bands(words, bits, bands):
+            weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
+            for masked in combinations(range(width), radius):
+                mask = ~sum(int(weights[m]) for m in masked)
+                found.extend(_equal_key_pairs(keys & mask, words, max_distance))
     if not found:
         return empty, empty, empty
     pairs_found = np.unique(np.concatenate(found))
     i, j = pairs_found // n, pairs_found % n
     return i, j, _distance(words, i, j)
+
+
+def _bands(
+    words: np.ndarray, bits: int, bands: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(width in bits, keys) of each of ``bands`` bands cut from ``bits``-bit
+    codes held as big-endian uint64 words (pigeonhole: codes within ``d``
+    bits differ in at most ``d // bands`` bits of some band)."""
+    edges = [bits * k // bands for k in range(bands + 1)]
+    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
+    for b in range(bands):
+        lo, hi = edges[b] + skip, edges[b + 1] + skip
+        yield hi - lo, _band(words, lo, hi)
 
 
 def _band(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -228,19 +233,15 @@ def _query_search(
     codes queried (a night's new codes), not masks times all codes."""
     n = len(words)
     bands, radius = _query_plan(n, len(asked), bits, max_distance)
-    edges = [bits * k // bands for k in range(bands + 1)]
-    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
     out: list[np.ndarray] = []
-    for b in range(bands):
-        lo, hi = edges[b] + skip, edges[b + 1] + skip
-        keys = _band(words, lo, hi)
+    for width, keys in _bands(words, bits, bands):
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         flips = np.array(
             [
                 sum(1 << bit for bit in chosen)
                 for k in range(radius + 1)
-                for chosen in combinations(range(hi - lo), k)
+                for chosen in combinations(range(width), k)
             ],
             dtype=np.int64,
         )

@@ -325,6 +325,19 @@ def _unchanged_since_scan(
     return location, now
 
 
+def stamped(result: dict, key: str, run_id: str) -> dict:
+    """An image's rows (``{table: [row, ...]}``) marked with the run that
+    read them and, on its ``images`` row, the settings they were read with
+    (what the next run compares to reuse them). Changes ``result``."""
+    for name, items in result.items():
+        for r in items:
+            if name == "images":
+                r["settings_key"] = key
+            if "run_id" in SCHEMAS[name].names:
+                r["run_id"] = run_id
+    return result
+
+
 def error_rows(row: Mapping[str, Any], exc: BiocodeError) -> dict:
     """The images and errors rows of an image that failed: no codes at all."""
     message = str(exc).replace(display_path(row["abspath"]), row["path"])
@@ -681,13 +694,8 @@ def run_shard(
     results: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
 
     def take(result: dict) -> None:
-        for name, items in result.items():
-            for r in items:
-                if name == "images":
-                    r["settings_key"] = key
-                if "run_id" in SCHEMAS[name].names:
-                    r["run_id"] = run_id
-                results[name].append(r)
+        for name, items in stamped(result, key, run_id).items():
+            results[name].extend(items)
 
     kept_after = []
     if work:  # dask only when there is work: a quiet shard starts in a blink

@@ -155,7 +155,9 @@ def unchecked(catalogue: str | os.PathLike) -> int:
     images = read_table(
         catalogue_dir(catalogue) / "images.parquet", "images", ["status"]
     )
-    return sum(1 for s in images.column("status").to_pylist() if s == "error")
+    import pyarrow.compute as pc
+
+    return pc.sum(pc.equal(images["status"], "error")).as_py() or 0
 
 
 def _recompute(path: str) -> dict:

@@ -167,7 +167,7 @@ class Fileset:
     missing: tuple[str, ...] = ()
 
     def relpath(self, member: str) -> str:
-        return Path(os.path.relpath(member, self.base)).as_posix()
+        return self.location.relpath(member)
 
     @property
     def location(self) -> Location:
