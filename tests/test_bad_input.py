@@ -147,3 +147,14 @@ def test_readers_refusals_are_named_reader_by_reader(tmp_path):
     assert "bioio-imageio: " in message
     assert " at 0x" not in message and "BioImage does not support" not in message
     assert message.count(str(junk)) == 1 and "\n" not in message
+
+
+def test_readers_refusals_drop_bioios_absolute_path(tmp_path, monkeypatch):
+    """bioio names the file by its absolute path whatever path it was given:
+    a relative path's message does not carry that second name."""
+    (tmp_path / "junk.dv").write_bytes(bytes(range(256)) * 12)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnreadableError) as info:
+        biocode("junk.dv")
+    assert str(tmp_path) not in str(info.value)
+    assert "(bioio-dv: DV file format not supported" in str(info.value)

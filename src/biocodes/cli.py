@@ -488,7 +488,8 @@ def verify(
         if failed and sample is None:
             click.echo(
                 f"biocodes: NOTE: {failed} {_plural(failed, 'image')} failed in the "
-                "last run and have no codes to check (see errors.parquet)",
+                f"last run and {'has' if failed == 1 else 'have'} no codes to check "
+                "(see errors.parquet)",
                 err=True,
             )
         _print_checks(results, as_json, "images checked")

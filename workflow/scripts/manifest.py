@@ -19,7 +19,11 @@ rows = build_manifest(
     p.follow_symlinks,
     Limits.from_config(p.limits),
 )
-print(f"manifest: {rows} images in {p.shards} shards", file=sys.stderr)
+print(
+    f"manifest: {rows} image{'' if rows == 1 else 's'} in {p.shards} "
+    f"shard{'' if p.shards == 1 else 's'}",
+    file=sys.stderr,
+)
 print(describe_skipped(skipped_files(snakemake.output[0])), file=sys.stderr)
 written = write_shard_manifests(
     snakemake.output[0],

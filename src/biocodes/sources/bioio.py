@@ -97,6 +97,8 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: the path bioio names the file by (absolute, whatever the caller gave)
+_QUOTED_PATH = re.compile(r"^'[^']*'\.")
 #: a Python object's repr (``<fsspec... object at 0x7f...>``): no use to a user
 _OBJECT_REPR = re.compile(r"`*<[^<>]*\bat 0x[0-9a-fA-F]+>`*")
 
@@ -118,7 +120,7 @@ def reader_failures(
         name, _, why = attempt.partition(" does not support the image: ")
         if len(names) == len(tried):
             name = names[i]
-        why = why.removeprefix(f"'{path}'.").strip()
+        why = _QUOTED_PATH.sub("", why, count=1).strip()  # bioio's own path
         why = _OBJECT_REPR.sub("the file", why).rstrip(".")
         clauses.append(f"{name.strip()}: {why or 'refused it, giving no reason'}")
     return _one_line(Exception("; ".join(clauses)), limit)
