@@ -95,7 +95,7 @@ def fingerprint_scene(
         done += scene.plane_nbytes
         if progress is not None:
             progress(scene, done, scene.nbytes)
-    entry = {**hasher.result(), **scene_entry(scene), **source.decoding(scene)}
+    entry = {**hasher.result(), **scene_entry(scene), **source.scene_decoding(scene)}
     if viewer is not None:
         entry.update(viewer.result(views.thumbnails))
     return entry

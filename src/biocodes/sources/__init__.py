@@ -23,7 +23,7 @@ from biocodes.infra.errors import (
 )
 from biocodes.infra.limits import Limits
 from biocodes.infra.location import FILESET, Location
-from biocodes.sources.base import PlaneSource, SceneInfo
+from biocodes.sources.base import Container, PlaneSource, SceneInfo
 
 __all__ = ["Location", "PlaneSource", "SceneInfo", "locate", "open_source"]
 
@@ -133,8 +133,8 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
 
         try:
             return TiffSource(name)
-        except NotPageMappable:
-            return BioioSource(name, reader, content=kind)
+        except NotPageMappable as refused:
+            return _fallback(name, reader, kind, refused.container)
     if kind == "png":
         from biocodes.sources.png import PngSource, declared_scene
 
@@ -145,8 +145,8 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
 
         try:
             return CziSource(name)
-        except NotPlaneMappable:
-            return BioioSource(name, reader, content=kind)
+        except NotPlaneMappable as refused:
+            return _fallback(name, reader, kind, getattr(refused, "container", None))
     from biocodes.sources.pillow import PillowSource, open_image
 
     image = open_image(name)
@@ -157,6 +157,26 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
             image.close()
             raise
     return BioioSource(name, reader)
+
+
+def _fallback(
+    name: str, reader: str | None, kind: str, container: Container | None
+) -> PlaneSource:
+    """The bioio reader for a file its native adapter refused, checked
+    against what the native parse found the container holds: its scenes
+    must account for every stored page (subblock) once, or there is no code.
+    Every route around a native adapter comes through here."""
+    from biocodes.sources.bioio import BioioSource
+
+    source = BioioSource(name, reader, content=kind)
+    if container is None:
+        return source
+    try:
+        container.check(name, source.scenes, f"the fallback reader ({source.format})")
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
 #: leading bytes of the formats whose reader is chosen by content, not name

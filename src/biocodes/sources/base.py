@@ -8,7 +8,8 @@ quirks (axis names, RGB samples, pyramids, page layouts) stay inside adapters.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,16 @@ from biocodes.infra.errors import (
     UnsupportedError,
     raise_as_reader_error,
 )
+
+#: The version of the walk rules: how adapters map a file's axes onto T, C,
+#: Z (which axis an unnamed page sequence is, how sub-axes fold into their
+#: parent). A change that gives some file another code bumps it; it is in
+#: each run's ``runs.walk_rules`` and in the settings key, so the next run
+#: re-reads every image and the report says "walk rules changed" for new
+#: codes instead of flagging them as an integrity problem. History:
+#: 1: until issue 24. 2: a plain TIFF's page sequence is T (RGB pages were C,
+#: pages outer); OME Modulo sub-axes fold into their parent axis.
+WALK_RULES = "2"
 
 #: dtypes the IMAGEWALK spec requires (§6.2), plus 64-bit integers, which we
 #: encode the same way: 8 bytes, big-endian, two's complement for signed.
@@ -152,6 +163,52 @@ def decoding(codecs: list[str] | None, decoder: str) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Container:
+    """What a container holds by its own directory (a TIFF's pages, a CZI's
+    subblocks), found by the native parse before it refused the file.
+
+    A fallback reader that reads a file the native adapter refused must
+    account for exactly this: every stored plane used once, no more, no
+    fewer. :meth:`check` is the one place that decides it, for every route
+    around a native adapter (see :func:`biocodes.sources.open_source`)."""
+
+    #: what one unit is called in messages: "pages", "subblocks"
+    unit: str
+    #: (Y, X, bytes per sample) -> number of 2D sample planes stored: an RGB
+    #: page holds 3, a page of depth 4 holds 4
+    planes: Mapping[tuple[int, int, int], int]
+    #: how many units the container holds
+    units: int
+    #: what the metadata the native parse refused declares ("ImageJ
+    #: description says 4 images"), for the message
+    declared: str = ""
+
+    def check(self, path: str, scenes: Sequence[SceneInfo], reader: str) -> None:
+        """Refuse ``reader``'s ``scenes`` unless their planes are exactly the
+        stored ones (count and shape per plane shape): a reader that reads
+        fewer pages, or reads on past the last one, gives no code."""
+        got: Counter[tuple[int, int, int]] = Counter()
+        for s in scenes:
+            got[(s.size_y, s.size_x, s.dtype.itemsize)] += s.planes
+        if got == Counter(self.planes):
+            return
+        said = f"{self.declared}; " if self.declared else ""
+        raise UnreadableError(
+            path,
+            f"{said}{reader} reads {_planes(got)}, the file holds {self.units} "
+            f"{self.unit} ({_planes(self.planes)}): the reader does not "
+            "account for exactly the stored pixels",
+        )
+
+
+def _planes(counts: Mapping[tuple[int, int, int], int]) -> str:
+    """``6 planes of 10x12`` (or several shapes, comma-separated)."""
+    parts = [f"{n} plane{'s' if n != 1 else ''} of {y}x{x}" for (y, x, _), n in
+             sorted(counts.items())]
+    return ", ".join(parts) or "no planes"
+
+
 class PlaneSource(ABC):
     """One opened image: its scenes, and single planes on request."""
 
@@ -229,6 +286,14 @@ class PlaneSource(ABC):
         None if unknown), ``decoder`` (library and version) and ``lossy``;
         see :func:`decoding`. Adapters that know their codecs override it."""
         return decoding(None, package_version(self.format))
+
+    def scene_decoding(self, scene: SceneInfo) -> dict:
+        """:meth:`decoding`, or empty fields if working it out fails: what
+        describes a scene never fails it (the failure is logged once)."""
+        from biocodes.sources.metadata import safely
+
+        empty = {"codec": None, "decoder": None, "lossy": None}
+        return safely(self.path, lambda: self.decoding(scene), empty, "codec")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""

@@ -28,12 +28,25 @@ FIELDS = (
 log = logging.getLogger(__name__)
 
 
-def safely(what: str, parse: Callable[[], Any], default: Any) -> Any:
-    """``parse()``, or ``default`` if the metadata cannot be understood."""
+#: the (field, failure) pairs already logged in this process
+_LOGGED: set[tuple[str, str]] = set()
+
+
+def safely(
+    what: str, parse: Callable[[], Any], default: Any, field: str = "metadata"
+) -> Any:
+    """``parse()``, or ``default`` if it fails: a field that describes a
+    scene (its metadata, codec, decoder) never fails the image; it stays
+    empty. Each kind of failure is logged once per process (a warning naming
+    the field, the file and why), not once per image: a reader quirk met on
+    a million files is one line."""
     try:
         return parse()
-    except Exception as exc:  # metadata never fails an image
-        log.debug("%s: metadata not understood: %s", what, exc)
+    except Exception as exc:  # a description never fails an image
+        key = (field, f"{type(exc).__name__}: {exc}")
+        if key not in _LOGGED:
+            _LOGGED.add(key)
+            log.warning("%s: %s left empty (%s)", what, field, key[1])
         return default
 
 

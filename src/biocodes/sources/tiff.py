@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from biocodes.infra.errors import TruncatedError, UnreadableError
 from biocodes.sources import metadata
 from biocodes.sources.base import (
+    Container,
     PlaneSource,
     SceneInfo,
     decoding,
@@ -28,12 +30,92 @@ from biocodes.sources.base import (
 )
 from biocodes.sources.metadata import safely
 
+log = logging.getLogger(__name__)
+
 UNKNOWN_AXES = "QI"
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 
 
 class NotPageMappable(Exception):
-    """The series does not store exactly one plane per page."""
+    """The series does not store exactly one plane per page. ``container``
+    is what the file's pages hold (:func:`inventory`): a fallback reader
+    must account for exactly that."""
+
+    def __init__(self, message: str, container: Container | None = None) -> None:
+        super().__init__(message)
+        self.container = container
+
+
+def _declared_planes(series) -> int:  # noqa: ANN001
+    """How many 2D planes (samples counted) a tifffile series says it has."""
+    kf = series.keyframe
+    return math.prod(series.shape) // (kf.imagelength * kf.imagewidth)
+
+
+def _page_planes(page) -> int:  # noqa: ANN001
+    """How many 2D planes (samples counted) one page stores."""
+    return math.prod(page.shape) // (page.imagelength * page.imagewidth)
+
+
+def inventory(tif, series: list) -> Container:  # noqa: ANN001
+    """What the file holds by its own IFDs: every page of every series (a
+    pyramid's reduced levels are no scenes and not counted), each page's
+    planes (depth x samples) by plane shape. Where one page is followed by
+    contiguous image data its description declares (ImageJ's files over
+    4 GB, tifffile's ``truncate``), and that data lies inside the file, the
+    declared planes are what the page holds."""
+    planes: Counter[tuple[int, int, int]] = Counter()
+    units = 0
+    declared = []
+    size = tif.filehandle.size
+    for s in series:
+        kf = s.keyframe
+        key = (kf.imagelength, kf.imagewidth, np.dtype(s.dtype).itemsize)
+        pages = [p for p in s.pages if p is not None]
+        held = sum(_page_planes(p) for p in pages)
+        units += len(pages)
+        said = _declared_planes(s)
+        if said != held:
+            declared.append(f"its {s.kind} metadata says {said} planes")
+            offset = s.dataoffset
+            if len(pages) == 1 and offset is not None and offset + s.nbytes <= size:
+                held = said  # contiguous data after the one page
+        planes[key] += held
+    return Container("pages", dict(planes), units, "; ".join(declared))
+
+
+def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN001
+    """What an ImageJ or tifffile "shaped" description declares, where the
+    file's pages contradict it (the image count or channels x slices x
+    frames is not the page count, or pages of another shape follow); else
+    "". Such a description is dropped and the pages are read in stored
+    order, as Bio-Formats and ImageJ itself read them; never a subset of the
+    pages, never planes read on past the last page. A description that
+    matches the pages only through contiguous data after a single page is
+    kept (that is how ImageJ writes files over 4 GB)."""
+    if not (tif.is_imagej or tif.is_shaped):
+        return ""
+    what = "ImageJ description" if tif.is_imagej else "tifffile shape description"
+    pages = len(tif.pages)
+    if tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        images = int(ij.get("images", 1) or 1)
+        csf = math.prod(int(ij.get(k, 1) or 1) for k in ("channels", "slices", "frames"))
+        said = f"{what} says {images} images"
+        if csf != images:
+            said += f" and channels x slices x frames = {csf}"
+        if pages == 1:
+            return ""
+        if isinstance(series, Exception) or damage or images != pages or csf != pages:
+            return f"{said}, the file holds {pages} pages"
+        return ""
+    if isinstance(series, Exception) or damage:
+        return f"{what} does not fit the file's {pages} pages"
+    said_planes = sum(_declared_planes(s) for s in series)
+    held = sum(_page_planes(p) for s in series for p in s.pages if p is not None)
+    if pages > 1 and said_planes != held:
+        return f"{what} says {said_planes} planes, the file holds {pages} pages"
+    return ""
 
 
 def stored_order(
@@ -44,23 +126,75 @@ def stored_order(
     Where the file does not say what an axis is (tifffile's ``Q``, or ``I``
     for a plain page sequence; e.g. its "shaped" description records a shape
     but no axes), the pages are walked in stored order as one axis, never
-    split by a guessed C/Z/T: Bio-Formats reads such a file as a sequence of
-    pages too. The merged axis is named as bioio-tifffile names a lone
-    unknown axis (the first free of ``TCZ`` counted back from Y: Z for gray
-    pages, C for RGB pages); Bio-Formats calls it T. The code is the same
-    whatever the name. Unknown axes of size 1 are dropped.
+    split by a guessed C/Z/T. That axis is T, as Bio-Formats reads a plain
+    page sequence (gray or RGB: the samples of an RGB page are C), and so do
+    the OME-TIFF and OME-Zarr that bfconvert and bioformats2raw make of it
+    (walk rules 2; until then RGB pages were walked pages-outer as C).
+    Unknown axes of size 1 are dropped. ``page_ndim`` is kept for callers.
     """
+    del page_ndim
     kept = [(a, n) for a, n in zip(axes, shape) if not (a in UNKNOWN_AXES and n == 1)]
     if not any(a in UNKNOWN_AXES for a, _ in kept):
         return "".join(a for a, _ in kept), tuple(n for _, n in kept)
-    guess = "TCZYX"[len("TCZYX") - 1 - page_ndim]
-    return guess, (math.prod(n for _, n in kept),)
+    return "T", (math.prod(n for _, n in kept),)
+
+
+#: tifffile's letters for OME Modulo sub-axes (angle, phase, tile, lifetime,
+#: lambda, other)
+MODULO_AXES = "APRHEQ"
+
+
+def fold_modulo(
+    axes: str, shape: tuple[int, ...], dimension_order: str
+) -> tuple[str, tuple[int, ...]]:
+    """The T/Z/C axes of an OME series with its Modulo sub-axes folded back
+    into their parents, as the OME Pixels SizeT/SizeC/SizeZ say (Bio-Formats
+    does the same: a Modulo annotation only labels positions of its parent).
+
+    ``axes``/``shape`` are tifffile's unsqueezed outer axes (no Y, X, S).
+    tifffile either splits a parent (``TQ``: the sub-axis right after it,
+    varying faster, so parent x sub is the stored parent index) or, where the
+    sub-axis is as long as its parent, renames it (``Q`` in place of ``T``);
+    the parent order is the reverse of the DimensionOrder's ``ZCT`` part.
+    Raises ValueError when the axes cannot be matched to it."""
+    expected = dimension_order.upper()[2:][::-1]
+    out: list[list] = []
+    j = 0
+    for a, n in zip(axes, shape):
+        if j < len(expected) and a == expected[j]:
+            out.append([a, n])
+            j += 1
+        elif a in MODULO_AXES and j < len(expected) and expected[j] not in axes:
+            out.append([expected[j], n])  # renamed parent
+            j += 1
+        elif a in MODULO_AXES and out:
+            out[-1][1] *= n  # split parent: fold back
+        else:
+            raise ValueError(f"axes {axes} do not follow {dimension_order}")
+    return "".join(a for a, _ in out), tuple(n for _, n in out)
+
+
+def _dimension_orders(xml: str) -> list[str]:
+    """Each OME Image's Pixels DimensionOrder, in document order."""
+    import xml.etree.ElementTree as ET
+
+    return [
+        e.get("DimensionOrder", "XYZCT")
+        for e in ET.fromstring(xml).iter()
+        if e.tag.rsplit("}", 1)[-1] == "Pixels"
+    ]
 
 
 class _Series:
     """Page-index arithmetic for one tifffile series."""
 
-    def __init__(self, path: str, index: int, series) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        path: str,
+        index: int,
+        series,  # noqa: ANN001
+        dimension_order: str | None = None,
+    ) -> None:
         kf = series.keyframe
         page_axes = kf.axes
         axes, shape = series.axes, tuple(series.shape)
@@ -70,6 +204,17 @@ class _Series:
         outer_axes, outer_shape = stored_order(
             axes[:n_outer], shape[:n_outer], len(page_axes)
         )
+        if dimension_order and any(a in MODULO_AXES for a in axes[:n_outer]):
+            full = series.get_axes(squeeze=False)
+            head = len(full.rstrip("YXS"))
+            try:
+                outer_axes, outer_shape = fold_modulo(
+                    full[:head],
+                    tuple(series.get_shape(squeeze=False))[:head],
+                    dimension_order,
+                )
+            except ValueError as exc:
+                raise NotPageMappable(f"series {index}: {exc}") from None
         if math.prod(outer_shape) != len(series.pages):
             raise NotPageMappable(f"series {index}: pages do not match shape")
         sizes: dict[str, int] = {}
@@ -165,31 +310,56 @@ def decode_page(path: str, page, what: str) -> np.ndarray:  # noqa: ANN001
     return data
 
 
+def _codec_name(compression: object) -> str:
+    """tifffile's name of a page's compression. tifffile gives a plain int
+    where the page has no Compression tag (ImageJ 1.51a writes none: 1, no
+    compression, by the TIFF default) or an unknown code."""
+    import tifffile
+
+    try:
+        return tifffile.COMPRESSION(int(compression)).name.lower()
+    except ValueError:
+        return f"compression {int(compression)}"
+
+
 class TiffSource(PlaneSource):
     """A TIFF file whose series store one plane per page."""
 
     def __init__(self, path: str) -> None:
-        import tifffile
-
         super().__init__(path)
         self._filesize = os.path.getsize(path)
-        with _OffsetWatch() as watch:
-            try:
-                self._tif = tifffile.TiffFile(path)
-                series = list(self._tif.series)
-            except Exception as exc:  # tifffile raises many types for bad files
-                raise UnreadableError(path, f"not a readable TIFF ({exc})") from None
-        damage = [m for m in watch.messages if not _unparsable_ome_xml(m)]
+        #: what a description the pages contradict declared (it was dropped)
+        self.dropped = ""
+        tif, series, damage = self._parse(path)
+        dropped = _description_disagrees(tif, series, damage)
+        if dropped:
+            tif.close()
+            tif, series, damage = self._parse(path, is_imagej=False, is_shaped=False)
+            self.dropped = dropped
+            log.info("%s: %s; read as a plain page sequence", path, dropped)
+        self._tif = tif
+        if isinstance(series, Exception):
+            self.close()
+            raise UnreadableError(path, f"not a readable TIFF ({series})")
         if damage:
             self.close()
             raise _damage_error(path, damage[0])
+        orders: list[str] = []
+        if tif.is_ome:
+            orders = safely(path, lambda: _dimension_orders(tif.ome_metadata), [])
         try:
             scenes = [s for s in series if not _reduced_copy(s)]
-            self._series = [_Series(path, i, s) for i, s in enumerate(scenes)]
+            self._series = [
+                _Series(path, i, s, orders[i] if i < len(orders) else None)
+                for i, s in enumerate(scenes)
+            ]
+        except NotPageMappable as exc:
+            container = safely(path, lambda: inventory(tif, scenes), None, "pages")
+            self.close()
+            raise NotPageMappable(str(exc), container) from None
         except BaseException:
             self.close()
             raise
-        tif = self._tif
         self.format = (
             "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
         )
@@ -199,6 +369,25 @@ class TiffSource(PlaneSource):
                 meta = metadata.expand_channels(meta, s.info.samples)
                 s.info = replace(s.info, metadata=meta)
 
+    @staticmethod
+    def _parse(path: str, **flags: bool) -> tuple:
+        """(TiffFile, its series or the exception listing them raised, the
+        damage tifffile logged); ``flags`` turn off tifffile's readings of
+        descriptions (``is_imagej=False``)."""
+        import tifffile
+
+        with _OffsetWatch() as watch:
+            try:
+                tif = tifffile.TiffFile(path, **flags)
+            except Exception as exc:  # tifffile raises many types for bad files
+                raise UnreadableError(path, f"not a readable TIFF ({exc})") from None
+            try:
+                series: list | Exception = list(tif.series)
+            except Exception as exc:
+                series = exc
+        damage = [m for m in watch.messages if not _unparsable_ome_xml(m)]
+        return tif, series, damage
+
     @property
     def scenes(self) -> list[SceneInfo]:
         return [s.info for s in self._series]
@@ -207,7 +396,7 @@ class TiffSource(PlaneSource):
         """The compression of the scene's pages (tifffile's names)."""
         pages = self._series[scene.index].pages
         names = {
-            p.compression.name.lower()
+            _codec_name(p.compression)
             for p in (pages[0], pages[len(pages) - 1])
             if p is not None
         }
