@@ -204,8 +204,10 @@ class Container:
 
 def _planes(counts: Mapping[tuple[int, int, int], int]) -> str:
     """``6 planes of 10x12`` (or several shapes, comma-separated)."""
-    parts = [f"{n} plane{'s' if n != 1 else ''} of {y}x{x}" for (y, x, _), n in
-             sorted(counts.items())]
+    parts = [
+        f"{n} plane{'s' if n != 1 else ''} of {y}x{x}"
+        for (y, x, _), n in sorted(counts.items())
+    ]
     return ", ".join(parts) or "no planes"
 
 

@@ -100,7 +100,9 @@ def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN0
     if tif.is_imagej:
         ij = tif.imagej_metadata or {}
         images = int(ij.get("images", 1) or 1)
-        csf = math.prod(int(ij.get(k, 1) or 1) for k in ("channels", "slices", "frames"))
+        csf = math.prod(
+            int(ij.get(k, 1) or 1) for k in ("channels", "slices", "frames")
+        )
         said = f"{what} says {images} images"
         if csf != images:
             said += f" and channels x slices x frames = {csf}"
