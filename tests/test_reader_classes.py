@@ -605,6 +605,7 @@ CASE_CLASSES = {
     "dv-sequence-channels": "5: native reader vs Bio-Formats (DV)",
     "ometiff-xml-layout": "3/4: OME-XML that disagrees with the pages",
     "ometiff-binaryonly": "issue 17: filesets",
+    "imagej-odd-metadata": "issue 24, 1: a description the pages contradict",
 }
 
 

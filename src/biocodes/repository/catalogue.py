@@ -493,6 +493,7 @@ def run_row(
     from datetime import UTC, datetime
 
     from biocodes.core.imagewalk import SPEC_VERSION
+    from biocodes.sources.base import WALK_RULES
 
     versions = code_versions()
     finished = (
@@ -511,6 +512,7 @@ def run_row(
         "imagewalk_spec": SPEC_VERSION,
         **run_figures(images, scenes, change_rows, counts, run_id, removed),
         "files_skipped": sum(skipped_files(manifest).values()),
+        "walk_rules": WALK_RULES,
     }
 
 

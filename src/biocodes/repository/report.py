@@ -165,6 +165,7 @@ def _summary(run: dict) -> list[str]:
     ]
     if run.get("versions_changed"):
         total.append(("versions changed", run["versions_changed"]))
+    total.append(("walk rules", run.get("walk_rules") or "1"))
 
     def table(title: str, items: list[tuple[str, object]]) -> str:
         body = "".join(
@@ -234,14 +235,33 @@ def history_svg(runs: Sequence[dict], last: int = 60) -> str:
     return "".join(out)
 
 
-def _changes(changes: list[dict], cap: int) -> list[str]:
-    """This run's changes, by kind; codes_changed rows first and flagged."""
+def walk_rules_change(runs: Sequence[dict]) -> str:
+    """``"1 → 2"`` when this run (the last) read with other walk rules than
+    the run before (a run from before the column has rules 1), else ""."""
+    if len(runs) < 2:
+        return ""
+    before, now = (r.get("walk_rules") or "1" for r in runs[-2:])
+    return f"{before} → {now}" if before != now else ""
+
+
+def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
+    """This run's changes, by kind; codes_changed rows first and flagged,
+    unless the walk rules changed this run (``walk_change``): then new codes
+    are what the new rules give, said as such, not an integrity alarm."""
     counts = {k: 0 for k in KINDS}
     for c in changes:
         counts[c["change"]] = counts.get(c["change"], 0) + 1
     integrity = [c for c in changes if c["change"] == "changed" and c["codes_changed"]]
     head = ", ".join(f"{n:,} {k}" for k, n in counts.items())
     parts = [f"<h2>This run's changes ({len(changes):,})</h2><p>{head}</p>"]
+    if integrity and walk_change:
+        parts.append(
+            f"<p><b>walk rules changed</b> ({escape(walk_change)}): "
+            f"{len(integrity):,} image(s) have new pixel codes because the "
+            "readers now map their axes differently (docs/reading.md); this "
+            "is expected, not an integrity problem.</p>"
+        )
+        integrity = []
     if integrity:
         parts.append(
             f'<div class="alert"><b>{len(integrity):,} image(s) have new pixel '
@@ -267,7 +287,7 @@ def _changes(changes: list[dict], cap: int) -> list[str]:
         "<th>detail</th></tr>"
     )
     for c in ranked[:cap]:
-        flag = c["change"] == "changed" and c["codes_changed"]
+        flag = c["change"] == "changed" and c["codes_changed"] and not walk_change
         if c["change"] == "failed":
             detail = c["error"] or ""
         elif c["change"] in ("changed", "touched"):
@@ -275,6 +295,8 @@ def _changes(changes: list[dict], cap: int) -> list[str]:
         else:
             detail = c["iscc_code"] or c["previous_iscc_code"] or ""
         codes = "CHANGED" if flag else ("same" if c["change"] == "touched" else "")
+        if walk_change and c["change"] == "changed" and c["codes_changed"]:
+            codes = "walk rules changed"
         parts.append(
             f'<tr class="{"integrity" if flag else ""}">'
             f'<td><span class="kind {escape(c["change"])}">{escape(c["change"])}'
@@ -405,7 +427,7 @@ def render(
         *_summary(run),
         f"<h2>Run history (last {min(len(runs), 60)} of {len(runs)} runs)</h2>",
         history_svg(runs),
-        *_changes(changes, max_list),
+        *_changes(changes, max_list, walk_rules_change(runs)),
         *_failures(errors, per_type=5),
         *_duplicates(rows("duplicates"), thumbs, max_groups, members_cap=8),
     ]

@@ -100,11 +100,13 @@ def _same_members(row: Mapping[str, Any], previous: list[dict] | None) -> bool:
 
 def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     """Hash of everything that decides an image's rows besides its bytes:
-    the options and the versions of every package that can change a code."""
+    the options, the versions of every package that can change a code and
+    the reader walk rules."""
     import hashlib
 
     from biocodes.core.imagewalk import SPEC_VERSION
     from biocodes.repository.catalogue import code_versions
+    from biocodes.sources.base import WALK_RULES
 
     opts = None if views is None else asdict(views)
     if opts is not None:
@@ -114,6 +116,7 @@ def settings_key(simprints: bool, views: ViewOptions | None) -> str:
         "views": opts,
         "versions": code_versions(),
         "spec": SPEC_VERSION,
+        "walk_rules": WALK_RULES,  # a new rule re-reads every image once
     }
     text = json.dumps(key, sort_keys=True).encode()
     return hashlib.sha256(text).hexdigest()[:16]

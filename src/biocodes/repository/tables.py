@@ -178,6 +178,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("scenes_read", I64),
             ("bytes_total", I64),
             ("files_skipped", I64),
+            # the reader walk rules (sources.base.WALK_RULES); null before 2
+            ("walk_rules", S),
         ]
     ),
 }

@@ -53,8 +53,9 @@ def _declared_planes(series) -> int:  # noqa: ANN001
 
 
 def _page_planes(page) -> int:  # noqa: ANN001
-    """How many 2D planes (samples counted) one page stores."""
-    return math.prod(page.shape) // (page.imagelength * page.imagewidth)
+    """How many 2D planes (samples counted) one page (or frame) stores."""
+    kf = getattr(page, "keyframe", None) or page
+    return math.prod(page.shape) // (kf.imagelength * kf.imagewidth)
 
 
 def inventory(tif, series: list) -> Container:  # noqa: ANN001
@@ -356,8 +357,10 @@ class TiffSource(PlaneSource):
                 for i, s in enumerate(scenes)
             ]
         except NotPageMappable as exc:
-            container = safely(path, lambda: inventory(tif, scenes), None, "pages")
-            self.close()
+            try:  # no fallback goes unchecked: no inventory, no fallback
+                container = inventory(tif, scenes)
+            finally:
+                self.close()
             raise NotPageMappable(str(exc), container) from None
         except BaseException:
             self.close()
