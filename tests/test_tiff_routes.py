@@ -285,3 +285,29 @@ def test_a_failing_description_leaves_the_field_empty(tmp_path, caplog, monkeypa
     assert all(p["iscc_code"] and p["codec"] is None for p in parts)
     logged = [r for r in caplog.records if "codec left empty" in r.getMessage()]
     assert len(logged) == 1
+
+
+def test_report_says_walk_rules_changed_not_integrity():
+    """New codes in the run whose walk rules changed are said to be that,
+    not flagged as an integrity problem; a run from before the column had
+    rules 1."""
+    from biocodes.repository.report import _changes, walk_rules_change
+
+    runs = [{"run_id": "a"}, {"run_id": "b", "walk_rules": "2"}]
+    assert walk_rules_change(runs) == "1 → 2"
+    assert walk_rules_change(runs[1:]) == ""
+    assert walk_rules_change([runs[1], runs[1]]) == ""
+    change = {
+        "change": "changed",
+        "codes_changed": True,
+        "root": "r",
+        "path": "rgb.tif",
+        "previous_iscc_code": "ISCC:OLD",
+        "iscc_code": "ISCC:NEW",
+        "error": None,
+    }
+    page = "".join(_changes([change], 10, "1 → 2"))
+    assert "walk rules changed" in page and "integrity problem (" not in page
+    assert 'class="integrity"' not in page
+    flagged = "".join(_changes([change], 10, ""))
+    assert "integrity problem (" in flagged
