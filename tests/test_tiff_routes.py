@@ -311,3 +311,13 @@ def test_report_says_walk_rules_changed_not_integrity():
     assert 'class="integrity"' not in page
     flagged = "".join(_changes([change], 10, ""))
     assert "integrity problem (" in flagged
+
+
+def test_runs_say_when_the_walk_rules_changed():
+    """runs.versions_changed (and so the run summary) names a walk-rules
+    change; a run from before runs.walk_rules had rules 1."""
+    from biocodes.repository.catalogue import _walk_rules_changed
+
+    assert _walk_rules_changed([], "2") == ""
+    assert _walk_rules_changed([{"walk_rules": None}], "2") == "walk rules 1 -> 2"
+    assert _walk_rules_changed([{"walk_rules": "2"}], "2") == ""

@@ -127,6 +127,15 @@ def _versions_changed(previous_runs: list[dict], versions: dict[str, str]) -> st
     return "; ".join(moved)
 
 
+def _walk_rules_changed(previous_runs: list[dict], rules: str) -> str:
+    """``walk rules 1 -> 2`` when the last run read with other walk rules
+    (a run from before ``runs.walk_rules`` had rules 1), else ""."""
+    if not previous_runs:
+        return ""
+    before = previous_runs[-1].get("walk_rules") or "1"
+    return f"walk rules {before} -> {rules}" if before != rules else ""
+
+
 def _previous_runs(path: Path) -> pa.Table:
     """The ``runs`` table so far, in the current schema: a catalogue from
     before 2026-11-30 stored ``started``/``finished`` as ISO strings, and
@@ -508,7 +517,14 @@ def run_row(
         "config_sha256": config_sha256(config),
         "config": json.dumps(redact(config), sort_keys=True, default=str),
         "versions": json.dumps(versions, sort_keys=True),
-        "versions_changed": _versions_changed(previous_runs, versions),
+        "versions_changed": "; ".join(
+            x
+            for x in (
+                _versions_changed(previous_runs, versions),
+                _walk_rules_changed(previous_runs, WALK_RULES),
+            )
+            if x
+        ),
         "imagewalk_spec": SPEC_VERSION,
         **run_figures(images, scenes, change_rows, counts, run_id, removed),
         "files_skipped": sum(skipped_files(manifest).values()),
