@@ -60,6 +60,21 @@ def bioformats_read(path: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def bfconvert(source: Path, target: Path) -> Path:
+    """bfconvert (Bio-Formats' ImageConverter, from the same offline jar)."""
+    from biocodes.sources import bioformats
+
+    if bioformats.problem() is not None:
+        pytest.skip(f"Bio-Formats is not set up: {bioformats.problem()}")
+    cmd = [bioformats.java(), "-cp", str(bioformats.jar_path())]
+    cmd += ["loci.formats.tools.ImageConverter", "-no-upgrade"]
+    proc = subprocess.run(
+        [*cmd, str(source), str(target)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0 and target.is_file(), proc.stderr[-2000:]
+    return target
+
+
 # -- class 1: a description the pages contradict ----------------------------
 
 SIX = synth.random_scene((6, 10, 12), "uint16", seed=24)
@@ -223,6 +238,19 @@ def test_plain_multipage_tiffs_agree_with_bioformats(tmp_path):
             scene = source.scenes[0]
         assert got["parts"][0]["dims"]["T"] == scene.size_t > 1
         assert [p["iscc_code"] for p in got["parts"]] == codes(path)
+
+
+def test_bfconvert_of_a_plain_multipage_tiff_shares_its_code(tmp_path):
+    """The OME-TIFF bfconvert makes of a plain page sequence (gray or RGB)
+    names the pages T, and gets the code of the original."""
+    gray = synth.random_scene((3, 10, 12), "uint16", seed=33)
+    rgb = synth.random_scene((2, 10, 12, 3), "uint8", seed=34)
+    for name, pages in (("gray3", gray), ("rgb2", rgb)):
+        path = write_pages(tmp_path / f"{name}.tif", list(pages), None)
+        ome = bfconvert(path, tmp_path / f"{name}.ome.tif")
+        with open_source(ome) as source:
+            assert source.format == "ome-tiff" and source.scenes[0].size_t > 1
+        assert codes(ome) == codes(path)
 
 
 def test_walk_rules_are_in_the_settings_key(monkeypatch):

@@ -87,38 +87,38 @@ def inventory(tif, series: list) -> Container:  # noqa: ANN001
 
 def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN001
     """What an ImageJ or tifffile "shaped" description declares, where the
-    file's pages contradict it (the image count or channels x slices x
-    frames is not the page count, or pages of another shape follow); else
-    "". Such a description is dropped and the pages are read in stored
-    order, as Bio-Formats and ImageJ itself read them; never a subset of the
-    pages, never planes read on past the last page. A description that
-    matches the pages only through contiguous data after a single page is
-    kept (that is how ImageJ writes files over 4 GB)."""
+    file's pages contradict it (the planes it gives are not the planes the
+    pages hold: ImageJ's image count or channels x slices x frames is not
+    the page count, or pages of another shape follow); else "". Such a
+    description is dropped and the pages are read in stored order, as
+    Bio-Formats and ImageJ itself read them; never a subset of the pages,
+    never planes read on past the last page. A description over a single
+    page is kept: contiguous data after one IFD is how ImageJ writes files
+    over 4 GB (the fallback's check guards that route)."""
     if not (tif.is_imagej or tif.is_shaped):
         return ""
-    what = "ImageJ description" if tif.is_imagej else "tifffile shape description"
     pages = len(tif.pages)
+    if pages == 1:
+        return ""
     if tif.is_imagej:
         ij = tif.imagej_metadata or {}
-        images = int(ij.get("images", 1) or 1)
-        csf = math.prod(
-            int(ij.get(k, 1) or 1) for k in ("channels", "slices", "frames")
-        )
-        said = f"{what} says {images} images"
+        keys = ("channels", "slices", "frames")
+        csf = math.prod(int(ij.get(k) or 1) for k in keys)
+        images = int(ij.get("images") or csf)
+        said = f"ImageJ description says {images} images"
         if csf != images:
             said += f" and channels x slices x frames = {csf}"
-        if pages == 1:
+    else:
+        said = "tifffile shape description does not fit"
+    if not (isinstance(series, Exception) or damage):
+        declared = sum(_declared_planes(s) for s in series)
+        listed = [p for s in series for p in s.pages if p is not None]
+        held = sum(_page_planes(p) for p in listed)
+        if declared == held and len(listed) == pages:
             return ""
-        if isinstance(series, Exception) or damage or images != pages or csf != pages:
-            return f"{said}, the file holds {pages} pages"
-        return ""
-    if isinstance(series, Exception) or damage:
-        return f"{what} does not fit the file's {pages} pages"
-    said_planes = sum(_declared_planes(s) for s in series)
-    held = sum(_page_planes(p) for s in series for p in s.pages if p is not None)
-    if pages > 1 and said_planes != held:
-        return f"{what} says {said_planes} planes, the file holds {pages} pages"
-    return ""
+        if not tif.is_imagej:
+            said = f"tifffile shape description says {declared} planes"
+    return f"{said}, the file holds {pages} pages"
 
 
 def stored_order(
