@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from catalogues import build_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
