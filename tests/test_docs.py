@@ -211,3 +211,10 @@ def test_config_example_is_valid(block):
         _merged(yaml.safe_load(block.code)),
         ROOT / "workflow" / "schemas" / "config.schema.yaml",
     )
+
+
+def test_anchors_are_githubs():
+    assert _slug("Remote OME-Zarr (S3 and HTTP)") == "remote-ome-zarr-s3-and-http"
+    assert _slug("Bio-Formats (optional, offline)") == "bio-formats-optional-offline"
+    assert "running-on-slurm" in _anchors(ROOT / "docs" / "guide.md")
+    assert "no-such-heading" not in _anchors(ROOT / "docs" / "guide.md")
