@@ -1,8 +1,9 @@
 """biocodes: pixel-content identifiers (IMAGEWALK ISCC-SUMs) for bioimages.
 
 The public API: :func:`biocode`, :func:`imagecode`, :func:`iter_planes`,
-:func:`compare`, :class:`ViewOptions` and :class:`BiocodeError`. They are imported on first
-use, so ``import biocodes`` stays cheap for the CLI and workflow jobs.
+:func:`compare`, :class:`ViewOptions` and :class:`BiocodeError`. They are
+imported on first use, so ``import biocodes`` stays cheap for the CLI and
+workflow jobs.
 """
 
 from __future__ import annotations

@@ -95,7 +95,9 @@ def pair_scenes(
     unpaired. Ordered by A's index, then B's leftovers."""
     if codes_a is None or codes_b is None:
         n = max(len(a), len(b))
-        return [(i if i < len(a) else None, i if i < len(b) else None) for i in range(n)]
+        return [
+            (i if i < len(a) else None, i if i < len(b) else None) for i in range(n)
+        ]
     partner: dict[int, int] = {}
     free = list(range(len(b)))
     for same in (
@@ -120,9 +122,7 @@ def _planes(source: PlaneSource, scene: SceneInfo) -> Iterator[np.ndarray]:
         yield source.read_plane(scene, z, c, t)
 
 
-def compare_scene(
-    sa: PlaneSource, a: SceneInfo, sb: PlaneSource, b: SceneInfo
-) -> dict:
+def compare_scene(sa: PlaneSource, a: SceneInfo, sb: PlaneSource, b: SceneInfo) -> dict:
     """Status of one pair of scenes and, for equal dims and dtype, every
     plane that differs: ``z``, ``c``, ``t``, ``offset`` (its place in the
     walk), ``pixels`` (how many differ) and ``max_abs_diff``."""
