@@ -104,6 +104,11 @@ def test_an_ome_tiff_equals_its_ome_zarr_conversion_and_a_change_shows(tmp_path)
     other = scene
     for (y, x), by in zip([(0, 0), (10, 20), (49, 59)], [1, 100, 1000], strict=True):
         other = changed(other, (0, 2, 3, y, x), by)
+    # a two-series OME-TIFF and its bioformats2raw tree
+    second = synth.random_scene((1, 2, 1, 30, 20), "uint16", seed=10)
+    two = synth.write_ome_tiff(tmp_path / "two.ome.tif", [scene, second])
+    b2r = synth.write_bioformats2raw(tmp_path / "two.zarr", [scene, second])
+    assert statuses(compare(two, b2r)) == [(0, 0, "identical"), (1, 1, "identical")]
     moved = synth.write_ome_zarr(tmp_path / "moved.ome.zarr", other)
     (diff,) = compare(tif, moved)["scenes"][0]["differences"]
     expect = max(
