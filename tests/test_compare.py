@@ -343,3 +343,16 @@ def test_peak_memory_is_a_few_planes(tmp_path):
     # reader's buffer); the mask: a few planes, never a scene (48 planes)
     assert peak < 7 * plane, f"peak {peak / plane:.1f} planes"
     shutil.rmtree(tmp_path)
+
+
+def test_missing_chunks_are_refused_unless_allowed(tmp_path):
+    """bioio-ome-zarr's writer leaves out all-zero chunks: an error, as in
+    ``biocode``, unless --allow-missing-chunks reads them as the fill value."""
+    scene = synth.random_scene((1, 1, 3, 16, 16), "uint8", seed=2)
+    scene[0, 0, 1] = 0
+    tif = synth.write_ome_tiff(tmp_path / "a.ome.tif", scene)
+    store = synth.write_ome_zarr(tmp_path / "a.ome.zarr", scene, zarr_format=2)
+    refused = run_cli("compare", tif, store)
+    assert refused.returncode == 2 and "missing" in refused.stderr, refused.stderr
+    allowed = run_cli("compare", "--allow-missing-chunks", tif, store)
+    assert allowed.returncode == 0, allowed.stderr

@@ -576,8 +576,15 @@ def check(codes: TextIO, as_json: bool) -> None:
     help="Pair scenes by index, by content (equal codes, then equal dims and "
     "dtype), or auto: by index when the scene counts are equal.",
 )
+@click.option(
+    "--allow-missing-chunks",
+    is_flag=True,
+    help="Read zarr chunks missing from a store as the fill value.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def compare(a: str, b: str, pairing: str, as_json: bool) -> None:
+def compare(
+    a: str, b: str, pairing: str, allow_missing_chunks: bool, as_json: bool
+) -> None:
     """Compare the pixels of images A and B, scene by scene, plane by plane.
 
     A and B may be in any formats biocodes reads (files, filesets, plates,
@@ -590,7 +597,8 @@ def compare(a: str, b: str, pairing: str, as_json: bool) -> None:
     from biocodes.core.compare import describe_scene, summary
 
     try:
-        result = run(a, b, pairing=pairing)
+        limits = Limits(allow_missing_chunks=allow_missing_chunks)
+        result = run(a, b, limits=limits, pairing=pairing)
     except Exception as exc:  # either image unreadable: no answer, exit 2
         _cannot_run(_fail(f"{a} vs {b}", exc))
     if as_json:
