@@ -501,7 +501,7 @@ def run_row(
     import json
     from datetime import UTC, datetime
 
-    from biocodes.core.imagewalk import SPEC_VERSION
+    from biocodes.core.imagewalk import SPEC
     from biocodes.sources.base import WALK_RULES
 
     versions = code_versions()
@@ -525,7 +525,7 @@ def run_row(
             )
             if x
         ),
-        "imagewalk_spec": SPEC_VERSION,
+        "imagewalk_spec": SPEC,
         **run_figures(images, scenes, change_rows, counts, run_id, removed),
         "files_skipped": sum(skipped_files(manifest).values()),
         "walk_rules": WALK_RULES,
