@@ -72,14 +72,16 @@ def inventory(tif, series: list) -> Container:  # noqa: ANN001
     for s in series:
         kf = s.keyframe
         key = (kf.imagelength, kf.imagewidth, np.dtype(s.dtype).itemsize)
-        pages = [p for p in s.pages if p is not None]
-        held = sum(_page_planes(p) for p in pages)
-        units += len(pages)
+        # a series' pages share its keyframe's shape (tifffile builds them
+        # so); a missing page (None) is damage tifffile reported already
+        pages = len(s.pages)
+        held = pages * _page_planes(kf)
+        units += pages
         said = _declared_planes(s)
         if said != held:
             declared.append(f"its {s.kind} metadata says {said} planes")
             offset = s.dataoffset
-            if len(pages) == 1 and offset is not None and offset + s.nbytes <= size:
+            if pages == 1 and offset is not None and offset + s.nbytes <= size:
                 held = said  # contiguous data after the one page
         planes[key] += held
     return Container("pages", dict(planes), units, "; ".join(declared))
