@@ -137,13 +137,17 @@ CZI = [
         ),
     ]
 ]
-#: a real DeltaVision file from the mrc package's tests (BSD-3-Clause)
-DV_TOXO = RepoFile(
-    "tlambert03/mrc",
-    "679bf8d3908feed26a76ea515fc31d92661f0a99",
-    "tests/toxo.dv",
-    "0b7d2271792cdfcc730d29c854b66daa09a8ef2f04eb70fff9c4562523ee2738",
-    "BSD-3-Clause (mrc's repository)",
+#: a real DeltaVision file from the mrc package's tests (BSD-3-Clause), as
+#: shipped in its sdist on PyPI (the same bytes as its repository's)
+DV_TOXO = Sdist(
+    "mrc==0.4.0",
+    "bcddc07adfc743c8b81657e654a9361613e531614d9643e2707c73dbaca6be7f",
+    {
+        "tests/toxo.dv": (
+            "0b7d2271792cdfcc730d29c854b66daa09a8ef2f04eb70fff9c4562523ee2738"
+        )
+    },
+    "BSD-3-Clause (mrc)",
 )
 #: real TIFFs from hyperspy's tests: ImageJ 1.51a, Gatan DigitalMicrograph,
 #: Olympus SIS, Zeiss AxioVision (GPL-3.0, as hyperspy)
@@ -225,8 +229,30 @@ MRCFILE_MRC = Sdist(
     "BSD-3-Clause (mrcfile); EMDB entries public, the others by permission",
 )
 #: samples from PyPI sdists: every machine that installs the lock reaches them
-PYPI = [VSI_JPEG2000, HYPERSPY_TIFF, MRCFILE_MRC]
-ALL = [LIF_WAVELENGTH, LIF_XZ, *CZI, DV_TOXO, *PYPI]
+PYPI = [VSI_JPEG2000, DV_TOXO, HYPERSPY_TIFF, MRCFILE_MRC]
+ALL = [LIF_WAVELENGTH, LIF_XZ, *CZI, *PYPI]
+#: real images that a package in the lock installs (scikit-image's data:
+#: immunohistochemistry and cell micrographs, tifffile-written multi-page
+#: TIFFs), pinned by sha256 so a new lock that changes them fails loudly
+INSTALLED = {
+    "skimage": {
+        "data/ihc.png": (
+            "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef"
+        ),
+        "data/cell.png": (
+            "8d23a7fb81f7cc877cd09f330357fc7f595651306e84e17252f6e0a1b3f61515"
+        ),
+        "data/microaneurysms.png": (
+            "a1e1be59aa447f8ce082f7fa809997ab369a2b137cb6c4202abc647c7ccf6456"
+        ),
+        "data/multipage.tif": (
+            "4da0ad0d3df4807a9847247d1b5e565b50d46481f643afb5c37c14802c78130f"
+        ),
+        "data/multipage_rgb.tif": (
+            "1d23b844fd38dce0e2d06f30432817cdb85e52070d8f5460a2ba58aebf34a0de"
+        ),
+    }
+}
 
 
 def _sha256(path: Path) -> str:
@@ -295,6 +321,18 @@ def sdist_files(sample: Sdist) -> dict[str, Path]:
     missing = [m for m, p in out.items() if p is None]
     if missing:
         raise AssertionError(f"{sample.requirement}: no {missing} in its sdist")
+    return out
+
+
+def installed_files() -> dict[str, Path]:
+    """:data:`INSTALLED`'s files, where their packages put them, checked."""
+    from importlib.util import find_spec
+
+    out = {}
+    for package, members in INSTALLED.items():
+        base = Path(find_spec(package).origin).parent
+        for member, sha256 in members.items():
+            out[member.rsplit("/", 1)[-1]] = _checked(base / member, sha256)
     return out
 
 

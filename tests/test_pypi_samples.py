@@ -2,15 +2,18 @@
 
 These run in CI: :mod:`samples` fetches the sdists with pip (the index every
 machine that installs the lock reaches) and checks every file's sha256; a
-test skips only when pip cannot connect. Each expected code was verified by
-a second witness, named in :data:`WITNESS`, and the witnesses run here too:
+test skips only when pip cannot connect. scikit-image's data files come
+with the lock, pinned the same way. Each expected code was verified by a
+second witness, named in :data:`WITNESS`, and the witnesses run here too:
 Bio-Formats 7.3.1 offline (in a subprocess, the CLI, as in
-test_bioformats.py) for the TIFFs, and for MRC, which biocodes reads with
-Bio-Formats, the array read by hand from the MRC header with numpy.
+test_bioformats.py) for the TIFF, PNG and DV files, and for MRC, which
+biocodes reads with Bio-Formats, the array read by hand from the MRC header
+with numpy.
 
 The four ImageJ 1.51a TIFFs failed with "internal error AttributeError:
 'int' object has no attribute 'name'" (the codec-provenance code), and the
-DigitalMicrograph stack was walked as Z=2 where Bio-Formats reads T=2 (an
+DigitalMicrograph stack and scikit-image's multi-page TIFFs were walked
+pages as Z (or RGB pages as C=6) where Bio-Formats reads the pages as T (an
 unnamed page axis); both are fixed on the TIFF branch of issue 24.
 """
 
@@ -124,6 +127,48 @@ EXPECTED = {
             "ISCC:K4AKFWGPHKWNVIQ5NKQAEJW5BWS6JQ5W2I7OANGDBQYPVRVYGO2Y6GA",
         ),
     ],
+    "toxo.dv": [
+        (
+            "1x2x17x128x128",
+            "uint16",
+            "ISCC:K4ABDCGIFDWZSV5DDDQDQOELFSI56AVNVJPGLGSGPZN26PUT4UQQCMQ",
+        ),
+    ],
+    "ihc.png": [
+        (
+            "1x3x1x512x512",
+            "uint8",
+            "ISCC:K4ABBYU7YZPNC6YGA2FYJXA5P3J6JIBAYN4KU7R7WZL2CJYWTZCXURQ",
+        ),
+    ],
+    "cell.png": [
+        (
+            "1x1x1x660x550",
+            "uint8",
+            "ISCC:K4AL743VN2JZJPXEBFKJCQMLPVRD32LYSOUVADVFUIROQL2RV3AXXTI",
+        ),
+    ],
+    "multipage.tif": [
+        (
+            "2x1x1x15x10",
+            "uint8",
+            "ISCC:K4ANTQMLQUNWNQPTCYZN4FYSLFYAU7TWPGIKVIBTILH7622PPLL3H7Q",
+        ),
+    ],
+    "multipage_rgb.tif": [
+        (
+            "2x3x1x10x10",
+            "float64",
+            "ISCC:K4ACLPYLVFGSKJMQ5AN6QY7BFDL43MID6HW5HEBWIUQOVQ7TKBJZRXI",
+        ),
+    ],
+    "microaneurysms.png": [
+        (
+            "1x1x1x102x102",
+            "uint8",
+            "ISCC:K4AGSYYJIP4MLGIDN5K7DS6KRJ4GJW47R6O7X3O4FHGC3ZIYY4OTNRA",
+        ),
+    ],
 }
 BIOFORMATS = "Bio-Formats 7.3.1 offline, same codes and dims"
 NUMPY_MRC = (
@@ -140,8 +185,8 @@ MRC_DTYPES = {0: "u1", 1: "i2", 2: "f4", 6: "u2"}
 
 @pytest.fixture(scope="module")
 def pypi_files() -> dict[str, Path]:
-    files = {}
-    for sample in (samples.HYPERSPY_TIFF, samples.MRCFILE_MRC):
+    files = samples.installed_files()
+    for sample in (samples.DV_TOXO, samples.HYPERSPY_TIFF, samples.MRCFILE_MRC):
         for member, path in samples.sdist_files_or_skip(sample).items():
             files[member.rsplit("/", 1)[-1]] = path
     assert set(files) == set(EXPECTED)
@@ -165,9 +210,9 @@ def test_real_pypi_samples_give_their_verified_codes(pypi_files):
 
 
 def test_bioformats_witness_gives_the_same_codes(pypi_files):
-    tiffs = [p for n, p in pypi_files.items() if WITNESS[n] == BIOFORMATS]
-    found, proc = cli(*tiffs, reader="bioformats")
-    for path in tiffs:
+    witnessed = [p for n, p in pypi_files.items() if WITNESS[n] == BIOFORMATS]
+    found, proc = cli(*witnessed, reader="bioformats")
+    for path in witnessed:
         assert path.name in found, proc.stderr[-2000:]
         assert parts(found[path.name]) == EXPECTED[path.name], path.name
 
