@@ -88,3 +88,20 @@ def test_a_fallback_that_loses_a_scene_is_an_error(tmp_path, arrays):
     path = write_mosaic_czi(tmp_path / "overlap.czi", tiles, single, (10, 8))
     with pytest.raises(UnreadableError, match=r"lists 1 scene.*directory holds 2"):
         open_source(str(path))
+
+
+def test_an_rgb_mosaic_is_walked_red_green_blue(tmp_path):
+    """Bgr24 tiles drawn into the mosaic, samples walked R, G, B as in every
+    CZI (the writer is handed BGR, as CZI stores it)."""
+    rng = np.random.default_rng(5)
+    tiles = rng.integers(0, 255, (4, 1, 1, 1, 16, 20, 3), dtype="uint8")
+    single = rng.integers(0, 255, (1, 1, 1, 24, 18, 3), dtype="uint8")
+    bgr = [np.ascontiguousarray(a[..., ::-1]) for a in (tiles, single)]
+    path = write_mosaic_czi(tmp_path / "rgb.czi", *bgr)
+    canvas = np.zeros((1, 1, 1, 32, 40, 3), "uint8")
+    for m, (x, y) in enumerate(TILES):
+        canvas[..., y : y + 16, x : x + 20, :] = tiles[m]
+    result = biocode(path)
+    assert [p["dims"]["C"] for p in result["parts"]] == [3, 3]
+    truth = synth.expected_biocode([canvas, single])
+    assert [p["iscc_code"] for p in result["parts"]] == truth
