@@ -137,15 +137,122 @@ CZI = [
         ),
     ]
 ]
-#: a real DeltaVision file from the mrc package's tests (BSD-3-Clause)
-DV_TOXO = RepoFile(
-    "tlambert03/mrc",
-    "679bf8d3908feed26a76ea515fc31d92661f0a99",
-    "tests/toxo.dv",
-    "0b7d2271792cdfcc730d29c854b66daa09a8ef2f04eb70fff9c4562523ee2738",
-    "BSD-3-Clause (mrc's repository)",
+#: a real DeltaVision file from the mrc package's tests (BSD-3-Clause), as
+#: shipped in its sdist on PyPI (the same bytes as its repository's)
+DV_TOXO = Sdist(
+    "mrc==0.4.0",
+    "bcddc07adfc743c8b81657e654a9361613e531614d9643e2707c73dbaca6be7f",
+    {
+        "tests/toxo.dv": (
+            "0b7d2271792cdfcc730d29c854b66daa09a8ef2f04eb70fff9c4562523ee2738"
+        )
+    },
+    "BSD-3-Clause (mrc)",
 )
-ALL = [LIF_WAVELENGTH, LIF_XZ, VSI_JPEG2000, *CZI, DV_TOXO]
+#: real TIFFs from hyperspy's tests: ImageJ 1.51a, Gatan DigitalMicrograph,
+#: Olympus SIS, Zeiss AxioVision (GPL-3.0, as hyperspy)
+HYPERSPY_RES = "hyperspy/tests/io/tiff_files/"
+HYPERSPY_TIFF = Sdist(
+    "hyperspy==1.7.6",
+    "6910897f055aa31f5c29f045d879c4310b783ab0377e3cd3fa2f6ebb93a0ed87",
+    {
+        HYPERSPY_RES + name: sha256
+        for name, sha256 in [
+            (
+                "olympus_SIS.tif",
+                "63df2884fb4a54519997042d2bed531dd99645718fcf4965dae3bab301a6b0a7",
+            ),
+            (
+                "optical_Zeiss_AxioVision_BW.tif",
+                "e583177650fc14adbaeb09de5b104f25aa7c5a12abdfe865a53433c2504c2fe4",
+            ),
+            (
+                "optical_Zeiss_AxioVision_RGB.tif",
+                "9c30ec580beb314a1905993c0fe83bf52f5c5d447ef665ef427a2fcb6a0c985c",
+            ),
+            (
+                "test_loading_image_saved_with_DM.tif",
+                "e8d966494793142176f39e0c66fd4911d33d083136178458e08212bae5f029d4",
+            ),
+            (
+                "test_loading_image_saved_with_DM_stack.tif",
+                "e506ba13aee27966a27a44a12082b8acca8d42bd95d0c2bf4258a75cfa6e1cb9",
+            ),
+            (
+                "test_loading_image_saved_with_imageJ.tif",
+                "303dcaf1c33ec4112033fce92069ff7a7a93010f21414ea0620240f6266eeb9d",
+            ),
+            (
+                "test_loading_image_saved_with_imageJ_no_scale.tif",
+                "6326fc33683986e0a08c87f54d63ae6afe65688f2ff88ded8ed9b64022755067",
+            ),
+            (
+                "test_loading_image_saved_with_imageJ_stack.tif",
+                "d5412e74874c2ea82c0e5521862205e03b67ee4ee5f05f31be17a5022840fb02",
+            ),
+            (
+                "test_loading_image_saved_with_imageJ_stack_no_scale.tif",
+                "3e00673505164317c51638677764d6ced3a88d681d8de8b81637d548246bf488",
+            ),
+        ]
+    },
+    "GPL-3.0 (hyperspy)",
+)
+#: real MRC files from mrcfile's tests: two EMDB maps (EMD-3197, EMD-3001),
+#: an FEI file with an extended header and an EPU 2.9 image, distributed
+#: with their contributors' permission (mrcfile: BSD-3-Clause)
+MRCFILE_RES = "tests/test_data/"
+MRCFILE_MRC = Sdist(
+    "mrcfile==1.5.4",
+    "8fa9eb2e237d87d99b301c61bf02854dd85a451db25eefcbe142c09b36d8d601",
+    {
+        MRCFILE_RES + name: sha256
+        for name, sha256 in [
+            (
+                "EMD-3197.map",
+                "351d5090d4c56eb5fc41796842ad64abecc238b8da6181f8857be5844dbbc262",
+            ),
+            (
+                "EMD-3001.map",
+                "c423c29e4704aaadcb6c10c954295f826de86ca7f6e3fb8a479a73da9949e32a",
+            ),
+            (
+                "fei-extended.mrc",
+                "e9f168012031b3a6ea47fbed8eca8b9c8a040b4d1f4fbb2e3326bdb6d9307efe",
+            ),
+            (
+                "epu2.9_example.mrc",
+                "c52b35f70216ba6ffed7523c70810806117676f463ee4f15c1da18697caf8653",
+            ),
+        ]
+    },
+    "BSD-3-Clause (mrcfile); EMDB entries public, the others by permission",
+)
+#: samples from PyPI sdists: every machine that installs the lock reaches them
+PYPI = [VSI_JPEG2000, DV_TOXO, HYPERSPY_TIFF, MRCFILE_MRC]
+ALL = [LIF_WAVELENGTH, LIF_XZ, *CZI, *PYPI]
+#: real images that a package in the lock installs (scikit-image's data:
+#: immunohistochemistry and cell micrographs, tifffile-written multi-page
+#: TIFFs), pinned by sha256 so a new lock that changes them fails loudly
+INSTALLED = {
+    "skimage": {
+        "data/ihc.png": (
+            "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef"
+        ),
+        "data/cell.png": (
+            "8d23a7fb81f7cc877cd09f330357fc7f595651306e84e17252f6e0a1b3f61515"
+        ),
+        "data/microaneurysms.png": (
+            "a1e1be59aa447f8ce082f7fa809997ab369a2b137cb6c4202abc647c7ccf6456"
+        ),
+        "data/multipage.tif": (
+            "4da0ad0d3df4807a9847247d1b5e565b50d46481f643afb5c37c14802c78130f"
+        ),
+        "data/multipage_rgb.tif": (
+            "1d23b844fd38dce0e2d06f30432817cdb85e52070d8f5460a2ba58aebf34a0de"
+        ),
+    }
+}
 
 
 def _sha256(path: Path) -> str:
@@ -214,6 +321,18 @@ def sdist_files(sample: Sdist) -> dict[str, Path]:
     missing = [m for m, p in out.items() if p is None]
     if missing:
         raise AssertionError(f"{sample.requirement}: no {missing} in its sdist")
+    return out
+
+
+def installed_files() -> dict[str, Path]:
+    """:data:`INSTALLED`'s files, where their packages put them, checked."""
+    from importlib.util import find_spec
+
+    out = {}
+    for package, members in INSTALLED.items():
+        base = Path(find_spec(package).origin).parent
+        for member, sha256 in members.items():
+            out[member.rsplit("/", 1)[-1]] = _checked(base / member, sha256)
     return out
 
 

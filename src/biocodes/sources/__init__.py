@@ -141,12 +141,18 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
         limits.check(name, declared_scene(name))
         return PngSource(name)
     if kind == "czi":
-        from biocodes.sources.czi import CziSource, NotPlaneMappable
+        from biocodes.sources.czi import CziSource, NotPlaneMappable, check_fallback
 
         try:
             return CziSource(name)
         except NotPlaneMappable as refused:
-            return _fallback(name, reader, kind, getattr(refused, "container", None))
+            source = _fallback(name, reader, kind, getattr(refused, "container", None))
+        try:  # a fallback is a reader too: every scene of the directory
+            check_fallback(name, source)
+        except BaseException:
+            source.close()
+            raise
+        return source
     from biocodes.sources.pillow import PillowSource, open_image
 
     image = open_image(name)

@@ -20,7 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from biocodes.infra.errors import UnreadableError, UnsupportedError
-from biocodes.sources import metadata
+from biocodes.sources import declared, metadata
 from biocodes.sources.base import (
     PlaneSource,
     SceneInfo,
@@ -154,6 +154,8 @@ class BioioSource(PlaneSource):
             ) from None
         reader = self._img.reader
         self.format = type(reader).__module__.split(".")[0].replace("bioio_", "")
+        # what the file's own header says its pixels are, where it says so
+        self._declared = declared.declared(path)
         self._scenes = [self._scene(i, name) for i, name in enumerate(reader.scenes)]
 
     def _scene(self, index: int, name: str) -> SceneInfo:
@@ -178,6 +180,7 @@ class BioioSource(PlaneSource):
                     f"scene {index} has a dimension {axis!r} of size {n}, which "
                     "IMAGEWALK does not define",
                 )
+        declared.check(self.path, self._declared, index, self.format, dtype, sizes)
         scene = make_scene(self.path, index, name, sizes, dtype, sizes.get("S", 1))
         meta = safely(self.path, lambda: metadata.bioio_scene(self._img), {})
         return replace(scene, metadata=metadata.expand_channels(meta, scene.samples))
