@@ -125,9 +125,18 @@ def cli() -> None:
     help="Refuse images whose header declares larger scenes.",
 )
 @click.option(
+    "--missing-chunks",
+    type=click.Choice(["fill", "error"]),
+    default=None,
+    help="A zarr chunk absent from its store: fill reads it as the fill value "
+    "(the zarr spec; the default), error refuses the image (for archives that "
+    "write every chunk).",
+)
+@click.option(
     "--allow-missing-chunks",
     is_flag=True,
-    help="Read zarr chunks missing from a store as the fill value.",
+    default=None,
+    help="Old name of --missing-chunks fill.",
 )
 @click.option(
     "--remote-timeout",
@@ -161,7 +170,8 @@ def biocode(
     as_json: bool,
     max_plane_bytes: str,
     max_scene_bytes: str,
-    allow_missing_chunks: bool,
+    missing_chunks: str | None,
+    allow_missing_chunks: bool | None,
     remote_timeout: float,
     remote_retries: int,
     remote_concurrency: int,
@@ -182,6 +192,7 @@ def biocode(
             {
                 "max_plane_bytes": max_plane_bytes,
                 "max_scene_bytes": max_scene_bytes,
+                "missing_chunks": missing_chunks,
                 "allow_missing_chunks": allow_missing_chunks,
                 "remote_timeout": remote_timeout,
                 "remote_retries": remote_retries,
