@@ -400,10 +400,12 @@ def _series(path: str, root) -> list[str]:  # noqa: ANN001
     if listed is None:
         return sorted((k for k in root.group_keys() if k.isdigit()), key=int)
     if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
-        raise UnreadableError(path, f"OME group's series is not a list of names: {listed!r}")
+        raise UnreadableError(
+            path, f"the OME group's series is not a list of names: {listed!r}"
+        )
     missing = [k for k in listed if k not in root]
     if missing:
         raise UnreadableError(
-            path, f"OME group lists series {missing[0]!r}, which the store does not hold"
+            path, f"the OME group lists series {missing[0]!r}, not in the store"
         )
     return list(listed)

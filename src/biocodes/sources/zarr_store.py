@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import posixpath
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zarr.storage import WrapperStore
