@@ -605,6 +605,7 @@ CASE_CLASSES = {
     "dv-sequence-channels": "5: native reader vs Bio-Formats (DV)",
     "ometiff-xml-layout": "3/4: OME-XML that disagrees with the pages",
     "ometiff-binaryonly": "issue 17: filesets",
+    "zarr-absent-fill-chunks": "issue 24: absent chunks read as the fill value",
 }
 
 

@@ -94,11 +94,17 @@ class CheckedStore(WrapperStore):
 
         meta = array.metadata
         encoding = getattr(meta, "chunk_key_encoding", None)
-        if encoding is not None:
-            decode = encoding.decode_chunk_key
-        else:  # zarr v2: "0.1.2" or "0/1/2"
-            sep = getattr(meta, "dimension_separator", ".") or "."
-            decode = lambda key: tuple(int(p) for p in key.split(sep))  # noqa: E731
+        if encoding is not None:  # zarr v3: "c/1/2" (default) or "1.2" (v2)
+            sep = str(getattr(encoding, "separator", "/"))
+            prefix = "c" + sep if getattr(encoding, "name", "") == "default" else ""
+        else:  # zarr v2: "1.2" or "1/2"
+            sep, prefix = getattr(meta, "dimension_separator", ".") or ".", ""
+
+        def decode(key: str) -> tuple[int, ...]:
+            if not key.startswith(prefix):
+                raise ValueError(key)
+            return tuple(int(p) for p in key[len(prefix) :].split(sep))
+
         codecs = getattr(meta, "codecs", ())
         sharding = next((c for c in codecs if isinstance(c, ShardingCodec)), None)
         self.arrays[array.store_path.path] = ArrayReads(
