@@ -1,8 +1,9 @@
 """biocodes: pixel-content identifiers (IMAGEWALK ISCC-SUMs) for bioimages.
 
 The public API: :func:`biocode`, :func:`imagecode`, :func:`iter_planes`,
-:class:`ViewOptions` and :class:`BiocodeError`. They are imported on first
-use, so ``import biocodes`` stays cheap for the CLI and workflow jobs.
+:func:`compare`, :class:`ViewOptions` and :class:`BiocodeError`. They are
+imported on first use, so ``import biocodes`` stays cheap for the CLI and
+workflow jobs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __all__ = [
     "ViewOptions",
     "__version__",
     "biocode",
+    "compare",
     "imagecode",
     "iter_planes",
 ]
@@ -24,6 +26,10 @@ def __getattr__(name: str):
         from biocodes.core import fingerprint
 
         return getattr(fingerprint, name)
+    if name == "compare":
+        from biocodes.core.compare import compare
+
+        return compare
     if name == "iter_planes":
         from biocodes.core.imagewalk import iter_planes
 
