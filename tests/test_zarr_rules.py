@@ -367,3 +367,54 @@ def test_bioformats2raw_series_order_and_named_series(tmp_path):
     got = biocode(named)["parts"]
     assert [p["iscc_code"] for p in got] == synth.expected_biocode([two, one])
     assert [p["scene_name"] for p in got] == ["beta", "alpha"]
+
+
+def test_verify_flags_a_scene_whose_absent_count_changed(tmp_path):
+    """Same pixels from a store that now holds other chunks than the
+    catalogue says (a copy that lost an all-fill chunk's file, or a rewrite
+    with empty chunks written): FAILED, naming the counts."""
+    import pyarrow.parquet as pq
+
+    from biocodes.repository.tables import to_table
+    from biocodes.repository.verify import verify
+
+    a = _sparse((1, 1, 2, 16, 16), "uint8", seed=14)
+    store = synth.write_ome_zarr(tmp_path / "root" / "v.ome.zarr", a, levels=1)
+    now = biocode(store)
+    cat = tmp_path / "catalogue"
+    cat.mkdir()
+
+    def catalogue(count: int) -> list[dict]:
+        tables = {
+            "runs": [
+                {
+                    "run_id": "r1",
+                    "config": json.dumps({"roots": {"r": str(store.parent)}}),
+                }
+            ],
+            "images": [
+                {
+                    "image_id": "i",
+                    "root": "r",
+                    "path": store.name,
+                    "status": "ok",
+                    "iscc_code": now["iscc_code"],
+                }
+            ],
+            "scenes": [
+                {
+                    "image_id": "i",
+                    "scene_index": 0,
+                    "iscc_code": now["parts"][0]["iscc_code"],
+                    "chunks_absent": count,
+                }
+            ],
+        }
+        for name, rows in tables.items():
+            pq.write_table(to_table(name, rows), cat / f"{name}.parquet")
+        return list(verify(cat))
+
+    assert [r["status"] for r in catalogue(1)] == ["OK"]
+    (flagged,) = catalogue(0)
+    assert flagged["status"] == "FAILED"
+    assert "chunks absent from the store changed (scene 0: 0 → 1)" in flagged["detail"]
