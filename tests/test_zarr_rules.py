@@ -171,7 +171,7 @@ def test_zipped_store_goes_through_the_checked_store(tmp_path):
         with pytest.raises(UnreadableError, match="missing_chunks is error"):
             biocode(path, limits=Limits(missing_chunks="error"))
     empty = _zip(store, tmp_path / "empty.ozx", set(_names(store)))
-    with pytest.raises(UnreadableError, match="none of its 2 chunks"):
+    with pytest.raises(UnreadableError, match="all 2 chunks of image"):
         biocode(empty)
 
 
@@ -190,7 +190,9 @@ def test_no_stored_chunk_is_an_error_naming_the_separator(tmp_path):
     for f in _chunk_files(store):
         flat = ".".join(f.relative_to(store / "0").parts)
         f.rename(store / "0" / flat)
-    with pytest.raises(UnreadableError, match=r"none of its 2 chunks.*separator"):
+    with pytest.raises(
+        UnreadableError, match=r"all 2 chunks of image .* missing.*separator"
+    ):
         biocode(store)
 
 

@@ -353,8 +353,8 @@ class ZarrSource(PlaneSource):
         if reads.total and reads.absent >= reads.total:
             raise UnreadableError(
                 self.path,
-                f"image {scene.name!r} has none of its {reads.total} chunks "
-                f"stored (array {array.store_path.path!r}); likely a chunk-key "
+                f"all {reads.total} chunks of image {scene.name!r} are missing "
+                f"from the store (array {array.store_path.path!r}); likely a chunk-key "
                 "separator other than the one its metadata declares ('/' vs "
                 "'.', ome-zarr-py#343), or its chunks were not copied",
             )
