@@ -420,3 +420,35 @@ def test_verify_flags_a_scene_whose_absent_count_changed(tmp_path):
     (flagged,) = catalogue(0)
     assert flagged["status"] == "FAILED"
     assert "chunks absent from the store changed (scene 0: 0 → 1)" in flagged["detail"]
+
+
+def test_report_lists_scenes_with_absent_chunks_apart_and_capped(tmp_path):
+    from datetime import UTC, datetime
+
+    from biocodes.repository.report import render
+    from biocodes.repository.tables import TABLES, to_table, write_atomic
+
+    rows = {name: [] for name in TABLES}
+    rows["runs"].append(
+        {
+            "run_id": "r1",
+            "started": datetime(2026, 12, 1, 1, 0, tzinfo=UTC),
+            "finished": datetime(2026, 12, 1, 1, 5, tzinfo=UTC),
+            "versions": "{}",
+        }
+    )
+    for i, count in enumerate([0, None, 3, 7, 2]):
+        rows["scenes"].append(
+            {"image_id": f"i{i}", "path": f"s{i}.zarr", "scene_index": 0}
+            | {"dtype": "uint8", "status": "ok", "chunks_absent": count}
+            | {k: 1 for k in ("size_t", "size_c", "size_z", "size_y", "size_x")}
+        )
+    out = tmp_path / "catalogue"
+    for name, items in rows.items():
+        write_atomic(to_table(name, items), out / f"{name}.parquet")
+    html = render(out, max_list=2)
+    section = html[html.index("Scenes with absent chunks (3)") :]
+    section = section[: section.index("</table>")]
+    assert "s3.zarr" in section and "s2.zarr" in section  # the most first
+    assert "s4.zarr" not in section and "s0.zarr" not in section
+    assert "… and 1 more in scenes.parquet" in html

@@ -342,6 +342,15 @@ class ZarrSource(PlaneSource):
             return images
         return []
 
+    def close(self) -> None:
+        """Close a zipped store's archive (directory and remote stores hold
+        no handle between reads)."""
+        from zarr.storage import ZipStore
+
+        inner = getattr(getattr(self, "_store", None), "_store", None)
+        if isinstance(inner, ZipStore):
+            inner.close()
+
     def finish_scene(self, scene: SceneInfo) -> dict:
         """``chunks_absent``: the chunks of the scene's array that the store
         does not hold (read as the fill value). A scene none of whose chunks
