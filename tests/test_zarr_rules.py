@@ -140,6 +140,17 @@ def test_sharded_missing_shard_and_missing_inner_chunk_read_as_fill(tmp_path):
     assert _parts(store) == [(synth.expected_biocode(a)[0], 10)]
     with pytest.raises(UnreadableError, match="missing_chunks is error"):
         biocode(store, limits=Limits(missing_chunks="error"))
+    # one policy: an inner chunk left out of a stored shard is refused too
+    inner = _ngff(
+        tmp_path / "in.ome.zarr",
+        a[:, :, :1],
+        TCZYX,
+        chunks=(1, 1, 1, 8, 8),
+        shards=(1, 1, 1, 16, 16),
+    )
+    assert _parts(inner) == [(synth.expected_biocode(a[:, :, :1])[0], 1)]
+    with pytest.raises(UnreadableError, match=r"inner chunks: 1\).*is error"):
+        biocode(inner, limits=Limits(missing_chunks="error"))
 
 
 def _zip(store: Path, out: Path, drop: set[str] = frozenset()) -> Path:

@@ -202,7 +202,10 @@ class CheckedStore(WrapperStore):
             slice(0, -(-max(0, min(s, n - i * s)) // c))
             for n, c, s, i in zip(reads.shape, reads.chunks, reads.shards, coords)
         )
-        reads.absent += int(empty[inside].sum())
+        absent = int(empty[inside].sum())
+        if absent and self.missing == "error":  # the same policy as a shard
+            raise ChunkError(_missing(f"{key} (inner chunks: {absent})"))
+        reads.absent += absent
 
     async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list:
         return [await self.get(k, prototype, r) for k, r in key_ranges]
