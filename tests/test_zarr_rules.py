@@ -380,6 +380,13 @@ def test_bioformats2raw_series_order_and_named_series(tmp_path):
     got = biocode(named)["parts"]
     assert [p["iscc_code"] for p in got] == synth.expected_biocode([two, one])
     assert [p["scene_name"] for p in got] == ["beta", "alpha"]
+    # a listed series the tree does not hold is an error, never a dropped scene
+    short = _b2r(tmp_path / "s.zarr", {"0": one, "1": two}, ["0", "1", "2"])
+    with pytest.raises(UnreadableError, match="lists series '2'"):
+        biocode(short)
+    zarr.open_group(str(short / "2"), mode="w", zarr_format=2)
+    with pytest.raises(UnreadableError, match="holds no multiscales"):
+        biocode(short)
 
 
 def test_verify_flags_a_scene_whose_absent_count_changed(tmp_path):

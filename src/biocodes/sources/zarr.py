@@ -332,10 +332,16 @@ class ZarrSource(PlaneSource):
                 for i, ms in enumerate(attrs["multiscales"])
             ]
         if "bioformats2raw.layout" in attrs or any(k.isdigit() for k in root):
-            series = _series(self.path, root)
+            series, listed = _series(self.path, root)
             images = []
             for key in series:
                 ms_list = _ome_attrs(root[key]).get("multiscales", [])
+                if listed and not ms_list:  # a listed scene is never dropped
+                    raise UnreadableError(
+                        self.path,
+                        f"the OME group lists series {key!r}, which holds no "
+                        "multiscales image",
+                    )
                 if ms_list:
                     ms = ms_list[0]
                     images.append((ms.get("name") or f"Image:{key}", root[key], ms))
@@ -399,15 +405,16 @@ def _declared(axes: list) -> str:
     return ",".join(str(a.get("name") if isinstance(a, dict) else a) for a in axes)
 
 
-def _series(path: str, root) -> list[str]:  # noqa: ANN001
-    """The image groups of a bioformats2raw tree, in scene order: the
-    ``series`` list of its ``OME`` group, as the bioformats2raw layout says
-    (names need not be numbers), else the numbered groups in numeric order."""
+def _series(path: str, root) -> tuple[list[str], bool]:  # noqa: ANN001
+    """The image groups of a bioformats2raw tree, in scene order, and whether
+    the tree lists them: the ``series`` list of its ``OME`` group, as the
+    bioformats2raw layout says (names need not be numbers), else the
+    numbered groups in numeric order."""
     listed = None
     if "OME" in root:
         listed = _ome_attrs(root["OME"]).get("series")
     if listed is None:
-        return sorted((k for k in root.group_keys() if k.isdigit()), key=int)
+        return sorted((k for k in root.group_keys() if k.isdigit()), key=int), False
     if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
         raise UnreadableError(
             path, f"the OME group's series is not a list of names: {listed!r}"
@@ -417,4 +424,4 @@ def _series(path: str, root) -> list[str]:  # noqa: ANN001
         raise UnreadableError(
             path, f"the OME group lists series {missing[0]!r}, not in the store"
         )
-    return list(listed)
+    return list(listed), True
