@@ -232,6 +232,24 @@ def test_absent_chunk_on_a_web_server_is_a_404_any_other_failure_an_error(
             biocode(url, limits=limits)
 
 
+def test_absent_chunk_on_s3_is_a_404_read_as_fill(tmp_path, monkeypatch):
+    from servers import s3_server, upload
+
+    a = _sparse((1, 1, 2, 16, 16), "uint8", seed=15)
+    store = synth.write_ome_zarr(tmp_path / "s3.zarr", a, levels=1)
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    with s3_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        upload(endpoint, store, "bucket", "repo")
+        got = _parts("s3://bucket/repo/s3.zarr")
+    assert got == [(synth.expected_biocode(a)[0], 1)]
+
+
 def test_missing_chunks_config_and_its_old_key():
     assert Limits().missing_chunks == "fill"
     assert Limits.from_config({"missing_chunks": "error"}).missing_chunks == "error"
