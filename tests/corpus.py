@@ -114,12 +114,15 @@ def pickle_zarr(path: Path, mark: Path) -> Path:
     return path
 
 
-def zarr_missing_chunk(path: Path) -> Path:
+def zarr_missing_chunk(path: Path, every: bool = True) -> Path:
+    """A store that lost its chunks (every one: no code of fill values, an
+    error; or the last one only: read as the fill value)."""
     synth.write_ome_zarr(path, _scene(11), zarr_format=3, levels=1)
     chunks = sorted(
         p for p in (path / "0").rglob("*") if p.is_file() and p.name != "zarr.json"
     )
-    chunks[-1].unlink()
+    for chunk in chunks if every else chunks[-1:]:
+        chunk.unlink()
     return path
 
 

@@ -345,14 +345,17 @@ def test_peak_memory_is_a_few_planes(tmp_path):
     shutil.rmtree(tmp_path)
 
 
-def test_missing_chunks_are_refused_unless_allowed(tmp_path):
-    """bioio-ome-zarr's writer leaves out all-zero chunks: an error, as in
-    ``biocode``, unless --allow-missing-chunks reads them as the fill value."""
+def test_missing_chunks_read_as_fill_unless_refused(tmp_path):
+    """bioio-ome-zarr's writer leaves out all-zero chunks: they read as the
+    fill value, as in ``biocode``, unless --missing-chunks error refuses
+    them (--allow-missing-chunks, the old flag, still reads them)."""
     scene = synth.random_scene((1, 1, 3, 16, 16), "uint8", seed=2)
     scene[0, 0, 1] = 0
     tif = synth.write_ome_tiff(tmp_path / "a.ome.tif", scene)
     store = synth.write_ome_zarr(tmp_path / "a.ome.zarr", scene, zarr_format=2)
-    refused = run_cli("compare", tif, store)
+    read = run_cli("compare", tif, store)
+    assert read.returncode == 0, read.stderr
+    refused = run_cli("compare", "--missing-chunks", "error", tif, store)
     assert refused.returncode == 2 and "missing" in refused.stderr, refused.stderr
     allowed = run_cli("compare", "--allow-missing-chunks", tif, store)
     assert allowed.returncode == 0, allowed.stderr

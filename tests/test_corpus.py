@@ -12,7 +12,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from corpus import ODD_NAMES, PICKLE_MARK, make_corpus
+from corpus import ODD_NAMES, PICKLE_MARK, make_corpus, zarr_missing_chunk
 
 from biocodes.core.fingerprint import biocode
 from biocodes.infra.errors import BiocodeError, display_path
@@ -94,11 +94,13 @@ def test_limits_are_configurable(corpus):
     assert Limits.from_config({"max_plane_bytes": "1 MiB"}).max_plane_bytes == 1 << 20
 
 
-def test_missing_chunks_can_be_read_as_fill_value_when_allowed(corpus):
-    tmp, _ = corpus
-    path = tmp / "root" / "missing-chunk.ome.zarr"
-    result = biocode(path, limits=Limits(allow_missing_chunks=True))
-    assert len(result["parts"]) == 1
+def test_missing_chunks_read_as_fill_value_unless_refused(tmp_path):
+
+    path = zarr_missing_chunk(tmp_path / "lost-one.ome.zarr", every=False)
+    (part,) = biocode(path)["parts"]
+    assert part["chunks_absent"] == 1
+    with pytest.raises(BiocodeError, match="missing_chunks is error"):
+        biocode(path, limits=Limits(allow_missing_chunks=False))
 
 
 def test_cli_odd_names_and_unreadable_file(corpus):

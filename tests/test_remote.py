@@ -238,12 +238,16 @@ def test_server_without_listings_gives_pixel_codes_and_says_why_no_raw_code(repo
     assert "does not list" in image["note"]
 
 
-def test_missing_remote_chunk_is_an_error(repo, tmp_path):
+def test_missing_remote_chunk_is_absent_or_an_error_as_configured(repo, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(repo / "img.zarr", copy / "img.zarr")
     (copy / "img.zarr" / "0" / "c" / "1" / "0" / "2" / "0" / "0").unlink()
+    with http_server(copy) as web:
+        parts = biocode(f"{web}/img.zarr")["parts"]
+        assert [p["chunks_absent"] for p in parts] == [1]
+    refuse = Limits(missing_chunks="error")
     with http_server(copy) as web, pytest.raises(BiocodeError) as info:
-        biocode(f"{web}/img.zarr")
+        biocode(f"{web}/img.zarr", limits=refuse)
     assert info.value.kind == "unreadable"
     assert "is missing from the store" in str(info.value)
 

@@ -125,9 +125,18 @@ def cli() -> None:
     help="Refuse images whose header declares larger scenes.",
 )
 @click.option(
+    "--missing-chunks",
+    type=click.Choice(["fill", "error"]),
+    default=None,
+    help="A zarr chunk absent from its store: fill reads it as the fill value "
+    "(the zarr spec; the default), error refuses the image (for archives that "
+    "write every chunk).",
+)
+@click.option(
     "--allow-missing-chunks",
     is_flag=True,
-    help="Read zarr chunks missing from a store as the fill value.",
+    default=None,
+    help="Old name of --missing-chunks fill.",
 )
 @click.option(
     "--remote-timeout",
@@ -161,7 +170,8 @@ def biocode(
     as_json: bool,
     max_plane_bytes: str,
     max_scene_bytes: str,
-    allow_missing_chunks: bool,
+    missing_chunks: str | None,
+    allow_missing_chunks: bool | None,
     remote_timeout: float,
     remote_retries: int,
     remote_concurrency: int,
@@ -182,6 +192,7 @@ def biocode(
             {
                 "max_plane_bytes": max_plane_bytes,
                 "max_scene_bytes": max_scene_bytes,
+                "missing_chunks": missing_chunks,
                 "allow_missing_chunks": allow_missing_chunks,
                 "remote_timeout": remote_timeout,
                 "remote_retries": remote_retries,
@@ -577,13 +588,26 @@ def check(codes: TextIO, as_json: bool) -> None:
     "dtype), or auto: by index when the scene counts are equal.",
 )
 @click.option(
+    "--missing-chunks",
+    type=click.Choice(["fill", "error"]),
+    default=None,
+    help="A zarr chunk absent from its store: fill (the default) reads it as "
+    "the fill value, error refuses the image.",
+)
+@click.option(
     "--allow-missing-chunks",
     is_flag=True,
-    help="Read zarr chunks missing from a store as the fill value.",
+    default=None,
+    help="Old name of --missing-chunks fill.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def compare(
-    a: str, b: str, pairing: str, allow_missing_chunks: bool, as_json: bool
+    a: str,
+    b: str,
+    pairing: str,
+    missing_chunks: str | None,
+    allow_missing_chunks: bool | None,
+    as_json: bool,
 ) -> None:
     """Compare the pixels of images A and B, scene by scene, plane by plane.
 
@@ -597,7 +621,12 @@ def compare(
     from biocodes.core.compare import describe_scene, summary
 
     try:
-        limits = Limits(allow_missing_chunks=allow_missing_chunks)
+        limits = Limits.from_config(
+            {
+                "missing_chunks": missing_chunks,
+                "allow_missing_chunks": allow_missing_chunks,
+            }
+        )
         result = run(a, b, limits=limits, pairing=pairing)
     except Exception as exc:  # either image unreadable: no answer, exit 2
         _cannot_run(_fail(f"{a} vs {b}", exc))

@@ -95,7 +95,13 @@ def fingerprint_scene(
         done += scene.plane_nbytes
         if progress is not None:
             progress(scene, done, scene.nbytes)
-    entry = {**hasher.result(), **scene_entry(scene), **source.scene_decoding(scene)}
+    found = source.finish_scene(scene)  # may refuse the scene (before a code)
+    entry = {
+        **hasher.result(),
+        **scene_entry(scene),
+        **source.scene_decoding(scene),
+        **found,
+    }
     if viewer is not None:
         entry.update(viewer.result(views.thumbnails))
     return entry

@@ -75,15 +75,19 @@ def _fmt(n: int) -> str:
     return f"{n} B"
 
 
+#: what a zarr chunk absent from its store means (``limits.missing_chunks``)
+MISSING_CHUNKS = ("fill", "error")
+
+
 @dataclass(frozen=True)
 class Limits:
     #: one 2D plane (Y × X × bytes per pixel); default 2 GiB
     max_plane_bytes: int = 2 * GiB
     #: one scene (all planes); default 1 TiB
     max_scene_bytes: int = 1024 * GiB
-    #: read a zarr chunk missing from its store as the fill value (the zarr
-    #: spec's meaning) instead of refusing the image as incomplete
-    allow_missing_chunks: bool = False
+    #: the old switch for :attr:`missing_chunks` (an alias kept working):
+    #: True is "fill", False is "error", None leaves ``missing_chunks`` alone
+    allow_missing_chunks: bool | None = None
     #: seconds one request to a remote store may take before it is retried
     remote_timeout: float = 30.0
     #: more tries after a transient failure (dropped connection, 5xx, timeout)
@@ -94,20 +98,45 @@ class Limits:
     #: keys between the raw-file walk and the pixel walk, so each is
     #: downloaded once; keys beyond it are downloaded again; 0 turns it off
     remote_cache_bytes: int = 16 * GiB
+    #: a zarr chunk absent from its store: "fill" reads it as the array's
+    #: fill value (the zarr spec's meaning; real writers leave out every
+    #: all-fill chunk by default), "error" refuses the image, for archives
+    #: that know they write every chunk
+    missing_chunks: str = "fill"
+
+    def __post_init__(self) -> None:
+        if self.missing_chunks not in MISSING_CHUNKS:
+            raise ValueError(
+                f"missing_chunks must be one of {', '.join(MISSING_CHUNKS)}, "
+                f"not {self.missing_chunks!r}"
+            )
+        if self.allow_missing_chunks is not None:
+            policy = "fill" if self.allow_missing_chunks else "error"
+            object.__setattr__(self, "missing_chunks", policy)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Limits:
         """Limits from the config's ``limits`` section (missing keys: defaults)."""
         cfg = cfg or {}
         default = cls()
+        old = cfg.get("allow_missing_chunks")
+        policy = cfg.get("missing_chunks")
+        if old is not None and policy is not None:
+            if policy != ("fill" if old else "error"):
+                raise ValueError(
+                    f"limits.missing_chunks: {policy} contradicts its old key "
+                    f"limits.allow_missing_chunks: {str(old).lower()}; keep one"
+                )
+            old = None
         return cls(
             parse_size(cfg.get("max_plane_bytes", default.max_plane_bytes)),
             parse_size(cfg.get("max_scene_bytes", default.max_scene_bytes)),
-            bool(cfg.get("allow_missing_chunks", default.allow_missing_chunks)),
+            None if old is None else bool(old),
             float(cfg.get("remote_timeout", default.remote_timeout)),
             int(cfg.get("remote_retries", default.remote_retries)),
             int(cfg.get("remote_concurrency", default.remote_concurrency)),
             parse_size(cfg.get("remote_cache_bytes", default.remote_cache_bytes)),
+            str(policy or default.missing_chunks),
         )
 
     def check(self, path: str, scene: DeclaredScene) -> None:

@@ -2,7 +2,10 @@
 
 Images that disappear keep their rows with ``status=removed``; every run adds
 one ``changes`` row per image added, changed, touched (new mtime, same bytes),
-removed or failed. Unchanged images are not listed.
+removed or failed, or whose zarr store now holds a different number of its
+chunks with the same codes (``chunks_absent``: the store was rewritten with or
+without its all-fill chunks, or lost chunks that held only the fill value).
+Unchanged images are not listed.
 
 Both are computed on whole Arrow tables (joins and column comparisons), never
 row by row: the merge runs every night over the whole catalogue.
@@ -21,7 +24,7 @@ CARRIED = ("images", "scenes", "simprints", "views")
 #: the columns :func:`changes_table` reads
 IMAGE_COLUMNS = ["image_id", "root", "path", "status", "size", "mtime_ns"]
 IMAGE_COLUMNS += ["iscc_code", "error"]
-SCENE_COLUMNS = ["image_id", "scene_index", "iscc_code"]
+SCENE_COLUMNS = ["image_id", "scene_index", "iscc_code", "chunks_absent"]
 
 
 def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
@@ -70,6 +73,35 @@ def _scenes_differ(
     return differ
 
 
+def _absent_changed(
+    previous: pa.Table, current: pa.Table, prev_ids: pa.Array
+) -> np.ndarray:
+    """Per previous image (by position in ``prev_ids``): whether a scene
+    known before and now has a different ``chunks_absent`` (a count not
+    recorded on either side, an older catalogue's, is no change)."""
+    n = len(prev_ids)
+
+    def keyed(scenes: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scenes = scenes.filter(pc.is_valid(scenes["chunks_absent"]))
+        pos = pc.index_in(scenes["image_id"], value_set=prev_ids).fill_null(-1)
+        pos = pos.to_numpy(zero_copy_only=False).astype(np.int64)
+        index = scenes["scene_index"].to_numpy().astype(np.int64)
+        count = scenes["chunks_absent"].to_numpy().astype(np.int64)
+        mine = pos >= 0
+        return (pos[mine] << 32) | index[mine], count[mine], pos[mine]
+
+    pkey, pcount, _ = keyed(previous)
+    ckey, ccount, cpos = keyed(current)
+    differ = np.zeros(n, dtype=bool)
+    if not len(pkey) or not len(ckey):
+        return differ
+    order = np.argsort(pkey, kind="stable")
+    pkey, pcount = pkey[order], pcount[order]
+    at = np.minimum(np.searchsorted(pkey, ckey), len(pkey) - 1)
+    differ[cpos[(pkey[at] == ckey) & (pcount[at] != ccount)]] = True
+    return differ
+
+
 def changes_table(
     previous: dict[str, pa.Table], current: dict[str, pa.Table], run_id: str
 ) -> tuple[pa.Table, pa.Array]:
@@ -101,9 +133,11 @@ def changes_table(
         _same(before("size"), cur["size"]) & _same(before("mtime_ns"), cur["mtime_ns"])
     )
     failed = pc.equal(cur["status"], "error").to_numpy(zero_copy_only=False)
+    absent = _absent_changed(previous["scenes"], current["scenes"], prev_ids)
+    absent_changed = absent[at] & known if len(absent) else np.zeros(len(at), bool)
     change = np.select(
-        [failed, ~known, codes_changed, moved],
-        ["failed", "added", "changed", "touched"],
+        [failed, ~known, codes_changed, absent_changed, moved],
+        ["failed", "added", "changed", "chunks_absent", "touched"],
         "",
     )
     noted = change != ""

@@ -40,6 +40,7 @@ DEFAULT_INCLUDE = (
     "*.nd2",
     "*.lif",
     "*.zarr",
+    "*.ozx",  # a zipped OME-Zarr
     "*.companion.ome",
 )
 

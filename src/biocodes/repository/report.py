@@ -72,7 +72,7 @@ SERIES = (
     ("bytes_hashed", "pixels read", "#8a3ffc", 1e6, " MB"),
 )
 #: change kinds in the order a reader wants them
-KINDS = ("changed", "failed", "removed", "added", "touched")
+KINDS = ("changed", "failed", "chunks_absent", "removed", "added", "touched")
 
 
 def _img(src: str, alt: str, cls: str = "") -> str:
@@ -290,6 +290,8 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
         flag = c["change"] == "changed" and c["codes_changed"] and not walk_change
         if c["change"] == "failed":
             detail = c["error"] or ""
+        elif c["change"] == "chunks_absent":
+            detail = "same codes; the number of chunks absent from the store changed"
         elif c["change"] in ("changed", "touched"):
             detail = f"{c['previous_iscc_code'] or '—'} → {c['iscc_code'] or '—'}"
         else:
@@ -305,6 +307,31 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
         )
     parts.append("</table>")
     parts.append(_more(min(cap, len(ranked)), len(ranked), "changes.parquet"))
+    return parts
+
+
+def _absent_chunks(scenes: list[dict], cap: int) -> list[str]:
+    """Scenes read with chunks absent from their zarr store (as the fill
+    value, the zarr spec's meaning): not errors, but a partial copy looks the
+    same, so they are listed apart."""
+    found = [s for s in scenes if s.get("chunks_absent")]
+    if not found:
+        return []
+    found.sort(key=lambda s: (-s["chunks_absent"], s["path"], s["scene_index"]))
+    parts = [
+        f"<h2>Scenes with absent chunks ({len(found):,})</h2>"
+        "<p>Read as the fill value (writers leave out all-fill chunks by "
+        "default); a partial copy looks the same. limits.missing_chunks: error "
+        "refuses them.</p><table class=list><tr><th>path</th><th>scene</th>"
+        "<th>chunks absent</th></tr>"
+    ]
+    for s in found[:cap]:
+        parts.append(
+            f"<tr><td>{escape(s['path'] or '')}</td><td>{s['scene_index']}</td>"
+            f"<td>{s['chunks_absent']:,}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(_more(min(cap, len(found)), len(found), "scenes.parquet"))
     return parts
 
 
@@ -429,6 +456,7 @@ def render(
         history_svg(runs),
         *_changes(changes, max_list, walk_rules_change(runs)),
         *_failures(errors, per_type=5),
+        *_absent_chunks(scenes, max_list),
         *_duplicates(rows("duplicates"), thumbs, max_groups, members_cap=8),
     ]
     more = f" (first {len(shown)} of {len(scenes)})" if len(shown) < len(scenes) else ""

@@ -228,6 +228,7 @@ def result_rows(
                 "data_code": p["units"][0],
                 "instance_code": p["units"][1],
                 "iscc_mixed": p.get("iscc_mixed"),
+                "chunks_absent": p.get("chunks_absent"),
                 "status": "ok",
                 "error": None,
                 **scene_metadata_columns(p.get("metadata") or {}),

@@ -76,6 +76,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("well", S),
             ("field", I32),
             ("acquisition", I64),
+            # zarr stores: chunks absent from the store, read as the fill
+            # value (null for other formats)
+            ("chunks_absent", I64),
         ]
     ),
     "simprints": pa.schema(

@@ -109,8 +109,10 @@ def verify(
             random.Random(seed).sample(images, sample), key=lambda i: i["path"]
         )
     scenes: dict[str, list[str]] = {}
+    absent: dict[str, list[int | None]] = {}
     for s in read_catalogue(cat, "scenes"):
         scenes.setdefault(s["image_id"], []).append(s["iscc_code"])
+        absent.setdefault(s["image_id"], []).append(s.get("chunks_absent"))
     for image in images:
         base = where.get(image["root"])
         if base is None:
@@ -132,6 +134,8 @@ def verify(
             ]
             detail = f"pixels differ in scene(s) {', '.join(map(str, differ))}"
             yield {"path": path, "status": "FAILED", "detail": detail}
+        elif moved := _absent_moved(absent.get(image["image_id"], []), result):
+            yield {"path": path, "status": "FAILED", "detail": moved}
         elif result["iscc_code"] != image["iscc_code"]:
             yield {
                 "path": path,
@@ -144,6 +148,24 @@ def verify(
             yield {"path": path, "status": "OK", "detail": detail}
         else:
             yield {"path": path, "status": "OK", "detail": ""}
+
+
+def _absent_moved(before: list[int | None], result: dict) -> str:
+    """Why the chunks absent from a zarr store differ from the catalogue's
+    count ("" if they do not, or either side has no count): the same pixels
+    from a store that no longer holds the same chunks (a partial copy that
+    lost only all-fill chunks, or a rewrite with or without them)."""
+    now = [p.get("chunks_absent") for p in result["parts"]]
+    differ = [
+        f"scene {i}: {b} → {n}"
+        for i, (b, n) in enumerate(zip(before, now))
+        if b is not None and n is not None and b != n
+    ]
+    if not differ:
+        return ""
+    return "same pixels, but chunks absent from the store changed (" + (
+        "; ".join(differ) + ")"
+    )
 
 
 def unchecked(catalogue: str | os.PathLike) -> int:

@@ -123,6 +123,10 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
 
         # a member opens the whole set, never its part
         return FilesetSource(name, location.parsed)
+    from biocodes.sources.zarr import ZarrSource, is_zipped_zarr
+
+    if is_zipped_zarr(name):  # .ozx: through the same checked store as a directory
+        return ZarrSource(name, limits)
     from biocodes.sources.bioio import BIOFORMATS, BioioSource
 
     if reader == BIOFORMATS:

@@ -283,6 +283,12 @@ class PlaneSource(ABC):
             )
         return plane
 
+    def finish_scene(self, scene: SceneInfo) -> dict:
+        """Called once every plane of ``scene`` is read: what the read found
+        that the scene's row records (a zarr store's ``chunks_absent``), or
+        an error for a read that must not give a code. Default: nothing."""
+        return {}
+
     def decoding(self, scene: SceneInfo) -> dict:
         """``codec`` (the file's compression of this scene, comma-separated,
         None if unknown), ``decoder`` (library and version) and ``lossy``;

@@ -3,7 +3,9 @@ on local disk or remote (``s3://``, ``http(s)://``, see :mod:`biocodes.infra.rem
 
 Planes are zarr slices of the full-resolution level, so a read touches only
 the chunks of that plane. Scenes are the multiscales images of the store; a
-bioformats2raw root holds one image per numbered series, in numeric order.
+bioformats2raw root holds one image per series, in the order its ``OME``
+group's ``series`` lists them (numeric order of the numbered groups when it
+lists none). A zipped store (``.ozx``) is read the same way.
 Every chunk passes through :class:`~biocodes.sources.zarr_store.CheckedStore`,
 the same checks for local and remote stores.
 """
@@ -56,11 +58,84 @@ def is_zarr_store(path: Path) -> bool:
     )
 
 
-def _axis_names(axes: list, ndim: int) -> str:
-    names = [(a["name"] if isinstance(a, dict) else a).upper() for a in axes]
-    if not names:  # NGFF 0.1/0.2 had no axes: always TCZYX
-        names = list("TCZYX"[-ndim:])
-    return "".join(n[:1] for n in names)
+#: NGFF axis types by the names the spec uses for them, for axes that give
+#: no ``type`` (NGFF 0.3 lists names only)
+_TYPE_BY_NAME = {
+    "t": "time",
+    "time": "time",
+    "c": "channel",
+    "channel": "channel",
+    "z": "space",
+    "y": "space",
+    "x": "space",
+}
+
+
+def is_zipped_zarr(path: str) -> bool:
+    """Whether a file is a zipped zarr store (an ``.ozx`` OME-Zarr): a zip
+    archive with zarr metadata at its root."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n in ZARR_ROOT_META for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+#: metadata files at the root of a zarr v3 or v2 group
+ZARR_ROOT_META = ("zarr.json", ".zgroup", ".zattrs")
+
+
+def _axis_names(path: str, image: str, axes: list, ndim: int) -> str:
+    """One letter per array dimension (T, C, Z, Y, X; ``?`` for a custom
+    axis) from the NGFF axes, identified by their ``type`` (time, channel,
+    space) as the spec says, not by the first letter of their name: the
+    last two space axes are Y and X, a third one before them is Z. An axis
+    without a type takes it from its name (t, c, z, y, x). A duplicate name,
+    a second time or channel axis, or more than three space axes is
+    refused, naming the axis."""
+    if not axes:  # NGFF 0.1/0.2 had no axes: always TCZYX
+        return "TCZYX"[-ndim:] if ndim <= 5 else "?" * ndim
+    names, types = [], []
+    for a in axes:
+        name = str(a.get("name") if isinstance(a, dict) else a)
+        kind = a.get("type") if isinstance(a, dict) else None
+        names.append(name)
+        types.append(str(kind).lower() if kind else _TYPE_BY_NAME.get(name.lower()))
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise UnsupportedError(path, f"image {image!r} names axis {name!r} twice")
+    letters = []
+    space = [i for i, t in enumerate(types) if t == "space"]
+    if len(space) > 3:
+        raise UnsupportedError(
+            path,
+            f"image {image!r} has {len(space)} space axes "
+            f"({', '.join(repr(names[i]) for i in space)}); at most 3 are read",
+        )
+    role = dict(zip(space, "ZYX"[3 - len(space) :]))
+    for i, kind in enumerate(types):
+        if kind == "time":
+            letters.append("T")
+        elif kind == "channel":
+            letters.append("C")
+        elif kind == "space":
+            letters.append(role[i])
+        else:
+            letters.append("?")
+    for letter, kind in (("T", "time"), ("C", "channel")):
+        found = [names[i] for i, x in enumerate(letters) if x == letter]
+        if len(found) > 1:
+            raise UnsupportedError(
+                path,
+                f"image {image!r} has more than one {kind} axis "
+                f"({', '.join(map(repr, found))})",
+            )
+    return "".join(letters)
 
 
 def _codec_names(meta: object) -> list[str]:
@@ -118,9 +193,8 @@ def _check_codecs(path: str, name: str, array) -> bool:  # noqa: ANN001
 class ZarrSource(PlaneSource):
     """An OME-Zarr image, multi-image store, or bioformats2raw tree.
 
-    A chunk missing from the store is an error unless
-    ``limits.allow_missing_chunks`` (for stores written without their
-    all-fill chunks, zarr-python 3's default); see
+    A chunk absent from the store reads as the fill value and is counted
+    (``chunks_absent``), unless ``limits.missing_chunks`` is "error"; see
     :class:`~biocodes.sources.zarr_store.CheckedStore`.
     """
 
@@ -222,17 +296,27 @@ class ZarrSource(PlaneSource):
             raise UnreadableError(
                 path, f"image {name!r} has no full-resolution array ({exc})"
             ) from None
-        axes = _axis_names(ms.get("axes", []), array.ndim)
-        if len(axes) != array.ndim or not axes.endswith("YX"):
-            raise UnsupportedError(path, f"image {name!r} has axes {axes!r}")
-        self._store.arrays[array.store_path.path] = _check_codecs(path, name, array)
-        sizes = dict(zip(axes, array.shape))
-        for a, n in sizes.items():
-            if a not in "TCZYX" and n != 1:
+        declared = ms.get("axes", [])
+        axes = _axis_names(path, name, declared, array.ndim)
+        if len(axes) != array.ndim or "Y" not in axes or "X" not in axes:
+            raise UnsupportedError(
+                path,
+                f"image {name!r} declares axes {_declared(declared) or axes!r} "
+                f"for an array of {array.ndim} dimensions (2 or 3 space axes needed)",
+            )
+        self._store.register(array, _check_codecs(path, name, array))
+        for i, (a, n) in enumerate(zip(axes, array.shape)):
+            if a == "?" and n != 1:
+                axis = declared[i]
+                label = axis.get("name") if isinstance(axis, dict) else axis
+                kind = axis.get("type") if isinstance(axis, dict) else None
                 raise UnsupportedError(
                     path,
-                    f"image {name!r} has a non-standard axis {a!r} of size {n}",
+                    f"image {name!r} has a custom axis {label!r}"
+                    + (f" of type {kind!r}" if kind else " without a type")
+                    + f" of size {n} (only time, channel and space axes are read)",
                 )
+        sizes = {a: n for a, n in zip(axes, array.shape) if a != "?"}
         scene = make_scene(path, index, name, sizes, array.dtype)
         meta = safely(
             path, lambda: metadata.ngff(ms, _ome_attrs(group).get("omero")), {}
@@ -240,8 +324,7 @@ class ZarrSource(PlaneSource):
         self._scenes.append(replace(scene, metadata=meta))
         self._arrays.append((array, axes))
 
-    @staticmethod
-    def _find_images(root, name: str) -> list[tuple[str, object, dict]]:  # noqa: ANN001
+    def _find_images(self, root, name: str) -> list[tuple[str, object, dict]]:  # noqa: ANN001
         attrs = _ome_attrs(root)
         if "multiscales" in attrs:
             return [
@@ -249,15 +332,48 @@ class ZarrSource(PlaneSource):
                 for i, ms in enumerate(attrs["multiscales"])
             ]
         if "bioformats2raw.layout" in attrs or any(k.isdigit() for k in root):
-            series = sorted((k for k in root.group_keys() if k.isdigit()), key=int)
+            series, listed = _series(self.path, root)
             images = []
             for key in series:
                 ms_list = _ome_attrs(root[key]).get("multiscales", [])
+                if listed and not ms_list:  # a listed scene is never dropped
+                    raise UnreadableError(
+                        self.path,
+                        f"the OME group lists series {key!r}, which holds no "
+                        "multiscales image",
+                    )
                 if ms_list:
                     ms = ms_list[0]
                     images.append((ms.get("name") or f"Image:{key}", root[key], ms))
             return images
         return []
+
+    def close(self) -> None:
+        """Close a zipped store's archive (directory and remote stores hold
+        no handle between reads)."""
+        from zarr.storage import ZipStore
+
+        inner = getattr(getattr(self, "_store", None), "_store", None)
+        if isinstance(inner, ZipStore):
+            inner.close()
+
+    def finish_scene(self, scene: SceneInfo) -> dict:
+        """``chunks_absent``: the chunks of the scene's array that the store
+        does not hold (read as the fill value). A scene none of whose chunks
+        is stored is an error: its code would be one of fill values."""
+        array, _ = self._arrays[scene.index]  # type: ignore[misc]
+        reads = self._store.absent(array)
+        if reads is None:
+            return {}
+        if reads.total and reads.absent >= reads.total:
+            raise UnreadableError(
+                self.path,
+                f"all {reads.total} chunks of image {scene.name!r} are missing "
+                f"from the store (array {array.store_path.path!r}); likely a chunk-key "
+                "separator other than the one its metadata declares ('/' vs "
+                "'.', ome-zarr-py#343), or its chunks were not copied",
+            )
+        return {"chunks_absent": reads.absent}
 
     def decoding(self, scene: SceneInfo) -> dict:
         """Every codec of the scene's full-resolution array (bytes and
@@ -282,3 +398,30 @@ class ZarrSource(PlaneSource):
             raise UnreadableError(self.path, f"{where}: {message}") from None
         except Exception as exc:
             raise UnreadableError(self.path, f"cannot read {where}: {exc}") from None
+
+
+def _declared(axes: list) -> str:
+    """The declared axis names, for a message."""
+    return ",".join(str(a.get("name") if isinstance(a, dict) else a) for a in axes)
+
+
+def _series(path: str, root) -> tuple[list[str], bool]:  # noqa: ANN001
+    """The image groups of a bioformats2raw tree, in scene order, and whether
+    the tree lists them: the ``series`` list of its ``OME`` group, as the
+    bioformats2raw layout says (names need not be numbers), else the
+    numbered groups in numeric order."""
+    listed = None
+    if "OME" in root:
+        listed = _ome_attrs(root["OME"]).get("series")
+    if listed is None:
+        return sorted((k for k in root.group_keys() if k.isdigit()), key=int), False
+    if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+        raise UnreadableError(
+            path, f"the OME group's series is not a list of names: {listed!r}"
+        )
+    missing = [k for k in listed if k not in root]
+    if missing:
+        raise UnreadableError(
+            path, f"the OME group lists series {missing[0]!r}, not in the store"
+        )
+    return list(listed), True
