@@ -1,0 +1,210 @@
+"""The mechanism that finds the next class of reader fault (issue 24).
+
+Random small images go through every writer in the lock (tests/
+generative_writers.py: tifffile plain, shaped, ImageJ, OME with strips,
+tiles, compressions, byte orders and BigTIFF; zarr v2/v3 with chunking,
+sharding and codecs; bioio-ome-zarr's OMEZarrWriter; pypng; pylibCZIrw with
+mosaics). Each file's per-scene codes must equal the codes of the arrays
+written (:func:`biocodes.synth.expected_biocode`, IMAGEWALK of TCZYX(S)).
+A healthy file of a supported pixel type must be read: a refusal of one is a
+finding too. A failure the generator finds becomes a fixed example below.
+
+Bounded and reproducible: derandomized, ``EXAMPLES`` per writer (the whole
+module in ~2 minutes on 2 cores). Run more locally with
+``BIOCODES_GENERATIVE_EXAMPLES=500``, and fresh random examples with
+``BIOCODES_GENERATIVE_RANDOM=1`` (docs/development.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import generative_writers as gw
+from biocodes import biocode, synth
+from biocodes.infra.errors import BiocodeError
+from conftest import run_cli
+
+#: examples per writer; CI runs the default, derandomized
+EXAMPLES = int(os.environ.get("BIOCODES_GENERATIVE_EXAMPLES", "12"))
+RANDOM = os.environ.get("BIOCODES_GENERATIVE_RANDOM", "") not in ("", "0")
+
+GENERATIVE = settings(
+    max_examples=EXAMPLES,
+    # generous: 2 shared cores; a slow example is not the fault looked for
+    deadline=timedelta(seconds=60),
+    derandomize=not RANDOM,
+    database=None,
+    print_blob=RANDOM,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+for _name in ("tifffile", "bioio", "bioio_base", "bioio_czi", "bioio_ome_zarr"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+def check(case: gw.Case) -> None:
+    """The file's per-scene codes are the codes of the arrays written."""
+    if os.environ.get("BIOCODES_GENERATIVE_TRACE"):
+        print("CASE", repr(case), flush=True)
+    try:
+        result = biocode(case.path)
+    except BiocodeError as exc:
+        pytest.fail(f"{case!r} refused ({exc.kind}): {exc}")
+    got = [p["iscc_code"] for p in result["parts"]]
+    want = synth.expected_biocode(case.scenes)
+    assert got == want, (
+        f"{case!r}: biocodes read {len(got)} scene(s) "
+        f"{[(p['dims'], p['dtype']) for p in result['parts']]} with other codes "
+        f"than the {len(want)} written"
+    )
+
+
+def check_by_cli(case: gw.Case) -> None:
+    """:func:`check` through the CLI's JSON, in its own process: for inputs
+    on which a native reader may abort the process instead of raising."""
+    proc = run_cli("biocode", "--json", case.path)
+    assert proc.returncode >= 0, (
+        f"{case!r}: the process died with signal {-proc.returncode}: "
+        f"{proc.stderr.strip().splitlines()[:1]}"
+    )
+    result = json.loads(proc.stdout.splitlines()[0])
+    assert "error" not in result, f"{case!r} refused: {result['error']}"
+    got = [p["iscc_code"] for p in result["parts"]]
+    assert got == synth.expected_biocode(case.scenes), f"{case!r}: other codes"
+
+
+def run(data: st.DataObject, strategy, by_cli: bool = False, **kw) -> None:
+    with tempfile.TemporaryDirectory(prefix="biocodes-gen-") as tmp:
+        case = data.draw(strategy(Path(tmp), **kw))
+        (check_by_cli if by_cli else check)(case)
+
+
+# -- tifffile ----------------------------------------------------------------
+
+
+@GENERATIVE
+@given(st.data())
+def test_plain_tiff(data):
+    run(data, gw.plain_tiff)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known class (branch tiff): a plain multi-page RGB TIFF is walked "
+    "pages-outer, Bio-Formats reads pages as T and samples as C",
+)
+@GENERATIVE
+@given(st.data())
+def test_plain_tiff_rgb_pages(data):
+    run(data, gw.plain_tiff, rgb_pages=True)
+
+
+@GENERATIVE
+@given(st.data())
+def test_shaped_tiff(data):
+    run(data, gw.shaped_tiff)
+
+
+@GENERATIVE
+@given(st.data())
+def test_imagej_tiff(data):
+    run(data, gw.imagej_tiff)
+
+
+@GENERATIVE
+@given(st.data())
+def test_ome_tiff(data):
+    run(data, gw.ome_tiff)
+
+
+# -- zarr ------------------------------------------------------------------
+
+
+@GENERATIVE
+@given(st.data())
+def test_zarr(data):
+    run(data, gw.ngff_zarr)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known class (branch zarr): chunks zarr-python 3 leaves out "
+    "(all fill value, write_empty_chunks default) must read as the fill value",
+)
+@GENERATIVE
+@given(st.data())
+def test_zarr_absent_chunks(data):
+    run(data, gw.ngff_zarr, absent=True)
+
+
+@GENERATIVE
+@given(st.data())
+def test_bioio_ome_zarr_writer(data):
+    run(data, gw.bioio_ome_zarr)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known class (branch zarr): chunks zarr-python 3 leaves out "
+    "(all fill value, write_empty_chunks default) must read as the fill value",
+)
+@GENERATIVE
+@given(st.data())
+def test_bioio_ome_zarr_writer_absent_chunks(data):
+    run(data, gw.bioio_ome_zarr, absent=True)
+
+
+# -- PNG, CZI ----------------------------------------------------------------
+
+
+@GENERATIVE
+@given(st.data())
+def test_pypng(data):
+    run(data, gw.pypng_file)
+
+
+@GENERATIVE
+@given(st.data())
+def test_czi(data):
+    run(data, gw.czi_file)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known class (branch readers): a CZI with a mosaic scene and other "
+    "scenes loses scenes through bioio-czi",
+)
+@GENERATIVE
+@given(st.data())
+def test_czi_mosaic_scenes(data):
+    run(data, gw.czi_file, variant="mosaics")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="new class (test_czi_scenes_of_other_sizes_without_scene_list): "
+    "aicspylibczi corrupts the heap reading a scene larger than the first",
+)
+@GENERATIVE
+@given(st.data())
+def test_czi_scenes_of_other_sizes(data):
+    run(data, gw.czi_file, by_cli=True, variant="sizes")
+
+
+def test_truth_is_the_walk_of_the_arrays_written():
+    """The helper the generator relies on: axes named in any order become
+    TCZYX(S), and a missing axis is size 1."""
+    a = np.arange(2 * 3 * 4 * 5).reshape(3, 2, 4, 5)  # Z C Y X
+    t = gw.to_tczyx(a, "ZCYX")
+    assert t.shape == (1, 2, 3, 4, 5)
+    assert np.array_equal(t[0, 1, 2], a[2, 1])
