@@ -70,7 +70,9 @@ def layout(draw, y: int, x: int) -> dict:
     """Strips or tiles (tiles are multiples of 16, the TIFF rule)."""
     kind = draw(st.sampled_from(["strips", "tiles"]))
     if kind == "tiles":
-        return {"tile": (draw(st.sampled_from([16, 32])), draw(st.sampled_from([16, 32])))}
+        return {
+            "tile": (draw(st.sampled_from([16, 32])), draw(st.sampled_from([16, 32])))
+        }
     return {"rowsperstrip": draw(st.integers(1, max(1, y)))}
 
 
@@ -84,7 +86,10 @@ def tiff_options(draw, dtype: str, y: int, x: int) -> dict:
 
 
 def tiff_file_options(draw) -> dict:
-    return {"byteorder": draw(st.sampled_from(["<", ">"])), "bigtiff": draw(st.booleans())}
+    return {
+        "byteorder": draw(st.sampled_from(["<", ">"])),
+        "bigtiff": draw(st.booleans()),
+    }
 
 
 def planar(page: np.ndarray, opts: dict) -> np.ndarray:
@@ -124,7 +129,7 @@ def plain_tiff(draw, tmp: Path, rgb_pages: bool = False) -> Case:
     with tifffile.TiffWriter(path, **file_opts) as w:
         for page in a:
             w.write(planar(page, opts), metadata=None, **opts)
-    truth = a[:, None, None] if rgb else a[:, None, None]  # pages as T
+    truth = a[:, None, None]  # pages as T, samples (if any) as C
     return Case(path, [truth], {"kind": kind, **opts, **file_opts})
 
 
@@ -170,7 +175,9 @@ def imagej_tiff(draw, tmp: Path) -> Case:
     tifffile.imwrite(
         path, a, imagej=True, metadata={"axes": axes}, byteorder=byteorder, **opts
     )
-    return Case(path, [to_tczyx(a, axes)], {"axes": axes, "byteorder": byteorder, **opts})
+    return Case(
+        path, [to_tczyx(a, axes)], {"axes": axes, "byteorder": byteorder, **opts}
+    )
 
 
 @st.composite
@@ -201,12 +208,25 @@ def ome_tiff(draw, tmp: Path) -> Case:
             if rgb:
                 opts["planarconfig"] = draw(st.sampled_from(["contig", "separate"]))
             meta = {"axes": axes}
+            stored = a
             if opts.get("planarconfig") == "separate":  # tifffile wants S first
-                a_ = np.moveaxis(a, -1, -3)
+                stored = np.ascontiguousarray(np.moveaxis(a, -1, -3))
                 meta["axes"] = axes[:-3] + "SYX"
-                w.write(a_, metadata=meta, **opts)
-            else:
-                w.write(a, metadata=meta, **opts)
+            # a pyramid in SubIFDs, as bfconvert and tifffile's examples write
+            levels = draw(st.integers(1, 2), label="levels")
+            if levels > 1:
+                opts["subifds"] = 1
+            w.write(stored, metadata=meta, **opts)
+            if levels > 1:
+                small = (
+                    stored[..., ::2, ::2]
+                    if not rgb or "separate" in str(opts.get("planarconfig"))
+                    else stored[..., ::2, ::2, :]
+                )
+                sub = {k: v for k, v in opts.items() if k != "subifds"}
+                w.write(
+                    np.ascontiguousarray(small), subfiletype=1, metadata=None, **sub
+                )
             scenes.append(to_tczyx(a, axes))
             series.append({"axes": axes, **opts})
     return Case(path, scenes, {"series": series, **file_opts})
@@ -230,7 +250,9 @@ def zarr_codecs(draw, zarr_format: int) -> dict:
             "none": None,
             "zlib": numcodecs.Zlib(level=1),
             "zstd": numcodecs.Zstd(level=1),
-            "blosc": numcodecs.Blosc(cname="lz4", shuffle=draw(st.sampled_from([0, 1, 2]))),
+            "blosc": numcodecs.Blosc(
+                cname="lz4", shuffle=draw(st.sampled_from([0, 1, 2]))
+            ),
             "gzip": numcodecs.GZip(level=1),
         }[name]
         return {"compressors": comp, "name": name}
@@ -238,11 +260,19 @@ def zarr_codecs(draw, zarr_format: int) -> dict:
         "none": None,
         "zlib": zc.GzipCodec(level=1),
         "zstd": zc.ZstdCodec(level=1),
-        "blosc": zc.BloscCodec(cname="lz4", shuffle=draw(st.sampled_from(["noshuffle", "shuffle", "bitshuffle"]))),
+        "blosc": zc.BloscCodec(
+            cname="lz4",
+            shuffle=draw(st.sampled_from(["noshuffle", "shuffle", "bitshuffle"])),
+        ),
         "gzip": zc.GzipCodec(level=5),
     }[name]
     endian = draw(st.sampled_from(["little", "big"]))
-    return {"compressors": comp, "serializer": zc.BytesCodec(endian=endian), "name": name, "endian": endian}
+    return {
+        "compressors": comp,
+        "serializer": zc.BytesCodec(endian=endian),
+        "name": name,
+        "endian": endian,
+    }
 
 
 def chunk_shape(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -254,7 +284,11 @@ def zero_chunks(draw, a: np.ndarray, chunks: tuple[int, ...]) -> tuple[np.ndarra
     """Set whole chunks to the fill value 0: the writer leaves them out."""
     grid = [range(-(-n // c)) for n, c in zip(a.shape, chunks)]
     keys = list(itertools.product(*grid))
-    chosen = draw(st.lists(st.sampled_from(keys), min_size=1, unique=True, max_size=len(keys) - 1 or 1))
+    chosen = draw(
+        st.lists(
+            st.sampled_from(keys), min_size=1, unique=True, max_size=len(keys) - 1 or 1
+        )
+    )
     for key in chosen:
         a[tuple(slice(k * c, (k + 1) * c) for k, c in zip(key, chunks))] = 0
     return a, len(chosen)
@@ -299,7 +333,12 @@ def ngff_zarr(draw, tmp: Path, absent: bool = False) -> Case:
     ms = {
         "axes": [{"name": ax, "type": TYPES[ax]} for ax in axes],
         "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * len(axes)}]}
+            {
+                "path": "0",
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [1.0] * len(axes)}
+                ],
+            }
         ],
         "name": "image",
     }
@@ -326,15 +365,23 @@ def bioio_ome_zarr(draw, tmp: Path, absent: bool = False) -> Case:
     if absent:
         a, opts["zeroed_chunks"] = zero_chunks(draw, a, chunks)
     levels = draw(st.integers(1, 2), label="levels")
-    shapes = [shape] + [(*shape[:3], max(1, shape[3] // 2), max(1, shape[4] // 2))] * (levels - 1)
-    kw: dict = {"chunk_shape": [tuple(min(c, n) for c, n in zip(chunks, sh)) for sh in shapes]}
+    shapes = [shape] + [(*shape[:3], max(1, shape[3] // 2), max(1, shape[4] // 2))] * (
+        levels - 1
+    )
+    kw: dict = {
+        "chunk_shape": [tuple(min(c, n) for c, n in zip(chunks, sh)) for sh in shapes]
+    }
     if zarr_format == 3 and draw(st.booleans(), label="sharded"):
         mult = draw(st.integers(1, 3))
         kw["shard_shape"] = [tuple(c * mult for c in ch) for ch in kw["chunk_shape"]]
         opts["shards"] = kw["shard_shape"][0]
     path = tmp / "writer.ome.zarr"
     w = OMEZarrWriter(
-        store=str(path), level_shapes=shapes, dtype=a.dtype, zarr_format=zarr_format, **kw
+        store=str(path),
+        level_shapes=shapes,
+        dtype=a.dtype,
+        zarr_format=zarr_format,
+        **kw,
     )
     w.write_full_volume(a)
     opts["levels"] = levels
@@ -362,14 +409,20 @@ def pypng_file(draw, tmp: Path) -> Case:
     interlace = draw(st.booleans())
     kw: dict = {"bitdepth": depth, "interlace": interlace}
     if kind == "palette":
-        kw["palette"] = [((i * 37) % 256, (i * 91) % 256, (i * 13) % 256) for i in range(2**depth)]
+        kw["palette"] = [
+            ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256) for i in range(2**depth)
+        ]
     else:
         kw["greyscale"] = kind in ("gray", "la")
         kw["alpha"] = kind in ("la", "rgba")
     path = tmp / "image.png"
     with open(path, "wb") as f:
         png.Writer(x, y, **kw).write(f, a.reshape(y, -1).tolist())
-    return Case(path, [a[None, None, None]], {"kind": kind, "depth": depth, "interlace": interlace})
+    return Case(
+        path,
+        [a[None, None, None]],
+        {"kind": kind, "depth": depth, "interlace": interlace},
+    )
 
 
 # -- CZI (pylibCZIrw) --------------------------------------------------------
@@ -412,14 +465,20 @@ def czi_file(draw, tmp: Path, variant: str = "main") -> Case:
             if si and variant == "sizes":  # a later scene larger than the first
                 s = sizes(draw, "YX")
                 s = {"Y": plane["Y"] + s["Y"], "X": plane["X"] + s["X"]}
-            grid = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if mosaics[si] else (1, 1)
+            grid = (
+                (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+                if mosaics[si]
+                else (1, 1)
+            )
             if mosaics[si] and grid == (1, 1):
                 grid = (1, 2)
             ty, tx = max(1, s["Y"] // grid[0]), max(1, s["X"] // grid[1])
             y, x = ty * grid[0], tx * grid[1]
             shape = (lead["T"], lead["C"], lead["Z"], y, x) + ((3,) if rgb else ())
             a = pixels(draw, shape, dtype)
-            for t, c, z in itertools.product(range(shape[0]), range(shape[1]), range(shape[2])):
+            for t, c, z in itertools.product(
+                range(shape[0]), range(shape[1]), range(shape[2])
+            ):
                 for gy, gx in itertools.product(range(grid[0]), range(grid[1])):
                     tile = a[t, c, z, gy * ty : (gy + 1) * ty, gx * tx : (gx + 1) * tx]
                     if rgb:

@@ -24,15 +24,15 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+import generative_writers as gw
 import numpy as np
 import pytest
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import generative_writers as gw
 from biocodes import biocode, synth
 from biocodes.infra.errors import BiocodeError
-from conftest import run_cli
 
 #: examples per writer; CI runs the default, derandomized
 EXAMPLES = int(os.environ.get("BIOCODES_GENERATIVE_EXAMPLES", "12"))
@@ -208,3 +208,32 @@ def test_truth_is_the_walk_of_the_arrays_written():
     t = gw.to_tczyx(a, "ZCYX")
     assert t.shape == (1, 2, 3, 4, 5)
     assert np.array_equal(t[0, 1, 2], a[2, 1])
+
+
+# -- fixed examples: the classes the generator found ----------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="new class: aicspylibczi 4.0.1 read_image sizes its buffer from the "
+    "first scene; a later, larger scene overflows it and the process aborts "
+    "(pylibCZIrw reads every scene right)",
+)
+def test_czi_scenes_of_other_sizes_without_scene_list(tmp_path):
+    """Found by test_czi_scenes_of_other_sizes: pylibCZIrw's defaults (no
+    scene list in the metadata), three gray uint8 scenes of 4x4, 8x8 and
+    12x5 pixels side by side. ``biocodes biocode`` dies with SIGABRT
+    (``free(): invalid next size``) in CziSource._read_pixels; a worker
+    would die the same way. In its own process, so the abort fails only
+    this test."""
+    from pylibCZIrw import czi as pyczi
+
+    path = tmp_path / "scenes.czi"
+    scenes, x0 = [], 0
+    with pyczi.create_czi(str(path), exist_ok=True) as doc:
+        for i, (y, x) in enumerate([(4, 4), (8, 8), (12, 5)]):
+            a = np.full((y, x), i + 1, np.uint8)
+            doc.write(data=a, plane={"T": 0, "C": 0, "Z": 0}, scene=i, location=(x0, 0))
+            scenes.append(a[None, None, None])
+            x0 += x + 16
+    check_by_cli(gw.Case(path, scenes, {"writer": "pylibCZIrw defaults"}))
