@@ -163,6 +163,9 @@ def imagej_tiff(draw, tmp: Path) -> Case:
     axes = draw(st.sampled_from(IMAGEJ_AXES)) + ("S" if rgb else "")
     dtype = "uint8" if rgb else draw(st.sampled_from(["uint8", "uint16", "float32"]))
     s = sizes(draw, axes.replace("S", ""))
+    # tifffile writes a stack of 1-pixel-wide planes as one page (a file at
+    # odds with its own description; test_imagej_stack_of_one_pixel_wide_...)
+    s["X"] = max(s["X"], 2)
     shape = tuple(s[ax] for ax in axes if ax != "S") + ((3,) if rgb else ())
     a = pixels(draw, shape, dtype)
     opts = tiff_options(draw, dtype, s["Y"], s["X"])

@@ -237,3 +237,39 @@ def test_czi_scenes_of_other_sizes_without_scene_list(tmp_path):
             scenes.append(a[None, None, None])
             x0 += x + 16
     check_by_cli(gw.Case(path, scenes, {"writer": "pylibCZIrw defaults"}))
+
+
+def test_czi_rgb_mosaic_is_walked_rgb(tmp_path):
+    """Found by test_czi (new class, fixed): an RGB (Bgr24) mosaic CZI goes
+    to bioio-czi, which hands the samples over as stored, B, G, R; they were
+    hashed as channels 0, 1, 2, so the code (exit 0) was not the code of the
+    same pixels as single tiles, nor Bio-Formats'. Shrunk: one scene, two
+    1x1 tiles side by side."""
+    from pylibCZIrw import czi as pyczi
+
+    a = np.array([[[1, 2, 3], [4, 5, 6]]], np.uint8)  # Y=1, X=2, RGB
+    path = tmp_path / "mosaic.czi"
+    with pyczi.create_czi(str(path), exist_ok=True) as doc:
+        for x in range(2):
+            bgr = np.ascontiguousarray(a[:, x : x + 1, ::-1])
+            doc.write(data=bgr, plane={"T": 0, "C": 0, "Z": 0}, location=(x, 0))
+    check(gw.Case(path, [a[None, None, None]], {"writer": "pylibCZIrw mosaic"}))
+
+
+def test_imagej_stack_of_one_pixel_wide_planes_is_refused_by_name(tmp_path):
+    """Found by test_imagej_tiff, a writer quirk, not a reader fault:
+    tifffile (2026.3.3) with ``imagej=True`` writes a Z stack of planes one
+    pixel wide as one page of Z x Y pixels whose description still says
+    ``images=2``. The file disagrees with itself, so it is refused with a
+    named reason (never an internal error, never a code); the generator
+    draws ImageJ planes at least two pixels wide."""
+    import tifffile
+
+    path = tmp_path / "narrow.tif"
+    a = np.array([[[1]], [[2]]], np.uint8)  # Z=2, Y=1, X=1
+    tifffile.imwrite(path, a, imagej=True, metadata={"axes": "ZYX"})
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1 and tif.imagej_metadata["images"] == 2
+    with pytest.raises(BiocodeError) as err:
+        biocode(path)
+    assert err.value.kind == "unreadable", err.value
