@@ -44,6 +44,11 @@ def pixels(draw, shape: tuple[int, ...], dtype: str, nonzero: bool = False):
     """Random pixels over the dtype's range; ``nonzero``: no value equals the
     zarr fill value 0, so no chunk is all fill and every chunk is stored."""
     a = synth.random_scene(shape, dtype, seed=draw(st.integers(0, 2**16)))
+    if a.dtype.kind == "f" and a.size and draw(st.booleans(), label="specials"):
+        # NaN, infinities and -0.0 keep their bits through every reader
+        flat = a.reshape(-1)
+        special = np.array([np.nan, np.inf, -np.inf, -0.0], a.dtype)
+        flat[:: max(1, flat.size // 4)][:4] = special[: min(4, flat.size)]
     if nonzero:
         a[a == 0] = 1
     return a
@@ -106,13 +111,13 @@ def planar(page: np.ndarray, opts: dict) -> np.ndarray:
 def plain_tiff(draw, tmp: Path, rgb_pages: bool = False) -> Case:
     """A TIFF without OME, ImageJ or shape metadata (``metadata=None``): one
     gray or RGB page, or a stack of gray pages. ``rgb_pages``: a stack of RGB
-    pages (Bio-Formats: pages are T, samples C)."""
+    pages, plain or shaped (Bio-Formats: pages are T, samples C)."""
     kind = "rgb-pages" if rgb_pages else draw(st.sampled_from(["gray", "rgb", "pages"]))
     rgb = kind.startswith("rgb")
     dtype = draw(st.sampled_from(["uint8", "uint16"] if rgb else ALL))
     s = sizes(draw, "TYX", small=4)
     n = s["T"] if kind.endswith("pages") else 1
-    if kind == "pages" and n == 1:
+    if kind.endswith("pages") and n == 1:
         n = 2
     shape = (n, s["Y"], s["X"]) + ((3,) if rgb else ())
     a = pixels(draw, shape, dtype)
@@ -126,20 +131,28 @@ def plain_tiff(draw, tmp: Path, rgb_pages: bool = False) -> Case:
     path = tmp / "plain.tif"
     import tifffile
 
+    # RGB pages also as tifffile's default, one shaped series of N pages
+    shaped = rgb_pages and draw(st.booleans(), label="shaped")
     with tifffile.TiffWriter(path, **file_opts) as w:
-        for page in a:
-            w.write(planar(page, opts), metadata=None, **opts)
+        if shaped:
+            w.write(np.stack([planar(page, opts) for page in a]), **opts)
+        else:
+            for page in a:
+                w.write(planar(page, opts), metadata=None, **opts)
     truth = a[:, None, None]  # pages as T, samples (if any) as C
-    return Case(path, [truth], {"kind": kind, **opts, **file_opts})
+    return Case(path, [truth], {"kind": kind, "shaped": shaped, **opts, **file_opts})
 
 
 @st.composite
-def shaped_tiff(draw, tmp: Path) -> Case:
+def shaped_tiff(draw, tmp: Path, narrow: bool = False) -> Case:
     """tifffile's default: an N-D gray array as pages with a JSON shape
-    description. Its axes are unnamed, so pages are walked in stored order."""
+    description. Its axes are unnamed, so pages are walked in stored order.
+    ``narrow``: planes one pixel wide (tifffile then stores pages of the last
+    two dimensions that are not 1, a series it names ...YXQ)."""
     dtype = draw(st.sampled_from(ALL))
     lead = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
     s = sizes(draw, "YX")
+    s["X"] = 1 if narrow else max(s["X"], 2)
     a = pixels(draw, (*lead, s["Y"], s["X"]), dtype)
     opts = tiff_options(draw, dtype, s["Y"], s["X"])
     file_opts = tiff_file_options(draw)
@@ -270,10 +283,13 @@ def zarr_codecs(draw, zarr_format: int) -> dict:
         "gzip": zc.GzipCodec(level=5),
     }[name]
     endian = draw(st.sampled_from(["little", "big"]))
+    crc = draw(st.booleans(), label="crc32c")
+    compressors = [c for c in (comp, zc.Crc32cCodec() if crc else None) if c]
     return {
-        "compressors": comp,
+        "compressors": compressors or None,
         "serializer": zc.BytesCodec(endian=endian),
-        "name": name,
+        "transpose": draw(st.booleans(), label="transpose"),
+        "name": name + ("+crc32c" if crc else ""),
         "endian": endian,
     }
 
@@ -305,6 +321,7 @@ def ngff_zarr(draw, tmp: Path, absent: bool = False) -> Case:
     its default. ``absent``: some chunks hold only the fill value, so
     zarr-python 3 does not write them (they read as the fill value)."""
     import zarr
+    import zarr.codecs as zc
 
     zarr_format = draw(st.sampled_from([2, 3]))
     axes = draw(st.sampled_from(NGFF_AXES))
@@ -326,6 +343,9 @@ def ngff_zarr(draw, tmp: Path, absent: bool = False) -> Case:
         opts.update(separator=sep, order=order)
     else:
         kw["serializer"] = codecs["serializer"]
+        if codecs["transpose"]:  # an array-to-array codec: chunks stored F
+            kw["filters"] = [zc.TransposeCodec(order=tuple(range(len(shape)))[::-1])]
+            opts["codecs"]["transpose"] = True
         if draw(st.booleans(), label="sharded"):
             shards = tuple(c * draw(st.integers(1, 3)) for c in chunks)
             kw["shards"] = shards
