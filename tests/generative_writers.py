@@ -398,6 +398,22 @@ def bioio_ome_zarr(draw, tmp: Path, absent: bool = False) -> Case:
         mult = draw(st.integers(1, 3))
         kw["shard_shape"] = [tuple(c * mult for c in ch) for ch in kw["chunk_shape"]]
         opts["shards"] = kw["shard_shape"][0]
+    compressor = draw(st.sampled_from(["default", "zstd", "blosc"]), label="compressor")
+    if compressor != "default":
+        import numcodecs
+        import zarr.codecs as zc
+
+        if zarr_format == 2:
+            kw["compressor"] = (
+                numcodecs.Zstd(level=1)
+                if compressor == "zstd"
+                else numcodecs.Blosc(cname="zstd", shuffle=2)
+            )
+        else:
+            kw["compressor"] = zc.BloscCodec(
+                cname="zstd" if compressor == "zstd" else "lz4", shuffle="bitshuffle"
+            )
+    opts["compressor"] = compressor
     path = tmp / "writer.ome.zarr"
     w = OMEZarrWriter(
         store=str(path),
