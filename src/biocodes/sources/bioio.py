@@ -39,6 +39,11 @@ BIOFORMATS = "bioformats"
 #: and bioformats2raw, turn them top-down; we do too, so a DV file and its
 #: conversions get the same code (docs/reading.md, "Bio-Formats")
 ROWS_BOTTOM_UP = frozenset({"dv"})
+#: plugins that return colour samples as stored, B, G, R: bioio-czi (both of
+#: its readers) for Bgr24/Bgr48 pixels. Bio-Formats and our CZI adapter walk
+#: them R, G, B (README, "Bio-Formats"); a mosaic read here must give the code
+#: the same file has as single tiles
+SAMPLES_BGR = frozenset({"czi"})
 
 
 #: formats Bio-Formats reads even where a native plugin claims them, from
@@ -228,4 +233,6 @@ class BioioSource(PlaneSource):
             data = data[..., 0]
         if self.format in ROWS_BOTTOM_UP:
             data = data[::-1]
+        if self.format in SAMPLES_BGR and data.ndim == 3 and data.shape[-1] == 3:
+            data = data[..., ::-1]
         return data
