@@ -27,5 +27,6 @@ checkpoint manifest:
         views=config["views"],
         thumbnails=f"{RESULTS}/thumbnails",
         recheck=config["incremental"].get("recheck", False),
+        settle=config["incremental"].get("settle_seconds"),
     script:
         "../scripts/manifest.py"

@@ -171,7 +171,8 @@ def run_figures(
 ) -> dict[str, int]:
     """The ``runs`` counts, from Arrow columns. Per-run figures count this
     run only: images read, re-hashed and reused (from the shards' counts),
-    the changes (added, changed, touched, removed, failed), and the scenes
+    the changes (added, changed, touched, recovered, removed, failed: new
+    failures, still_failing: known ones), and the scenes
     and pixel bytes read (images whose rows this run wrote). Catalogue totals
     after the run are ``images``, ``images_ok``, ``images_error``,
     ``images_removed_total``, ``scenes`` and ``bytes_total``.
@@ -189,7 +190,8 @@ def run_figures(
 
     status, kinds = images["status"], change_rows["change"]
     total = {
-        k: sum(c.get(k, 0) for c in counts) for k in ("read", "rehashed", "reused")
+        k: sum(c.get(k, 0) for c in counts)
+        for k in ("read", "rehashed", "reused", "in_progress")
     }
     live = pc.fill_null(pc.equal(scenes["status"], "ok"), False)
     read_now = pc.filter(images["image_id"], pc.equal(images["run_id"], run_id))
@@ -202,11 +204,14 @@ def run_figures(
         "images_read": total["read"],
         "images_rehashed": total["rehashed"],
         "images_reused": total["reused"],
+        "images_in_progress": total["in_progress"],
         "images_added": count(kinds, "added"),
         "images_changed": count(kinds, "changed"),
         "images_touched": count(kinds, "touched"),
         "images_removed": count(kinds, "removed"),
         "images_failed": count(kinds, "failed"),
+        "images_recovered": count(kinds, "recovered"),
+        "images_still_failing": count(kinds, "still_failing"),
         "scenes": int(pc.sum(live).as_py() or 0),
         "scenes_read": int(pc.sum(read).as_py() or 0),
         "bytes_hashed": total_bytes(read),
@@ -245,6 +250,7 @@ def merge_run(
         SCENE_COLUMNS,
         carry,
         changes_table,
+        failing_since,
     )
 
     out = Path(out_dir)
@@ -269,10 +275,16 @@ def merge_run(
     inputs = merge_inputs(state_dirs, config)
     same = _unchanged(out, inputs)
     columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
+    failures = before(
+        "changes",
+        ["run_id", "image_id", "change", "failing_since"],
+        pc.field("change").isin(["failed", "still_failing"]),
+    )
     change_rows, gone = changes_table(
         {n: before(n, c) for n, c in columns.items()},
         {n: states(n, c) for n, c in columns.items()},
         run_id,
+        failing_since(failures),
     )
     dup = config.get("duplicates", {})
     with atomic_dir(out_dir, keep=3) as new:
@@ -521,6 +533,8 @@ def _n(count: int, noun: str) -> str:
 
 def summary(catalogue_dir: str | os.PathLike) -> str:
     """A few lines for the end of a run: counts, failures, where the tables are."""
+    import pyarrow.compute as pc
+
     out = Path(catalogue_dir)
     run = pq.read_table(out / "runs.parquet").to_pylist()[-1]
     errors = pq.read_table(out / "errors.parquet").slice(0, 21).to_pylist()
@@ -532,10 +546,17 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
         f"  this run: pixels read for {_n(run['images_read'], 'image')} "
         f"({_n(run['scenes_read'], 'scene')}, {run['bytes_hashed'] / 1e6:,.1f} MB), "
         f"{run['images_rehashed']} re-hashed as files, "
-        f"{run['images_reused']} unchanged; "
+        f"{run['images_reused']} unchanged, "
+        f"{run.get('images_in_progress') or 0} in progress (still being "
+        "written: left for a later run); "
         f"{run['images_added']} added, {run['images_changed']} changed, "
         f"{run['images_touched']} touched, {run['images_removed']} removed, "
-        f"{run['images_failed']} failed",
+        f"{run['images_failed']} failed"
+        + "".join(
+            f", {run.get(f'images_{k}') or 0} {k.replace('_', ' ')}"
+            for k in ("still_failing", "recovered")
+            if run.get(f"images_{k}")
+        ),
     ]
     if run["files_skipped"]:
         lines.append(
@@ -547,9 +568,23 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
             f"  code versions changed since the last run: "
             f"{run['versions_changed']} (images re-read)"
         )
-    lines += [
-        f"  failed: {e['path']}: {e['error_type']}: {e['message']}" for e in errors[:20]
-    ]
+    known = {
+        c["image_id"]: c["failing_since"]
+        for c in read_table(
+            out / "changes.parquet",
+            "changes",
+            ["run_id", "image_id", "change", "failing_since"],
+            (pc.field("run_id") == run["run_id"])
+            & (pc.field("change") == "still_failing"),
+        ).to_pylist()
+    }
+
+    def failed_line(e: dict) -> str:
+        since = known.get(e["image_id"], "")
+        head = f"still failing (since run {since})" if since else "failed"
+        return f"  {head}: {e['path']}: {e['error_type']}: {e['message']}"
+
+    lines += [failed_line(e) for e in errors[:20]]
     if failed > 20:
         lines.append(f"  ... and {failed - 20} more in errors.parquet")
     lines.append(f"catalogue: {os.path.abspath(out)}/{{{','.join(TABLES)}}}.parquet")

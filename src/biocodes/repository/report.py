@@ -44,6 +44,7 @@ tr.integrity td{background:#ffd6d6}
 .kind{display:inline-block;min-width:72px;padding:1px 6px;border-radius:4px;
  background:#e8e8e8;font-size:12px}
 .kind.changed{background:#ffe3a8}.kind.failed{background:#ffd6d6}
+.kind.still_failing{background:#f3e0e0}.kind.recovered{background:#d3f5d3}
 .kind.added{background:#d6f5dc}.kind.removed{background:#ddd}
 .group{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;
  margin:0 0 8px}
@@ -72,7 +73,15 @@ SERIES = (
     ("bytes_hashed", "pixels read", "#8a3ffc", 1e6, " MB"),
 )
 #: change kinds in the order a reader wants them
-KINDS = ("changed", "failed", "removed", "added", "touched")
+KINDS = (
+    "changed",
+    "failed",
+    "still_failing",
+    "recovered",
+    "removed",
+    "added",
+    "touched",
+)
 
 
 def _img(src: str, alt: str, cls: str = "") -> str:
@@ -139,11 +148,17 @@ def _summary(run: dict) -> list[str]:
             f"{_n(run['images_rehashed']):,} / {_n(run['images_reused']):,}",
         ),
         (
+            "in progress (still being written, left for a later run)",
+            f"{_n(run.get('images_in_progress')):,}",
+        ),
+        (
             "changes",
             ", ".join(
                 f"{_n(run.get(f'images_{k}')):,} {k}"
                 for k in ("added", "changed", "touched", "removed", "failed")
-            ),
+            )
+            + f", {_n(run.get('images_still_failing')):,} still failing, "
+            f"{_n(run.get('images_recovered')):,} recovered",
         ),
         ("files skipped (include/exclude)", f"{_n(run.get('files_skipped')):,}"),
     ]
@@ -240,7 +255,7 @@ def _changes(changes: list[dict], cap: int) -> list[str]:
     for c in changes:
         counts[c["change"]] = counts.get(c["change"], 0) + 1
     integrity = [c for c in changes if c["change"] == "changed" and c["codes_changed"]]
-    head = ", ".join(f"{n:,} {k}" for k, n in counts.items())
+    head = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in counts.items())
     parts = [f"<h2>This run's changes ({len(changes):,})</h2><p>{head}</p>"]
     if integrity:
         parts.append(
@@ -250,7 +265,9 @@ def _changes(changes: list[dict], cap: int) -> list[str]:
             "below (changes.parquet, codes_changed).</div>"
         )
     if not changes:
-        parts.append("<p>No image was added, changed, touched, removed or failed.</p>")
+        parts.append(
+            "<p>No image was added, changed, touched, recovered, removed or failed.</p>"
+        )
         return parts
     order = {k: i for i, k in enumerate(KINDS)}
     ranked = sorted(
@@ -269,7 +286,12 @@ def _changes(changes: list[dict], cap: int) -> list[str]:
     for c in ranked[:cap]:
         flag = c["change"] == "changed" and c["codes_changed"]
         if c["change"] == "failed":
-            detail = c["error"] or ""
+            detail = f"new failure: {c['error'] or ''}"
+        elif c["change"] == "still_failing":
+            since = c.get("failing_since") or "an earlier run"
+            detail = f"first failed in run {since}, still failing: {c['error'] or ''}"
+        elif c["change"] == "recovered":
+            detail = f"readable again: {c['iscc_code'] or '—'}"
         elif c["change"] in ("changed", "touched"):
             detail = f"{c['previous_iscc_code'] or '—'} → {c['iscc_code'] or '—'}"
         else:

@@ -617,7 +617,8 @@ def run_shard(
     another count is replaced by the catalogue's rows (see :func:`_previous`).
 
     Returns counts: ``images``, ``read`` (pixels read), ``rehashed`` (raw
-    bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
+    bytes hashed, rows kept if equal), ``reused`` (not opened at all) and
+    ``in_progress`` (still being written: not opened, previous rows kept).
     A plate with more than ``plate_fields_per_task`` fields is read in
     tasks of that many fields (and one for its raw bytes), so its fields are
     hashed on several workers; 0 reads every plate in one task.
@@ -672,21 +673,31 @@ def run_shard(
     stale = _stale_filesets(t.select(rows.column_names), before["files"])
     unchanged = pc.and_(unchanged, pc.invert(pc.is_in(t["image_id"], stale)))
     keep = pc.and_(pc.and_(usable, unchanged), pa.scalar(not recheck))
+    # still being written (see build_manifest): its previous rows, as they
+    # were, or nothing yet; read once it has settled
+    if "in_progress" in t.column_names:
+        waiting = t["in_progress"].fill_null(False)
+    else:
+        waiting = pa.array([False] * t.num_rows, pa.bool_())
+    keep = pc.and_(keep, pc.invert(waiting))
+    wait_kept = pc.and_(waiting, pc.is_valid(t["_status"]))
     rehash = pc.and_(pc.invert(keep), pc.and_(usable, pc.is_valid(t["_code"])))
-    kept_now = t.filter(keep)
-    again = int(pc.sum(pc.equal(kept_now["_run"], run_id)).as_py() or 0)
+    kept_now = t.filter(pc.or_(keep, wait_kept))
+    again = int(pc.sum(pc.equal(t.filter(keep)["_run"], run_id)).as_py() or 0)
+    in_progress = int(pc.sum(waiting).as_py() or 0)
     counts = {
         "images": t.num_rows,
         "read": again,  # read by an earlier, interrupted attempt at this run
         "rehashed": 0,
-        "reused": kept_now.num_rows - again,
+        "reused": kept_now.num_rows - again - int(pc.sum(wait_kept).as_py() or 0),
+        "in_progress": in_progress,
     }
-    todo = t.filter(pc.invert(keep))
+    todo = t.filter(pc.and_(pc.invert(keep), pc.invert(waiting)))
     codes = pc.if_else(rehash, t["_code"], pa.scalar(None, pa.string()))
     work = []  # (row, previous raw code or None for a full read)
     for row, code in zip(
         todo.select(rows.column_names).to_pylist(),
-        codes.filter(pc.invert(keep)).to_pylist(),
+        codes.filter(pc.and_(pc.invert(keep), pc.invert(waiting))).to_pylist(),
         strict=True,
     ):
         row["abspath"] = os.fsdecode(row["abspath"])
@@ -757,9 +768,19 @@ def run_shard(
     kept = pa.chunked_array(
         [kept_now["image_id"].combine_chunks(), pa.array(kept_after, pa.string())]
     )
-    sizes = rows.select(["image_id", "size", "mtime_ns"])
+    # the image's current size and mtime; an image in progress keeps those
+    # its rows were read at, so it is read again once it has settled
+    sizes = pa.table(
+        {
+            "image_id": t["image_id"],
+            "size": pc.if_else(wait_kept, t["_size"], t["size"]),
+            "mtime_ns": pc.if_else(wait_kept, t["_mtime"], t["mtime_ns"]),
+        }
+    )
+    settled_ids = t.filter(pc.invert(waiting))["image_id"]
+    # a kept fileset's members as now (one in progress: as they were)
+    scanned = _scanned_members(rows, pc.filter(kept, pc.is_in(kept, settled_ids)))
     tables = {}
-    scanned = _scanned_members(rows, kept)  # a kept fileset's members as now
     for name in SHARD_TABLES:
         table = before[name].filter(pc.is_in(before[name]["image_id"], kept))
         if name == "images":  # the image's current size and mtime
@@ -792,6 +813,7 @@ def run_shard(
         digest
         and assumed == {"settings": key, "shards": shards}
         and not recheck
+        and not in_progress
         and _settled(tables, rows)
     )
     _mark_quiet(state_dir, digest if settled else None)

@@ -135,6 +135,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("previous_iscc_code", S),
             ("iscc_code", S),
             ("error", S),
+            # added later: for failed and still_failing, the run of the first
+            # failure in this spell
+            ("failing_since", S),
         ]
     ),
     "duplicates": pa.schema(
@@ -178,6 +181,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("scenes_read", I64),
             ("bytes_total", I64),
             ("files_skipped", I64),
+            ("images_recovered", I64),
+            ("images_still_failing", I64),
+            ("images_in_progress", I64),
         ]
     ),
 }
