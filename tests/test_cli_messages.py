@@ -84,3 +84,30 @@ def test_a_text_file_is_not_an_image_format(tmp_path):
     (line,) = proc.stderr.splitlines()
     assert "not an image format biocodes reads" in line
     assert "docs/reading.md" in line
+
+
+def test_the_python_api_gives_the_cli_json_and_a_folder_per_image(tmp_path):
+    import json
+
+    import biocodes
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = synth.write_png(tmp_path / "a" / "x.png", picture(1))
+    two = synth.write_png(tmp_path / "b" / "x.png", picture(2))
+    line = json.loads(run_cli("biocode", "--json", one).stdout)
+    assert biocodes.biocode(str(one)) == line
+    assert biocodes.biocode(one)["path"] == str(one)
+    out = tmp_path / "thumbs"
+    views = biocodes.ViewOptions(thumbnails=str(out))
+    pngs = [
+        v["thumbnail"]
+        for path in (one, two)
+        for part in biocodes.biocode(path, views=views)["parts"]
+        for v in part["views"]
+    ]
+    assert len(pngs) == len(set(pngs)) >= 2
+    folders = {os.path.dirname(p) for p in pngs}
+    assert len(folders) == 2 and all(os.path.dirname(f) == str(out) for f in folders)
+    assert all(os.path.exists(p) for p in pngs)
+    assert biocodes.imagecode(one, views)["path"] == str(one)

@@ -563,7 +563,8 @@ def check(codes: TextIO, as_json: bool) -> None:
         )
     if bad:
         click.echo(
-            f"biocodes: WARNING: {bad} line(s) of {name} hold no code (failed "
+            f"biocodes: WARNING: {bad} {_plural(bad, 'line')} of {name} "
+            f"{'holds' if bad == 1 else 'hold'} no code (failed "
             "files or other text); skipped",
             err=True,
         )

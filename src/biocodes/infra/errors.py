@@ -42,6 +42,26 @@ def display_path(path: str | bytes | os.PathLike) -> str:
     )
 
 
+#: where a message turns into a reader's internals: a repr (``<TiffTag 270
+#: @70>``), an exception's constructor (``TiffFileError('...')``), "raised"
+_INTERNALS = re.compile(r"<[^<>]*>|\b\w+(Error|Exception)\(|\braised\b|Traceback")
+
+
+def short_cause(message: str | None, path: str | None = None) -> str:
+    """A failure's cause in words for a summary line or the report: the
+    message without the path it starts with and without the reader's
+    internals that may follow the cause (those stay in the catalogue's
+    ``errors.message`` and the logs)."""
+    text = message or ""
+    if path and text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    clauses = text.split(": ")
+    for i, clause in enumerate(clauses[1:], 1):
+        if _INTERNALS.search(clause):
+            return ": ".join(clauses[:i])
+    return text
+
+
 def undisplay_path(text: str) -> str:
     """The OS's name for a path :func:`display_path` printed: ``\\xNN``,
     ``\\uNNNN``, ``\\n``, ``\\r``, ``\\t`` turned back into what they

@@ -191,7 +191,7 @@ def run_figures(
     status, kinds = images["status"], change_rows["change"]
     total = {
         k: sum(c.get(k, 0) for c in counts)
-        for k in ("read", "rehashed", "reused", "in_progress")
+        for k in ("read", "rehashed", "reused", "in_progress", "refused")
     }
     live = pc.fill_null(pc.equal(scenes["status"], "ok"), False)
     read_now = pc.filter(images["image_id"], pc.equal(images["run_id"], run_id))
@@ -205,6 +205,7 @@ def run_figures(
         "images_rehashed": total["rehashed"],
         "images_reused": total["reused"],
         "images_in_progress": total["in_progress"],
+        "images_refused": total["refused"],
         "images_added": count(kinds, "added"),
         "images_changed": count(kinds, "changed"),
         "images_touched": count(kinds, "touched"),
@@ -532,30 +533,42 @@ def _n(count: int, noun: str) -> str:
 
 
 def summary(catalogue_dir: str | os.PathLike) -> str:
-    """A few lines for the end of a run: counts, failures, where the tables are."""
+    """A few lines for the end of a run: counts, failures (the cause in
+    words; the reader's own message is in errors.parquet and the logs),
+    where the tables are."""
     import pyarrow.compute as pc
+
+    from biocodes.infra.errors import short_cause
 
     out = Path(catalogue_dir)
     run = pq.read_table(out / "runs.parquet").to_pylist()[-1]
     errors = pq.read_table(out / "errors.parquet").slice(0, 21).to_pylist()
     failed = pq.read_metadata(out / "errors.parquet").num_rows
+    from biocodes.repository.report import failing_images
+
+    failing = failing_images(out)
+    partial = f", {failing[1]} ok but with a failed scene" if failing[1] else ""
+
+    def n(key: str) -> int:
+        return int(run.get(key) or 0)
+
     lines = [
         f"biocodes run {run['run_id']}: {_n(run['images'], 'image')} "
-        f"({run['images_ok']} ok, {run['images_error']} failed), "
+        f"({run['images_ok']} ok, {run['images_error']} failed{partial}), "
         f"{_n(run['scenes'], 'scene')} in the catalogue",
-        f"  this run: pixels read for {_n(run['images_read'], 'image')} "
-        f"({_n(run['scenes_read'], 'scene')}, {run['bytes_hashed'] / 1e6:,.1f} MB), "
-        f"{run['images_rehashed']} re-hashed as files, "
-        f"{run['images_reused']} unchanged, "
-        f"{run.get('images_in_progress') or 0} in progress (still being "
-        "written: left for a later run); "
-        f"{run['images_added']} added, {run['images_changed']} changed, "
+        f"  this run: pixels read for {_n(n('images_read'), 'image')} "
+        f"({_n(n('scenes_read'), 'scene')}, {n('bytes_hashed') / 1e6:,.1f} MB), "
+        f"{n('images_rehashed')} re-hashed as files and unchanged, "
+        f"{n('images_reused')} unchanged (not opened), "
+        f"{n('images_in_progress')} in progress (still being written: left for "
+        f"a later run), {n('images_refused')} refused at the scan",
+        f"  changes: {run['images_added']} added, {run['images_changed']} changed, "
         f"{run['images_touched']} touched, {run['images_removed']} removed, "
         f"{run['images_failed']} failed"
         + "".join(
-            f", {run.get(f'images_{k}') or 0} {k.replace('_', ' ')}"
+            f", {n(f'images_{k}')} {k.replace('_', ' ')}"
             for k in ("still_failing", "recovered")
-            if run.get(f"images_{k}")
+            if n(f"images_{k}")
         ),
     ]
     if run["files_skipped"]:
@@ -582,7 +595,9 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
     def failed_line(e: dict) -> str:
         since = known.get(e["image_id"], "")
         head = f"still failing (since run {since})" if since else "failed"
-        return f"  {head}: {e['path']}: {e['error_type']}: {e['message']}"
+        scene = "" if e["scene_index"] is None else f" (scene {e['scene_index']})"
+        why = short_cause(e["message"], e["path"])
+        return f"  {head}: {e['path']}{scene}: {e['error_type']}: {why}"
 
     lines += [failed_line(e) for e in errors[:20]]
     if failed > 20:

@@ -20,6 +20,7 @@ from typing import Any
 
 from biocodes.infra.errors import (
     BiocodeError,
+    EmptyImageError,
     OutsideRootsError,
     UnreadableError,
     display_path,
@@ -148,6 +149,9 @@ def _row(
         try:
             where = Location.plain(full, limits) if plain else locate(full, limits)
             size, mtime = where.state()
+            if size == 0 and not is_store and os.path.isfile(full):
+                # refused here, as a bad symlink is: nothing to open
+                why = EmptyImageError(full, "file is empty (0 bytes)", stage="scan")
         except BiocodeError as exc:
             why = exc
         except OSError as exc:
@@ -300,9 +304,10 @@ def describe_skipped(skipped: Mapping[str, int]) -> str:
     by = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{suffix} {n}" for suffix, n in by[:20])
     more = f", ... {len(by) - 20} more suffixes" if len(by) > 20 else ""
+    total = sum(skipped.values())
     return (
-        f"skipped: {sum(skipped.values())} files not in include or excluded "
-        f"(by suffix: {shown}{more})"
+        f"skipped: {total} file{'' if total == 1 else 's'} not in include or "
+        f"excluded (by suffix: {shown}{more})"
     )
 
 

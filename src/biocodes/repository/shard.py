@@ -616,9 +616,12 @@ def run_shard(
     ``shards`` (the run's shard count) and ``catalogue``, a state written for
     another count is replaced by the catalogue's rows (see :func:`_previous`).
 
-    Returns counts: ``images``, ``read`` (pixels read), ``rehashed`` (raw
-    bytes hashed, rows kept if equal), ``reused`` (not opened at all) and
-    ``in_progress`` (still being written: not opened, previous rows kept).
+    Returns counts that add up to ``images``: ``read`` (opened to read
+    pixels, whether or not that succeeded; a re-hash that found other bytes
+    is then read and counts here only), ``rehashed`` (raw bytes hashed and
+    found unchanged: rows kept), ``reused`` (not opened at all),
+    ``in_progress`` (still being written: not opened, previous rows kept)
+    and ``refused`` (refused at the scan: a 0-byte file, a bad symlink).
     A plate with more than ``plate_fields_per_task`` fields is read in
     tasks of that many fields (and one for its raw bytes), so its fields are
     hashed on several workers; 0 reads every plate in one task.
@@ -691,6 +694,7 @@ def run_shard(
         "rehashed": 0,
         "reused": kept_now.num_rows - again - int(pc.sum(wait_kept).as_py() or 0),
         "in_progress": in_progress,
+        "refused": 0,
     }
     todo = t.filter(pc.and_(pc.invert(keep), pc.invert(waiting)))
     codes = pc.if_else(rehash, t["_code"], pa.scalar(None, pa.string()))
@@ -758,12 +762,12 @@ def run_shard(
                         take(result)
                         counts["read"] += 1
                     continue
-                counts["rehashed"] += code is not None
-                if result is None:
+                if result is None:  # re-hashed: same bytes, rows kept
                     kept_after.append(row["image_id"])
-                else:
-                    take(result)
-                    counts["read"] += 1
+                    counts["rehashed"] += 1
+                else:  # read (a re-hash that found other bytes too), or
+                    take(result)  # refused at the scan: no pixels read
+                    counts["refused" if row.get("error") else "read"] += 1
                 future.release()
     kept = pa.chunked_array(
         [kept_now["image_id"].combine_chunks(), pa.array(kept_after, pa.string())]

@@ -184,6 +184,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("images_recovered", I64),
             ("images_still_failing", I64),
             ("images_in_progress", I64),
+            ("images_refused", I64),
         ]
     ),
 }
