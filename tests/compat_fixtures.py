@@ -26,7 +26,7 @@ AGREE = [
     "float.ome.tif",
     "int8.ome.tif",
 ]
-#: where it is wrong, and why (documented in the README)
+#: where it is wrong, and why (documented in docs/reading.md)
 DIFFER = {
     "rgb.png": "drops RGB samples 1 and 2",
     "rgb.ome.tif": "drops RGB samples 1 and 2",

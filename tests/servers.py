@@ -11,6 +11,7 @@ import contextlib
 import functools
 import http.client
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -226,3 +227,34 @@ class FlakyProxy:
         """Serve; yields the proxy's base URL."""
         with _serve(self.handler()) as server:
             yield f"http://127.0.0.1:{server.server_address[1]}"
+
+
+#: the routes of omero-web-zarr (ome/omero-web-zarr, omero_web_zarr/urls.py)
+#: below OMERO.web's /zarr/ prefix; every other path is a 404 there
+OMERO_WEB_ZARR = re.compile(
+    r"^/zarr/v0\.[34]/image/[0-9]+\.zarr/"
+    r"(\.zattrs|\.zgroup|[0-9]+/\.zarray|[0-9]+/[0-9/]+)$"
+)
+
+
+class _OmeroWebZarr(_Quiet):
+    """Answers only the URLs OMERO.web's zarr endpoint answers (image
+    attributes, group, each level's .zarray, chunks by "/"-separated index),
+    404 for the rest: no listings, no .zmetadata, no zarr.json, no level
+    .zattrs."""
+
+    def send_head(self):
+        if not OMERO_WEB_ZARR.match(self.path.split("?", 1)[0]):
+            self.send_error(404, "not an omero-web-zarr URL")
+            return None
+        return super().send_head()
+
+
+@contextlib.contextmanager
+def omero_web_zarr_server(directory: str | Path) -> Iterator[str]:
+    """``directory`` (holding ``zarr/v0.4/image/<id>.zarr/...``, see
+    :func:`biocodes.synth.write_omero_zarr`) served with OMERO.web's zarr
+    URL layout; yields the server's base URL (an OMERO.web's address)."""
+    handler = functools.partial(_OmeroWebZarr, directory=str(directory))
+    with _serve(handler) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}"

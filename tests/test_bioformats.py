@@ -3,7 +3,7 @@
 Bio-Formats runs in a subprocess (the CLI), so its JVM never lives in the test
 process. Each fixture is read twice: by the native reader biocodes picks, and
 by Bio-Formats (``--reader bioformats``); the outcomes are recorded below and
-in the README ("Bio-Formats").
+in docs/reading.md ("Bio-Formats").
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The package's layers: no import cycles, and no layer imports a higher one.
 
 Imports inside functions and under ``TYPE_CHECKING`` count: they hide a
-cycle, they do not remove it. The layers, bottom to top (README, "Module
-map"): infra, sources, views, core, repository, and the entry points (the
+cycle, they do not remove it. The layers, bottom to top (docs/development.md,
+"Module map"): infra, sources, views, core, repository, and the entry points (the
 package's public API, the CLI, the example and the test-image generator).
 """
 

@@ -277,7 +277,7 @@ def test_run_records_what_reproduces_it(nightly):
     assert config["roots"]["repo"] == str(tmp / "repo")
     versions = json.loads(last["versions"])
     assert versions["iscc-sum"] and versions["biocodes"]
-    assert last["imagewalk_spec"].startswith("IMAGEWALK")
+    assert last["imagewalk_spec"] == "IEP-0018 (Draft)"
     assert last["versions_changed"] == ""
 
 

@@ -1,5 +1,5 @@
-"""Real files of formats whose reader we chose from evidence (README, "Which
-reader reads what"): each is read the way biocodes reads it by default and
+"""Real files of formats whose reader we chose from evidence (docs/reading.md,
+"Which reader reads what"): each is read the way biocodes reads it by default and
 checked against an independent reader of the same bytes.
 
 LIF: Bio-Formats is canonical. Its codes must equal those of liffile's arrays
@@ -231,7 +231,7 @@ def test_qptiff_is_read_as_the_tiff_it_is(tmp_path):
     """QPTIFF needs no plugin: tifffile's QPI series give the full
     resolution (channels as C, pyramid levels not walked) and the thumbnail,
     overview and label images as scenes, as bioio-qptiff 0.1.0 does with the
-    same codes (checked by hand; the plugin is not locked, README)."""
+    same codes (checked by hand; the plugin is not locked, docs/reading.md)."""
     full = synth.random_scene((3, 128, 96), "uint16", seed=8)
     path = write_qptiff(tmp_path / "slide.qptiff", full)
     result = biocode(path)

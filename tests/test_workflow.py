@@ -96,9 +96,8 @@ def test_runs_records_versions_and_counts(finished):
     tmp, _ = finished
     (run,) = table(tmp, "runs")
     assert run["images"] == 8 and run["images_error"] == 1
-    assert "iscc-sum" in run["versions"] and run["imagewalk_spec"].startswith(
-        "IMAGEWALK"
-    )
+    assert "iscc-sum" in run["versions"]
+    assert run["imagewalk_spec"] == "IEP-0018 (Draft)"
     assert len(run["config_sha256"]) == 64
     assert {i["run_id"] for i in table(tmp, "images")} == {run["run_id"]}
 

@@ -1,8 +1,9 @@
 """biocodes: pixel-content identifiers (IMAGEWALK ISCC-SUMs) for bioimages.
 
 The public API: :func:`biocode`, :func:`imagecode`, :func:`iter_planes`,
-:class:`ViewOptions` and :class:`BiocodeError`. They are imported on first
-use, so ``import biocodes`` stays cheap for the CLI and workflow jobs.
+:func:`compare`, :class:`ViewOptions` and :class:`BiocodeError`. They are
+imported on first use, so ``import biocodes`` stays cheap for the CLI and
+workflow jobs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "ViewOptions",
     "__version__",
     "biocode",
+    "compare",
     "imagecode",
     "iter_planes",
 ]
@@ -62,6 +64,10 @@ def imagecode(
 
 
 def __getattr__(name: str):
+    if name == "compare":
+        from biocodes.core.compare import compare
+
+        return compare
     if name == "iter_planes":
         from biocodes.core.imagewalk import iter_planes
 

@@ -422,3 +422,75 @@ def write_ics(path: str | os.PathLike, scene: np.ndarray, pair: bool = False) ->
     else:
         path.write_bytes(header + pixels)
     return path
+
+
+def write_omero_zarr(
+    path: str | os.PathLike,
+    scene: np.ndarray,
+    image_id: int = 1,
+    style: str = "web",
+    tile: int = 1024,
+) -> Path:
+    """One gray TCZYX scene laid out as OMERO hands an image out as OME-Zarr
+    (NGFF 0.4 on zarr v2, chunk keys split by "/", axes of size 1 left out,
+    an ``omero`` block): ``style="web"`` as omero-web-zarr's endpoint
+    ``/zarr/v0.4/image/<id>.zarr`` serves it (one level here; one chunk per
+    plane, of shape (size X, size Y), as that plugin computes it, so edge
+    chunks are padded), ``style="cli"`` as ``omero zarr export`` writes
+    ``<id>.zarr`` (1024-pixel tiles, a pyramid down to 96 pixels).
+    ``path`` is the ``<id>.zarr`` directory; returns it."""
+    import zarr
+
+    t, c, z, y, x = scene.shape
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    keep = [n for n, size in zip("tcz", (t, c, z), strict=True) if size > 1]
+    data = scene.reshape([s for s in scene.shape[:3] if s > 1] + [y, x])
+    if style == "web":
+        plane_chunks = (x, y)  # omero-web-zarr: height = size X, width = size Y
+        levels = 1
+    elif style == "cli":
+        plane_chunks = (min(tile, y), min(tile, x))
+        levels, longest = 1, max(y, x)
+        while longest > 96:
+            longest, levels = longest // 2, levels + 1
+    else:
+        raise ValueError(f"style must be web or cli, not {style!r}")
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    datasets = []
+    for level in range(levels):
+        factor = 2**level
+        array = data[..., ::factor, ::factor]  # a stand-in for OMERO's pyramid
+        out = root.create_array(
+            str(level),
+            shape=array.shape,
+            chunks=(1,) * len(keep) + plane_chunks,
+            dtype=array.dtype,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+            fill_value=0,
+        )
+        out[...] = array
+        scale = [1.0] * len(keep) + [float(factor), float(factor)]
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": scale}],
+            }
+        )
+    types = {"t": "time", "c": "channel", "z": "space"}
+    axes = [{"name": n, "type": types[n]} for n in keep]
+    axes += [{"name": n, "type": "space"} for n in "yx"]
+    root.attrs.update(
+        {
+            "multiscales": [{"datasets": datasets, "version": "0.4", "axes": axes}],
+            "omero": {
+                "id": image_id,
+                "channels": [{"label": str(i), "active": True} for i in range(c)],
+                "rdefs": {"model": "greyscale", "defaultZ": z // 2, "defaultT": 0},
+            },
+        }
+    )
+    if style == "cli":
+        root.attrs["_creator"] = {"name": "omero-zarr", "version": "0.5.5"}
+    return path

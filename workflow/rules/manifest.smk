@@ -3,7 +3,7 @@
 # shard's part of the manifest (<results>/manifest_parts/<shard>.parquet), but
 # only for shards with something to do, and Snakemake looks at those dates
 # once the scan is done, so the job of a quiet shard does not run (see
-# README, "Nightly runs").
+# docs/guide.md, "Nightly runs").
 checkpoint manifest:
     input:
         example_marker(),

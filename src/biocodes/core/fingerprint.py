@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from biocodes.core.codes import SceneHasher, raw_file_code
-from biocodes.core.imagewalk import canonical_chunks, plane_order
+from biocodes.core.imagewalk import SPEC, canonical_chunks, plane_order
 from biocodes.core.prefetch import prefetch
 from biocodes.infra.errors import BiocodeError, ChangedError
 from biocodes.infra.limits import Limits
@@ -163,6 +163,7 @@ def biocode(
     With ``overlap`` (default :data:`OVERLAP`) the raw-file ISCC-SUM is
     computed in a second thread while the scenes are walked (both hashers
     release the GIL) and planes are read ahead; without, all runs in turn.
+    ``imagewalk_spec`` names the published walk rules (IEP-0018).
     ``raw`` is the file's :func:`raw_file_code` when the caller just computed
     it, so the file is not hashed twice. Scenes over ``limits`` are refused
     before any pixel is read; a file whose size or mtime moves during the
@@ -241,6 +242,7 @@ def biocode(
     result = {
         **raw,  # with "note" when a remote store has no raw-file code
         "generator": GENERATOR,
+        "imagewalk_spec": SPEC,
         "format": fmt,
         "parts": parts,
     }

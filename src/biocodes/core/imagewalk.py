@@ -1,6 +1,7 @@
 """IMAGEWALK: the plane order and the canonical bytes, nothing else.
 
-Spec: IMAGEWALK (iscc-bio), draft of 2025-10-03. Scenes in ascending order;
+Spec: IMAGEWALK, published as ISCC Enhancement Proposal IEP-0018 (Draft;
+the iscc-bio draft of 2025-10-03). Scenes in ascending order;
 planes with Z outermost, then C, then T innermost; each plane flattened
 row-major and encoded big-endian.
 """
@@ -15,6 +16,12 @@ import numpy as np
 
 from biocodes.sources import PlaneSource, SceneInfo, open_source
 
+#: the published spec these codes follow: recorded in ``runs.imagewalk_spec``
+#: and in the CLI's JSON (``imagewalk_spec``)
+SPEC = "IEP-0018 (Draft)"
+#: the walk rules as implemented: part of the catalogue's settings key, so it
+#: changes only when a rule (and so a code) changes, never for a new name of
+#: the same rules (IEP-0018 is the draft of 2025-10-03, published)
 SPEC_VERSION = "IMAGEWALK draft 2025-10-03"
 
 #: the hasher is fastest on updates of at most 1 MiB

@@ -505,7 +505,7 @@ def run_row(
     import json
     from datetime import UTC, datetime
 
-    from biocodes.core.imagewalk import SPEC_VERSION
+    from biocodes.core.imagewalk import SPEC
 
     versions = code_versions()
     finished = (
@@ -521,7 +521,7 @@ def run_row(
         "config": json.dumps(redact(config), sort_keys=True, default=str),
         "versions": json.dumps(versions, sort_keys=True),
         "versions_changed": _versions_changed(previous_runs, versions),
-        "imagewalk_spec": SPEC_VERSION,
+        "imagewalk_spec": SPEC,
         **run_figures(images, scenes, change_rows, counts, run_id, removed),
         "files_skipped": sum(skipped_files(manifest).values()),
     }

@@ -37,12 +37,12 @@ BIOFORMATS = "bioformats"
 #: plugins that return rows as stored, bottom-up: DeltaVision (like MRC) puts
 #: the origin at the lower left. Bio-Formats, and so OMERO, Fiji, bfconvert
 #: and bioformats2raw, turn them top-down; we do too, so a DV file and its
-#: conversions get the same code (README, "Bio-Formats")
+#: conversions get the same code (docs/reading.md, "Bio-Formats")
 ROWS_BOTTOM_UP = frozenset({"dv"})
 
 
 #: formats Bio-Formats reads even where a native plugin claims them, from
-#: evidence on real files (README, "Which reader reads what"). LIF: bioio-lif
+#: evidence on real files (docs/reading.md, "Which reader"). LIF: bioio-lif
 #: 2.0.1 fails on every real LAS X sample we have (XZ scans, wavelength
 #: sweeps) and reports no wavelength axis; Bio-Formats reads each stored
 #: frame once, as readlif and liffile do. VSI: a TIFF holding the macro image,

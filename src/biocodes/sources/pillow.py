@@ -5,7 +5,7 @@ Here the image is opened with Pillow itself and read in the mode its header
 declares, and only where that mode holds the stored samples unchanged
 (:data:`MODES`, and :func:`_converted` for raw modes Pillow widens, such as
 BMP's 5-bit RGB). A palette image is its indices: the colour table is display
-metadata, like a LUT (README, "Stored samples"). Everything else is refused
+metadata, like a LUT (docs/reading.md, "Stored samples"). Everything else is refused
 as ``unsupported`` rather than hashed as converted pixels.
 
 Sources: Pillow's image file format docs and its plugins' raw modes

@@ -7,7 +7,7 @@ computes the ISCC-SUM (never a second read) and keeps only working-resolution
 copies of the few planes it may show: one running maximum and one sharpest
 plane per shown channel, the middle plane and the most informative plane.
 
-Rules (also in the README):
+Rules (also in docs/guide.md, "Views"):
 
 - working resolution: planes are block-averaged by one integer factor so that
   the longest side is at most :data:`WORK_SIZE` pixels;
