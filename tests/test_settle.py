@@ -4,6 +4,7 @@ one left out), counted "in progress", and read once it has settled."""
 
 import os
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from test_nightly import rows, run, scene
@@ -51,3 +52,26 @@ def test_an_image_still_being_written_is_read_once_settled(tmp_path):
         "new.ome.zarr": "added",
         "old.ome.tif": "changed",
     }
+
+
+def test_the_generated_example_is_exempt_from_the_settle_time(tmp_path):
+    """The example is written just before its scan: it is read at once, while
+    a fresh file in another root waits (the workflow passes the example's
+    label when example.generate is true)."""
+    from biocodes.repository.manifest import build_manifest, settle_seconds
+
+    for label in ("example", "lab"):
+        (tmp_path / label).mkdir()
+        synth.write_ome_tiff(tmp_path / label / "x.ome.tif", scene(1))
+    roots = {k: str(tmp_path / k) for k in ("example", "lab")}
+    manifest = tmp_path / "m.parquet"
+    build_manifest(manifest, roots, 1, settle=3600, settle_exempt=["example"])
+    rows = pq.read_table(manifest).to_pylist()
+    assert {r["root"]: r["in_progress"] for r in rows} == {
+        "example": False,
+        "lab": True,
+    }
+    assert settle_seconds({"settle_seconds": 5}) == 5
+    assert settle_seconds({}) == int(os.environ["BIOCODES_SETTLE_SECONDS"])
+    rule = (Path(__file__).parents[1] / "workflow/rules/manifest.smk").read_text()
+    assert 'settle_exempt=[config["example"]["root"]] if example_marker()' in rule

@@ -23,6 +23,7 @@ rows = build_manifest(
     p.follow_symlinks,
     Limits.from_config(p.limits),
     settle_seconds({"settle_seconds": p.settle}),
+    p.settle_exempt,
 )
 print(
     f"manifest: {rows} image{'' if rows == 1 else 's'} in {p.shards} "

@@ -470,6 +470,7 @@ def build_manifest(
     follow_symlinks: bool = False,
     limits: Limits | None = None,
     settle: int = 0,
+    settle_exempt: Sequence[str] = (),
 ) -> int:
     """Scan (or read the user's list) and write the manifest Parquet
     atomically, stamped with the run and the skipped files by suffix.
@@ -477,7 +478,9 @@ def build_manifest(
     An image whose newest mtime (a store's newest file, a fileset's newest
     member) is less than ``settle`` seconds old is marked ``in_progress``:
     it may still be being written, so this run keeps its previous rows (or
-    leaves a new one out) and a later run reads it once it has settled."""
+    leaves a new one out) and a later run reads it once it has settled.
+    Roots in ``settle_exempt`` (the example, generated just before) are
+    read at once."""
     import json
     import time
 
@@ -495,7 +498,10 @@ def build_manifest(
     for r in rows:
         r["abspath"] = os.fsencode(r["abspath"])
         r["in_progress"] = (
-            bool(settle) and r["error"] is None and (r["mtime_ns"] > recent)
+            bool(settle)
+            and r["error"] is None
+            and r["root"] not in settle_exempt
+            and r["mtime_ns"] > recent
         )
     schema = pa.schema([(n, getattr(pa, t)()) for n, t in MANIFEST_SCHEMA_FIELDS])
     table = pa.Table.from_pylist(rows, schema=schema)
