@@ -412,8 +412,12 @@ def failing_images(catalogue_dir: str | os.PathLike) -> tuple[int, int]:
     ids = pc.unique(
         read_table(out / "errors.parquet", "errors", ["image_id"])["image_id"]
     )
-    images = read_table(out / "images.parquet", "images", ["image_id", "status"])
-    mine = images.filter(pc.is_in(images["image_id"], value_set=ids))
+    mine = read_table(
+        out / "images.parquet",
+        "images",
+        ["image_id", "status"],
+        pc.field("image_id").isin(ids),
+    )
     failed = int(pc.sum(pc.equal(mine["status"], "error")).as_py() or 0)
     partial = int(pc.sum(pc.equal(mine["status"], "ok")).as_py() or 0)
     return failed, partial
