@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 logging.getLogger("bioio").setLevel(logging.ERROR)
+# the tests read images they have just written: no settle time unless a
+# test's config sets incremental.settle_seconds (subprocesses inherit this)
+os.environ.setdefault("BIOCODES_SETTLE_SECONDS", "0")
 
 DTYPES = ["uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"]
 

@@ -110,10 +110,14 @@ def test_morning_report_sections(three_runs):
 
     _, page = three_runs
     dom = dump_dom(page)
-    assert "This run's changes (5)" in dom  # changed, 2 failed, added, touched
+    # changed, 2 still failing, added, touched
+    assert "This run's changes (5)" in dom
     assert '<tr class="integrity">' in dom and "repo:b.ome.tif" in dom
-    assert "1 image(s) have new pixel codes" in dom
-    assert "Failures (2)" in dom
+    assert "1 image has new pixel codes" in dom
+    assert dom.count('<tr class="integrity">') == 1
+    assert "2 still failing" in dom and "0 failed" in dom
+    assert "first failed in run" in dom
+    assert "Failures (2 images)" in dom
     for kind in ("truncated", "unreadable"):
         assert f"<td><b>{kind}</b></td><td>1</td>" in dom
     assert "exact: identical pixels" in dom and "a-copy.ome.zarr#scene0" in dom
@@ -142,6 +146,47 @@ def test_morning_report_screenshot(three_runs):
     assert share((0x8A, 0x3F, 0xFC)) > 1e-4  # pixels-read line
     assert share((0xFF, 0xD6, 0xD6)) > 1e-3  # the integrity flag
     assert (pixels.max(axis=2) < 40).mean() > 0.02  # thumbnails' dark backgrounds
+
+
+def test_report_copied_alone_shows_its_thumbnails(three_runs, tmp_path):
+    """Thumbnails are embedded: the page e-mailed or copied elsewhere, away
+    from results/thumbnails, still shows them (headless Chromium)."""
+    import shutil
+
+    from browser import dump_dom, screenshot
+    from PIL import Image
+
+    _, page = three_runs
+    alone = tmp_path / "elsewhere" / "report.html"
+    alone.parent.mkdir()
+    shutil.copy(page, alone)
+    assert not (alone.parent / "thumbnails").exists()
+    dom = dump_dom(alone)
+    shown = int(dom.split('data-images="')[1].split('"')[0])
+    loaded = int(dom.split('data-loaded="')[1].split('"')[0])
+    assert shown > 10 and loaded == shown
+    png = screenshot(alone, tmp_path / "alone.png", width=1280, height=3200)
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    # the cards' pictures: structured content, not only black boxes
+    dark = (pixels.max(axis=2) < 40).mean()
+    bright = (pixels.min(axis=2) > 200).mean()
+    assert dark > 0.02 and bright > 0.05
+    cards = pixels[pixels.max(axis=2) >= 40]
+    assert len(np.unique(cards // 16, axis=0)) > 50  # many tones: pictures
+
+
+def test_a_thumbnail_past_the_budget_is_a_link_and_the_page_says_so(tmp_path):
+    from biocodes.repository.report import render
+
+    cat = catalogue(tmp_path)
+    for i in range(3):
+        thumb = tmp_path / f"thumbnails/0/id{i}/a b#.png"
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        synth.write_png(thumb, np.full((64, 64), 100 + i, np.uint8))
+    html = render(cat, embed_budget=1)
+    assert html.count("data:image/jpeg") == 1  # the first, then the budget
+    assert "2 thumbnails are links to thumbnails/" in html
+    assert html.count("a%20b%23.png") == 2
 
 
 def big_catalogue(tmp_path, n=100_000):
@@ -228,6 +273,19 @@ def big_catalogue(tmp_path, n=100_000):
     out = tmp_path / "catalogue"
     for name, items in rows.items():
         write_atomic(to_table(name, items), out / f"{name}.parquet")
+    # real thumbnails (256 px, as the views write them) for what the page
+    # shows: the first 500 cards and the duplicate groups' members
+    shown = {i for i in range(500)} | {
+        m
+        for g in sorted(f"exact:{i}" for i in range(0, n, 20))[:30]
+        for m in (int(g[6:]), int(g[6:]) + 1)
+    }
+    for i in sorted(shown):
+        iid = f"{i:016x}"
+        thumb = tmp_path / f"thumbnails/{iid[:2]}/{iid}/scene0.view0.png"
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        pixels = synth.structured_scene((1, 1, 1, 256, 256), "uint8", seed=i)[0, 0, 0]
+        synth.write_png(thumb, pixels)
     return out
 
 
@@ -235,11 +293,15 @@ def big_catalogue(tmp_path, n=100_000):
 def test_report_stays_readable_at_100k_images(tmp_path):
     page = write_report(big_catalogue(tmp_path), tmp_path / "report.html")
     html = page.read_text()
-    assert len(html) < 3_000_000, len(html)
+    # every picture shown is embedded, and the page stays a few MB
+    embedded = html.count('src="data:image/jpeg;base64,')
+    assert embedded == 500 + 60 and "are links to" not in html, embedded
+    print(f"report at 100k images: {len(html) / 1e6:.1f} MB, {embedded} pictures")
+    assert len(html) < 8_000_000, len(html)
     assert "Scenes (first 500 of 100000)" in html
     assert "This run's changes (20,000)" in html
     assert "… and 19,800 more in changes.parquet" in html
-    assert "Failures (3,031)" in html and html.count("in errors.parquet") == 5
+    assert "Failures (3,031 images)" in html and html.count("in errors.parquet") == 5
     assert "Duplicates (5,000 groups)" in html
     assert "… and 4,970 more in duplicates.parquet" in html
     assert "Run history (last 60 of 100 runs)" in html

@@ -150,7 +150,7 @@ def test_report_renders_thumbnails_in_headless_chromium(finished):
     loaded = int(re.search(r'data-loaded="(\d+)"', dom).group(1))
     # every view in the grid, and the duplicate groups' thumbnails
     assert shown >= len(table(tmp, "views")) and loaded == shown
-    assert "corrupt/truncated.ome.tif" in dom and "Failures (1)" in dom
+    assert "corrupt/truncated.ome.tif" in dom and "Failures (1 image)" in dom
     # the run's figures, history, changes, failures and duplicate groups come
     # first: the thumbnails start within the first 2400 px
     png = screenshot(page, tmp / "report.png", height=2400)

@@ -7,6 +7,7 @@ stdout, in input order, so a pipeline sees one line per path.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -420,11 +421,11 @@ def pixhash(paths: tuple[str, ...], algorithm: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("catalogue", type=click.Path(exists=True, file_okay=False))
+@click.argument("catalogue", type=click.Path())
 @click.argument("query")
 @click.option(
     "--max-distance",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="Bits (default: 24 for Data-Code, 8 for ISCC-MIXED and ISCC-IMAGE).",
 )
@@ -446,8 +447,8 @@ def similar(
         matches = search(catalogue_dir(catalogue), query, max_distance)
     except NotACatalogueError as exc:
         _cannot_run(exc)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:  # neither a file nor a code
+        _cannot_run(exc)
     except Exception as exc:
         _cannot_run(_fail(query, exc))
     for m in matches:
@@ -457,11 +458,18 @@ def similar(
             where = f"{m['path']}#scene{m['scene_index']}"
             click.echo(f"{m['distance']:3d} {m['match']:<10} {where}  ({m['query']})")
     if not matches:
+        within = (
+            f"within {max_distance} bits"
+            if max_distance is not None
+            else "within the default distances (identical pixels; 24 bits of "
+            "Data-Code; 8 of ISCC-MIXED and ISCC-IMAGE)"
+        )
+        click.echo(f"biocodes: nothing in the catalogue {within} of {query}", err=True)
         sys.exit(1)
 
 
 @cli.command()
-@click.argument("catalogue", type=click.Path(exists=True, file_okay=False))
+@click.argument("catalogue", type=click.Path())
 @click.option("--sample", type=int, default=None, help="Check N random images only.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample seed.")
 @click.option(
@@ -495,6 +503,8 @@ def verify(
         moved[label] = where
     try:
         results = check(catalogue, sample=sample, roots=moved, seed=seed)
+        first = next(results, None)  # refuses a wrong --root before any note
+        results = itertools.chain([first] if first else [], results)
         failed = unchecked(catalogue)
         if failed and sample is None:
             click.echo(
@@ -564,7 +574,8 @@ def check(codes: TextIO, as_json: bool) -> None:
         )
     if bad:
         click.echo(
-            f"biocodes: WARNING: {bad} line(s) of {name} hold no code (failed "
+            f"biocodes: WARNING: {bad} {_plural(bad, 'line')} of {name} "
+            f"{'holds' if bad == 1 else 'hold'} no code (failed "
             "files or other text); skipped",
             err=True,
         )

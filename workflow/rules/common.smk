@@ -1,21 +1,34 @@
 # Input functions and config handling. The manifest is never loaded here:
 # every SLURM job re-parses this file.
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from biocodes.repository.config import ConfigError, check_config, settle_roots
+from biocodes.repository.config import (
+    ConfigError,
+    check_config,
+    settle_results,
+    settle_roots,
+)
+from biocodes.repository.cluster import with_log_directory
 from biocodes.repository.layout import shard_count
+
+
+def _refuse(exc):
+    """A config mistake: its one line, no traceback, exit status 1."""
+    print(str(exc), file=sys.stderr)
+    sys.exit(1)
+
 
 # one line naming the key, not Snakemake's dump of the whole schema
 try:
     check_config(config, Path(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    validate(config, schema="../schemas/config.schema.yaml")  # fills in defaults
+    RESULTS = settle_results(config)
 except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
-validate(config, schema="../schemas/config.schema.yaml")  # fills in defaults
-
-RESULTS = config["results"]
+    _refuse(exc)
 # written by the merge, retired by a successful run: see catalogue.smk
 RUN_STAMP = f"{RESULTS}/run.json"
 # a fixed `shards`, or a power of two following the last run's image count
@@ -30,7 +43,7 @@ def _roots():
     try:
         return settle_roots(config, workflow.config_settings.overwrite_config)
     except ConfigError as exc:
-        raise WorkflowError(str(exc)) from None
+        _refuse(exc)
 
 
 ROOTS = _roots()

@@ -19,7 +19,7 @@ rule fingerprint:
         shard=lambda wc: int(wc.shard),
         state=lambda wc: f"{RESULTS}/state/{wc.shard}",
         thumbnails=f"{RESULTS}/thumbnails",
-        cluster=config["cluster"],
+        cluster=with_log_directory(config["cluster"], os.path.abspath(RESULTS)),
         simprints=config["simprints"],
         views=config["views"],
         recheck=config["incremental"].get("recheck", False),

@@ -27,5 +27,8 @@ checkpoint manifest:
         views=config["views"],
         thumbnails=f"{RESULTS}/thumbnails",
         recheck=config["incremental"].get("recheck", False),
+        settle=config["incremental"].get("settle_seconds"),
+        # the example is generated just before it is read: no settle time
+        settle_exempt=[config["example"]["root"]] if example_marker() else [],
     script:
         "../scripts/manifest.py"

@@ -4,7 +4,11 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from biocodes.infra.limits import Limits
 from biocodes.repository.catalogue import skipped_files
-from biocodes.repository.manifest import build_manifest, describe_skipped
+from biocodes.repository.manifest import (
+    build_manifest,
+    describe_skipped,
+    settle_seconds,
+)
 from biocodes.repository.shard import write_shard_manifests
 from biocodes.views.build import view_options
 
@@ -18,6 +22,8 @@ rows = build_manifest(
     p.manifest_file,
     p.follow_symlinks,
     Limits.from_config(p.limits),
+    settle_seconds({"settle_seconds": p.settle}),
+    p.settle_exempt,
 )
 print(
     f"manifest: {rows} image{'' if rows == 1 else 's'} in {p.shards} "

@@ -42,6 +42,50 @@ def display_path(path: str | bytes | os.PathLike) -> str:
     )
 
 
+#: where a message turns into a reader's internals: a repr (``<TiffTag 270
+#: @70>``), an exception's constructor (``TiffFileError('...')``), "raised"
+_INTERNALS = re.compile(r"<[^<>]*>|\b\w+(Error|Exception)\(|\braised\b|Traceback")
+
+
+def short_cause(message: str | None, path: str | None = None) -> str:
+    """A failure's cause in words for a summary line or the report: the
+    message without the path it starts with and without the reader's
+    internals that may follow the cause (those stay in the catalogue's
+    ``errors.message`` and the logs)."""
+    text = message or ""
+    if path and text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    clauses = text.split(": ")
+    for i, clause in enumerate(clauses[1:], 1):
+        if _INTERNALS.search(clause):
+            return ": ".join(clauses[:i])
+    return text
+
+
+def undisplay_path(text: str) -> str:
+    """The OS's name for a path :func:`display_path` printed: ``\\xNN``,
+    ``\\uNNNN``, ``\\n``, ``\\r``, ``\\t`` turned back into what they
+    stand for (bytes that are not UTF-8 as those bytes). Used only when the
+    text as given names nothing: a literal backslash in a name is ambiguous."""
+    import re
+
+    back = {v: k for k, v in _ESCAPES.items()}
+
+    def one(tok: str) -> bytes:
+        if tok in back:
+            return back[tok].encode()
+        if tok.startswith("\\x"):
+            return bytes([int(tok[2:], 16)])
+        return chr(int(tok[2:], 16)).encode("utf-8", "surrogatepass")
+
+    parts = re.split(r"(\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\\[nrt])", text)
+    raw = b"".join(
+        one(p) if i % 2 else p.encode("utf-8", "surrogateescape")
+        for i, p in enumerate(parts)
+    )
+    return os.fsdecode(raw)
+
+
 class BiocodeError(Exception):
     """A problem with one input: what happened, to which file, and why."""
 

@@ -180,7 +180,8 @@ def run_figures(
 ) -> dict[str, int]:
     """The ``runs`` counts, from Arrow columns. Per-run figures count this
     run only: images read, re-hashed and reused (from the shards' counts),
-    the changes (added, changed, touched, removed, failed), and the scenes
+    the changes (added, changed, touched, recovered, removed, failed: new
+    failures, still_failing: known ones), and the scenes
     and pixel bytes read (images whose rows this run wrote). Catalogue totals
     after the run are ``images``, ``images_ok``, ``images_error``,
     ``images_removed_total``, ``scenes`` and ``bytes_total``.
@@ -198,7 +199,8 @@ def run_figures(
 
     status, kinds = images["status"], change_rows["change"]
     total = {
-        k: sum(c.get(k, 0) for c in counts) for k in ("read", "rehashed", "reused")
+        k: sum(c.get(k, 0) for c in counts)
+        for k in ("read", "rehashed", "reused", "in_progress", "refused")
     }
     live = pc.fill_null(pc.equal(scenes["status"], "ok"), False)
     read_now = pc.filter(images["image_id"], pc.equal(images["run_id"], run_id))
@@ -211,11 +213,15 @@ def run_figures(
         "images_read": total["read"],
         "images_rehashed": total["rehashed"],
         "images_reused": total["reused"],
+        "images_in_progress": total["in_progress"],
+        "images_refused": total["refused"],
         "images_added": count(kinds, "added"),
         "images_changed": count(kinds, "changed"),
         "images_touched": count(kinds, "touched"),
         "images_removed": count(kinds, "removed"),
         "images_failed": count(kinds, "failed"),
+        "images_recovered": count(kinds, "recovered"),
+        "images_still_failing": count(kinds, "still_failing"),
         "scenes": int(pc.sum(live).as_py() or 0),
         "scenes_read": int(pc.sum(read).as_py() or 0),
         "bytes_hashed": total_bytes(read),
@@ -254,6 +260,7 @@ def merge_run(
         SCENE_COLUMNS,
         carry,
         changes_table,
+        failing_since,
     )
 
     out = Path(out_dir)
@@ -278,10 +285,16 @@ def merge_run(
     inputs = merge_inputs(state_dirs, config)
     same = _unchanged(out, inputs)
     columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
+    failures = before(
+        "changes",
+        ["run_id", "image_id", "change", "failing_since"],
+        pc.field("change").isin(["failed", "still_failing"]),
+    )
     change_rows, gone = changes_table(
         {n: before(n, c) for n, c in columns.items()},
         {n: states(n, c) for n, c in columns.items()},
         run_id,
+        failing_since(failures),
     )
     dup = config.get("duplicates", {})
     with atomic_dir(out_dir, keep=3) as new:
@@ -538,22 +551,43 @@ def _n(count: int, noun: str) -> str:
 
 
 def summary(catalogue_dir: str | os.PathLike) -> str:
-    """A few lines for the end of a run: counts, failures, where the tables are."""
+    """A few lines for the end of a run: counts, failures (the cause in
+    words; the reader's own message is in errors.parquet and the logs),
+    where the tables are."""
+    import pyarrow.compute as pc
+
+    from biocodes.infra.errors import short_cause
+
     out = Path(catalogue_dir)
     run = pq.read_table(out / "runs.parquet").to_pylist()[-1]
     errors = pq.read_table(out / "errors.parquet").slice(0, 21).to_pylist()
     failed = pq.read_metadata(out / "errors.parquet").num_rows
+    from biocodes.repository.report import failing_images
+
+    failing = failing_images(out)
+    partial = f", {failing[1]} ok but with a failed scene" if failing[1] else ""
+
+    def n(key: str) -> int:
+        return int(run.get(key) or 0)
+
     lines = [
         f"biocodes run {run['run_id']}: {_n(run['images'], 'image')} "
-        f"({run['images_ok']} ok, {run['images_error']} failed), "
+        f"({run['images_ok']} ok, {run['images_error']} failed{partial}), "
         f"{_n(run['scenes'], 'scene')} in the catalogue",
-        f"  this run: pixels read for {_n(run['images_read'], 'image')} "
-        f"({_n(run['scenes_read'], 'scene')}, {run['bytes_hashed'] / 1e6:,.1f} MB), "
-        f"{run['images_rehashed']} re-hashed as files, "
-        f"{run['images_reused']} unchanged; "
-        f"{run['images_added']} added, {run['images_changed']} changed, "
+        f"  this run: pixels read for {_n(n('images_read'), 'image')} "
+        f"({_n(n('scenes_read'), 'scene')}, {n('bytes_hashed') / 1e6:,.1f} MB), "
+        f"{n('images_rehashed')} re-hashed as files and unchanged, "
+        f"{n('images_reused')} unchanged (not opened), "
+        f"{n('images_in_progress')} in progress (still being written: left for "
+        f"a later run), {n('images_refused')} refused at the scan",
+        f"  changes: {run['images_added']} added, {run['images_changed']} changed, "
         f"{run['images_touched']} touched, {run['images_removed']} removed, "
-        f"{run['images_failed']} failed",
+        f"{run['images_failed']} failed"
+        + "".join(
+            f", {n(f'images_{k}')} {k.replace('_', ' ')}"
+            for k in ("still_failing", "recovered")
+            if n(f"images_{k}")
+        ),
     ]
     if run["files_skipped"]:
         lines.append(
@@ -565,9 +599,25 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
             f"  code versions changed since the last run: "
             f"{run['versions_changed']} (images re-read)"
         )
-    lines += [
-        f"  failed: {e['path']}: {e['error_type']}: {e['message']}" for e in errors[:20]
-    ]
+    known = {
+        c["image_id"]: c["failing_since"]
+        for c in read_table(
+            out / "changes.parquet",
+            "changes",
+            ["run_id", "image_id", "change", "failing_since"],
+            (pc.field("run_id") == run["run_id"])
+            & (pc.field("change") == "still_failing"),
+        ).to_pylist()
+    }
+
+    def failed_line(e: dict) -> str:
+        since = known.get(e["image_id"], "")
+        head = f"still failing (since run {since})" if since else "failed"
+        scene = "" if e["scene_index"] is None else f" (scene {e['scene_index']})"
+        why = short_cause(e["message"], e["path"])
+        return f"  {head}: {e['path']}{scene}: {e['error_type']}: {why}"
+
+    lines += [failed_line(e) for e in errors[:20]]
     if failed > 20:
         lines.append(f"  ... and {failed - 20} more in errors.parquet")
     lines.append(f"catalogue: {os.path.abspath(out)}/{{{','.join(TABLES)}}}.parquet")

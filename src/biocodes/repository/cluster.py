@@ -11,6 +11,21 @@ from contextlib import contextmanager
 from typing import Any
 
 
+def with_log_directory(cfg: Mapping[str, Any], results: str) -> dict[str, Any]:
+    """The cluster settings with SLURM worker job logs under
+    ``<results>/logs/slurm`` when ``slurm.log_directory`` is unset: sbatch
+    would otherwise write ``slurm-N.out`` into the directory the job was
+    submitted from (the checkout)."""
+    import os
+
+    out = dict(cfg)
+    slurm = dict(out.get("slurm") or {})
+    if not slurm.get("log_directory"):
+        slurm["log_directory"] = os.path.join(results, "logs", "slurm")
+    out["slurm"] = slurm
+    return out
+
+
 @contextmanager
 def dask_client(cfg: Mapping[str, Any], threads: int = 1) -> Iterator[Any]:
     """A dask client for cfg['kind']: local, slurm or scheduler_file."""

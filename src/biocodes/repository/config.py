@@ -47,10 +47,75 @@ def check_config(config: Mapping[str, Any], schema_file: str | os.PathLike) -> N
                 f"config: unknown key {key!r}{hint} (allowed in "
                 f"{where}: {', '.join(allowed)})"
             )
+    if error.validator == "type" and where == "roots":
+        raise ConfigError(
+            "config: roots must name each directory with a label, e.g. "
+            "'roots: {lab: /data/lab}' (a mapping, not a list)"
+        )
     message = " ".join(error.message.split())
     if len(message) > 200:
         message = message[:200] + "..."
     raise ConfigError(f"config: {where}: {message}")
+
+
+def expand_path(value: str, key: str) -> str:
+    """``~`` and ``$VAR``/``${VAR}`` expanded in a local path (a URL is left
+    as it is); a variable that is not set is a :class:`ConfigError`."""
+    import re
+
+    from biocodes.infra.remote import is_remote
+
+    if is_remote(value):
+        return value
+    out = os.path.expandvars(os.path.expanduser(value))
+    unset = re.search(r"\$\{?(\w+)", out)
+    if unset:
+        raise ConfigError(
+            f"config: {key}: {value!r} uses the environment variable "
+            f"{unset.group(1)}, which is not set"
+        )
+    return out
+
+
+def settle_results(config: dict[str, Any]) -> str:
+    """``results`` with ``~`` and environment variables expanded (in place)."""
+    config["results"] = expand_path(str(config["results"]), "results")
+    return config["results"]
+
+
+def _inside(path: str, parent: str) -> bool:
+    """Whether ``path`` is ``parent`` or lies under it (symlinks resolved)."""
+    path, parent = os.path.realpath(path), os.path.realpath(parent)
+    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def check_overlaps(roots: Mapping[str, str], results: str | None) -> None:
+    """Refuse roots that overlap (their common images would be catalogued
+    twice) and a results folder inside a root (its thumbnails would be
+    catalogued as images), in one line naming both paths."""
+    from biocodes.infra.remote import is_remote
+
+    local = sorted((k, v) for k, v in roots.items() if not is_remote(v))
+    for i, (a, pa) in enumerate(local):
+        for b, pb in local[i + 1 :]:
+            if _inside(pa, pb) or _inside(pb, pa):
+                inner, outer = (
+                    ((a, pa), (b, pb)) if _inside(pa, pb) else ((b, pb), (a, pa))
+                )
+                raise ConfigError(
+                    f"config: roots.{inner[0]} ({inner[1]}) lies inside "
+                    f"roots.{outer[0]} ({outer[1]}): its images would be "
+                    "catalogued twice; keep one of them"
+                )
+    if results is None:
+        return
+    for k, v in local:
+        if _inside(results, v):
+            raise ConfigError(
+                f"config: results ({os.path.abspath(results)}) lies inside "
+                f"roots.{k} ({v}): the run's own thumbnails would be catalogued "
+                "as images; put results outside the roots"
+            )
 
 
 def settle_roots(
@@ -86,6 +151,7 @@ def settle_roots(
     from biocodes.infra.remote import is_remote
 
     for k, root in roots.items():
+        root = roots[k] = expand_path(str(root), f"roots.{k}")
         if not is_remote(root):
             roots[k] = os.path.normpath(os.path.join(os.path.abspath(workdir), root))
         made_here = generated and k == label  # the example, generated first
@@ -99,5 +165,9 @@ def settle_roots(
             f"config: example.generate is true but example.root {label!r} is not "
             f"one of roots ({', '.join(roots)})"
         )
+    results = config.get("results")
+    if results is not None:
+        results = os.path.join(os.path.abspath(workdir), str(results))
+    check_overlaps(roots, results)
     config["roots"] = roots
     return roots

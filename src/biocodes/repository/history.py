@@ -2,10 +2,16 @@
 
 Images that disappear keep their rows with ``status=removed``; every run adds
 one ``changes`` row per image added, changed, touched (new mtime, same bytes),
-removed or failed, or whose zarr store now holds a different number of its
-chunks with the same codes (``chunks_absent``: the store was rewritten with or
-without its all-fill chunks, or lost chunks that held only the fill value).
-Unchanged images are not listed.
+recovered, removed, failed (a new failure) or still failing (a known one,
+with the run it first failed in), or whose zarr store now holds a different
+number of its chunks with the same codes (``chunks_absent``: the store was
+rewritten with or without its all-fill chunks, or lost chunks that held only
+the fill value). Unchanged images are not listed.
+
+``recovered`` is a repair, not a pixel change: an image that failed (or had
+a scene without a code, such as a plate's field with a missing chunk) and
+now reads, with every code it had before unchanged. ``codes_changed`` is
+kept for codes that changed from one code to another.
 
 Both are computed on whole Arrow tables (joins and column comparisons), never
 row by row: the merge runs every night over the whole catalogue.
@@ -36,11 +42,13 @@ def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
 
 def _scenes_differ(
     previous: pa.Table, current: pa.Table, prev_ids: pa.Array
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per previous image (by position in ``prev_ids``): whether its scenes
-    (count, or code at some scene index) differ in ``current``. Strings are
-    turned into integer positions once (``index_in``); the comparison is
-    numpy sorts and searches, not a join."""
+    (count, or code at some scene index) differ in ``current``; whether a
+    scene that had a code lost it or has another one now (``lost``); and
+    whether it had a scene without a code (``gaps``). Strings are turned into
+    integer positions once (``index_in``); the comparison is numpy sorts and
+    searches, not a join."""
     n = len(prev_ids)
 
     def positions(scenes: pa.Table) -> np.ndarray:
@@ -59,18 +67,43 @@ def _scenes_differ(
     cidx = current["scene_index"].to_numpy().astype(np.int64)
     pkey, ckey = (ppos << 32) | pidx, (cpos << 32) | cidx
     pcode, ccode = code_ids(previous), code_ids(current)
-    mine = cpos >= 0
+    mine, known = cpos >= 0, ppos >= 0
     ckey, ccode, cpos = ckey[mine], ccode[mine], cpos[mine]
-    differ = np.bincount(ppos[ppos >= 0], minlength=n) != np.bincount(cpos, minlength=n)
-    order = np.argsort(pkey, kind="stable")
-    pkey, pcode = pkey[order], pcode[order]
-    at = np.minimum(np.searchsorted(pkey, ckey), max(0, len(pkey) - 1))
-    if len(pkey):
-        bad = (pkey[at] != ckey) | (pcode[at] != ccode)
-    else:
-        bad = np.ones(len(ckey), dtype=bool)
-    differ[cpos[bad]] = True
-    return differ
+    differ = np.bincount(ppos[known], minlength=n) != np.bincount(cpos, minlength=n)
+
+    def unmatched(
+        keys: np.ndarray, codes: np.ndarray, other_keys: np.ndarray, other: np.ndarray
+    ) -> np.ndarray:
+        """Which (key, code) pairs have no equal pair among the others."""
+        order = np.argsort(other_keys, kind="stable")
+        other_keys, other = other_keys[order], other[order]
+        if not len(other_keys):
+            return np.ones(len(keys), dtype=bool)
+        at = np.minimum(np.searchsorted(other_keys, keys), len(other_keys) - 1)
+        return (other_keys[at] != keys) | (other[at] != codes)
+
+    differ[cpos[unmatched(ckey, ccode, pkey, pcode)]] = True
+    coded = known & (pcode >= 0)  # every scene that had a code keeps it
+    missing = unmatched(pkey[coded], pcode[coded], ckey, ccode)
+    lost = np.bincount(ppos[coded][missing], minlength=n) > 0
+    gaps = np.bincount(ppos[known & (pcode == -2)], minlength=n) > 0
+    return differ, lost, gaps
+
+
+def failing_since(previous_changes: pa.Table) -> pa.Table:
+    """Per image whose latest ``failed``/``still_failing`` row is in
+    ``previous_changes`` (columns ``run_id``, ``image_id``, ``change``,
+    ``failing_since``): the run it first failed in, in this spell of
+    failures. Rows from before ``failing_since`` existed count from their own
+    run."""
+    t = previous_changes.filter(
+        pc.is_in(previous_changes["change"], pa.array(["failed", "still_failing"]))
+    )
+    since = pc.coalesce(t["failing_since"], t["run_id"])
+    t = pa.table({"image_id": t["image_id"], "run_id": t["run_id"], "since": since})
+    t = t.sort_by([("image_id", "ascending"), ("run_id", "ascending")])
+    last = t.group_by("image_id", use_threads=False).aggregate([("since", "last")])
+    return last.rename_columns(["image_id", "failing_since"])
 
 
 def _absent_changed(
@@ -103,11 +136,15 @@ def _absent_changed(
 
 
 def changes_table(
-    previous: dict[str, pa.Table], current: dict[str, pa.Table], run_id: str
+    previous: dict[str, pa.Table],
+    current: dict[str, pa.Table],
+    run_id: str,
+    failures: pa.Table | None = None,
 ) -> tuple[pa.Table, pa.Array]:
     """``changes`` rows for this run (unsorted), and the ids of the images
     that are gone (see :func:`carry`). Only :data:`IMAGE_COLUMNS` and
-    :data:`SCENE_COLUMNS` of the ``images`` and ``scenes`` tables are used.
+    :data:`SCENE_COLUMNS` of the ``images`` and ``scenes`` tables are used;
+    ``failures`` (see :func:`failing_since`) dates the known failures.
     Images are matched by position (``index_in``), never by a row loop or a
     string join, so a million images cost seconds and little memory."""
     from biocodes.repository.tables import SCHEMAS
@@ -120,36 +157,73 @@ def changes_table(
     def before(column: str) -> pa.Array:
         return prev_images[column].take(pos)
 
+    def mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        return array.fill_null(False).to_numpy(zero_copy_only=False)
+
     status = before("status")
-    known = pc.and_kleene(pc.is_valid(status), pc.not_equal(status, "removed"))
-    known = known.fill_null(False).to_numpy(zero_copy_only=False)
-    scenes_differ = _scenes_differ(previous["scenes"], current["scenes"], prev_ids)
+    known = mask(pc.and_kleene(pc.is_valid(status), pc.not_equal(status, "removed")))
+    differ, lost, gaps = _scenes_differ(previous["scenes"], current["scenes"], prev_ids)
     at = pos.fill_null(0).to_numpy(zero_copy_only=False)
-    same_scenes = ~scenes_differ[at] if len(scenes_differ) else np.zeros(len(at), bool)
+    if not len(differ):  # no previous image: nothing is the same
+        differ, lost, gaps = np.ones(1, bool), np.ones(1, bool), np.zeros(1, bool)
+    same_scenes = ~differ[at]
     previous_code = before("iscc_code")
     same_code = _same(previous_code, cur["iscc_code"])
     codes_changed = ~(known & same_code & same_scenes)
     moved = ~(
         _same(before("size"), cur["size"]) & _same(before("mtime_ns"), cur["mtime_ns"])
     )
-    failed = pc.equal(cur["status"], "error").to_numpy(zero_copy_only=False)
+    failed = mask(pc.equal(cur["status"], "error"))
+    failed_before = known & mask(pc.equal(status, "error"))
+    # a repair: it failed (or lacked a scene's code) and reads now, every
+    # code it had kept: not a pixel change
+    recovered = known & (failed_before | gaps[at]) & ~lost[at] & codes_changed
     absent = _absent_changed(previous["scenes"], current["scenes"], prev_ids)
     absent_changed = absent[at] & known if len(absent) else np.zeros(len(at), bool)
     change = np.select(
-        [failed, ~known, codes_changed, absent_changed, moved],
-        ["failed", "added", "changed", "chunks_absent", "touched"],
+        [
+            failed & failed_before,
+            failed,
+            ~known,
+            recovered,
+            codes_changed,
+            absent_changed,
+            moved,
+        ],
+        [
+            "still_failing",
+            "failed",
+            "added",
+            "recovered",
+            "changed",
+            "chunks_absent",
+            "touched",
+        ],
         "",
     )
+    codes_changed &= change == "changed"
     noted = change != ""
     pick = pa.array(noted)
     t = cur.filter(pick)
+    kinds = pa.array(change[noted], pa.string())
+    since = pa.nulls(t.num_rows, pa.string())
+    if failures is not None and failures.num_rows:
+        where = pc.index_in(t["image_id"], value_set=failures["image_id"])
+        since = failures["failing_since"].combine_chunks().take(where)
+    since = pc.if_else(
+        pc.equal(kinds, "failed"),
+        pa.scalar(run_id),
+        pc.if_else(
+            pc.equal(kinds, "still_failing"), since, pa.scalar(None, pa.string())
+        ),
+    )
     rows = pa.table(
         {
             "run_id": pa.array([run_id] * t.num_rows, pa.string()),
             "image_id": t["image_id"],
             "root": t["root"],
             "path": t["path"],
-            "change": pa.array(change[noted], pa.string()),
+            "change": kinds,
             "codes_changed": pa.array(codes_changed[noted]),
             "previous_iscc_code": pc.if_else(
                 pa.array(known), previous_code, pa.scalar(None, pa.string())
@@ -158,6 +232,7 @@ def changes_table(
             "error": pc.if_else(
                 pa.array(failed[noted]), t["error"], pa.scalar(None, pa.string())
             ),
+            "failing_since": since,
         },
         schema=schema,
     )
@@ -176,6 +251,7 @@ def changes_table(
             "previous_iscc_code": newly["iscc_code"],
             "iscc_code": pa.array([None] * newly.num_rows, pa.string()),
             "error": pa.array([None] * newly.num_rows, pa.string()),
+            "failing_since": pa.nulls(newly.num_rows, pa.string()),
         },
         schema=schema,
     )

@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from biocodes.infra.errors import (
     BiocodeError,
+    EmptyImageError,
     OutsideRootsError,
     UnreadableError,
     display_path,
@@ -148,6 +150,9 @@ def _row(
         try:
             where = Location.plain(full, limits) if plain else locate(full, limits)
             size, mtime = where.state()
+            if size == 0 and not is_store and os.path.isfile(full):
+                # refused here, as a bad symlink is: nothing to open
+                why = EmptyImageError(full, "file is empty (0 bytes)", stage="scan")
         except BiocodeError as exc:
             why = exc
         except OSError as exc:
@@ -300,9 +305,10 @@ def describe_skipped(skipped: Mapping[str, int]) -> str:
     by = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{suffix} {n}" for suffix, n in by[:20])
     more = f", ... {len(by) - 20} more suffixes" if len(by) > 20 else ""
+    total = sum(skipped.values())
     return (
-        f"skipped: {sum(skipped.values())} files not in include or excluded "
-        f"(by suffix: {shown}{more})"
+        f"skipped: {total} file{'' if total == 1 else 's'} not in include or "
+        f"excluded (by suffix: {shown}{more})"
     )
 
 
@@ -435,7 +441,24 @@ MANIFEST_SCHEMA_FIELDS = (
     ("error", "string"),
     ("error_type", "string"),
     ("members", "string"),
+    ("in_progress", "bool_"),
 )
+
+#: ``incremental.settle_seconds`` when the config leaves it out: an hour, so
+#: a file a microscope (or a copy) wrote to in the last hour, or a store
+#: still gaining chunks, is left for a later night (as OMERO's DropBox waits
+#: for a quiet file). BIOCODES_SETTLE_SECONDS overrides this default (the
+#: tests, a demo on files just written); a value in the config wins over both.
+SETTLE_SECONDS = 3600
+
+
+def settle_seconds(incremental: Mapping[str, Any] | None) -> int:
+    """The settle time a run uses: the config's, else the environment's,
+    else :data:`SETTLE_SECONDS`."""
+    given = (incremental or {}).get("settle_seconds")
+    if given is None:
+        given = os.environ.get("BIOCODES_SETTLE_SECONDS", SETTLE_SECONDS)
+    return max(0, int(given))
 
 
 def build_manifest(
@@ -447,10 +470,20 @@ def build_manifest(
     manifest_file: str | None = None,
     follow_symlinks: bool = False,
     limits: Limits | None = None,
+    settle: int = 0,
+    settle_exempt: Sequence[str] = (),
 ) -> int:
     """Scan (or read the user's list) and write the manifest Parquet
-    atomically, stamped with the run and the skipped files by suffix."""
+    atomically, stamped with the run and the skipped files by suffix.
+
+    An image whose newest mtime (a store's newest file, a fileset's newest
+    member) is less than ``settle`` seconds old is marked ``in_progress``:
+    it may still be being written, so this run keeps its previous rows (or
+    leaves a new one out) and a later run reads it once it has settled.
+    Roots in ``settle_exempt`` (the example, generated just before) are
+    read at once."""
     import json
+    import time
 
     import pyarrow as pa
 
@@ -462,8 +495,15 @@ def build_manifest(
         if manifest_file
         else scan(roots, shards, include, exclude, follow_symlinks, limits, skipped)
     )
+    recent = time.time_ns() - settle * 10**9
     for r in rows:
         r["abspath"] = os.fsencode(r["abspath"])
+        r["in_progress"] = (
+            bool(settle)
+            and r["error"] is None
+            and r["root"] not in settle_exempt
+            and r["mtime_ns"] > recent
+        )
     schema = pa.schema([(n, getattr(pa, t)()) for n, t in MANIFEST_SCHEMA_FIELDS])
     table = pa.Table.from_pylist(rows, schema=schema)
     meta = {**new_run(), "skipped": json.dumps(dict(sorted(skipped.items())))}

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
+
+from biocodes.infra.errors import short_cause
 
 CSS = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
@@ -44,6 +46,7 @@ tr.integrity td{background:#ffd6d6}
 .kind{display:inline-block;min-width:72px;padding:1px 6px;border-radius:4px;
  background:#e8e8e8;font-size:12px}
 .kind.changed{background:#ffe3a8}.kind.failed{background:#ffd6d6}
+.kind.still_failing{background:#f3e0e0}.kind.recovered{background:#d3f5d3}
 .kind.added{background:#d6f5dc}.kind.removed{background:#ddd}
 .group{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;
  margin:0 0 8px}
@@ -72,11 +75,88 @@ SERIES = (
     ("bytes_hashed", "pixels read", "#8a3ffc", 1e6, " MB"),
 )
 #: change kinds in the order a reader wants them
-KINDS = ("changed", "failed", "chunks_absent", "removed", "added", "touched")
+KINDS = (
+    "changed",
+    "failed",
+    "still_failing",
+    "recovered",
+    "chunks_absent",
+    "removed",
+    "added",
+    "touched",
+)
 
 
 def _img(src: str, alt: str, cls: str = "") -> str:
-    return f'<img src="{quote(src)}" alt="{escape(alt)}" class="{cls}" loading="eager">'
+    src = src if src.startswith("data:") else quote(src)
+    return f'<img src="{src}" alt="{escape(alt)}" class="{cls}" loading="eager">'
+
+
+#: bytes of embedded pictures one page may hold. The page shows at most
+#: ``max_scenes`` cards (500) and a few duplicate groups whatever the
+#: repository's size, each picture a small JPEG at the size it is shown
+#: (about 2-8 kB), so about 5 MB at 100k images; past the budget a picture
+#: is a link to results/thumbnails and the page says where to open it
+EMBED_BUDGET = 16_000_000
+
+
+class Embedder:
+    """Thumbnails as small ``data:`` URIs, so the page works copied alone
+    (e-mailed, moved): each is scaled to the size it is shown at and
+    encoded as JPEG (deterministic). Past ``budget`` bytes, or for a file
+    that is not there, the relative link is kept and counted."""
+
+    def __init__(self, results_dir: Path, budget: int = EMBED_BUDGET) -> None:
+        self.results_dir = results_dir
+        self.budget = budget
+        self.used = 0
+        self.linked = 0
+        self._done: dict[tuple[str, int], str] = {}
+
+    def __call__(self, rel: str, px: int) -> str:
+        key = (rel, px)
+        if key not in self._done:
+            self._done[key] = self._encode(rel, px)
+        return self._done[key]
+
+    def _encode(self, rel: str, px: int) -> str:
+        import base64
+        import io
+
+        from PIL import Image
+
+        if self.used >= self.budget:
+            self.linked += 1
+            return rel
+        try:
+            with Image.open(self.results_dir / rel) as im:
+                im.thumbnail((px, px), Image.Resampling.LANCZOS)
+                if im.mode not in ("L", "RGB"):
+                    im = im.convert("RGB")
+                buf = io.BytesIO()
+                im.save(buf, "JPEG", quality=80, optimize=True)
+        except (OSError, ValueError):  # gone, or not a picture
+            self.linked += 1
+            return rel
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        self.used += len(data)
+        return f"data:image/jpeg;base64,{data}"
+
+    def note(self) -> str:
+        """What the page says when some pictures are links."""
+        if not self.linked:
+            return ""
+        return (
+            f'<p class="more">{_count(self.linked, "thumbnail")} '
+            f"{'is a link' if self.linked == 1 else 'are links'} to "
+            f"thumbnails/ (past the page's {self.budget / 1e6:.0f} MB budget, "
+            "or not found): open this page from its results folder to see "
+            "them.</p>"
+        )
+
+
+def _link(rel: str, px: int) -> str:
+    return rel
 
 
 def _more(shown: int, total: int, where: str) -> str:
@@ -85,17 +165,19 @@ def _more(shown: int, total: int, where: str) -> str:
     return f'<p class="more">… and {total - shown:,} more in {escape(where)}</p>'
 
 
-def _card(scene: dict, views: list[dict]) -> str:
+def _card(scene: dict, views: list[dict], embed: Callable = _link) -> str:
     title = f"{scene['path']} · scene {scene['scene_index']}"
     first = next((v for v in views if v.get("thumbnail")), None)
     picture = (
-        _img(first["thumbnail"], title) if first else '<div class="noimg">no view</div>'
+        _img(embed(first["thumbnail"], 200), title)
+        if first
+        else '<div class="noimg">no view</div>'
     )
     dims = "×".join(
         str(scene[k]) for k in ("size_t", "size_c", "size_z", "size_y", "size_x")
     )
     small = "".join(
-        _img(v["thumbnail"], f"{v['strategy']} {v['iscc_image']}")
+        _img(embed(v["thumbnail"], 48), f"{v['strategy']} {v['iscc_image']}")
         for v in views[1:]
         if v.get("thumbnail")
     )
@@ -117,6 +199,12 @@ def _n(value: object) -> int:
     return int(value or 0)
 
 
+def _count(value: object, noun: str) -> str:
+    """``1 scene``, ``2 scenes``, ``1,000 groups``: the report is read by people."""
+    n = _n(value)
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _when(value: object) -> str:
     """A run time as text: timestamps (or old catalogues' ISO strings)."""
     if value is None:
@@ -125,25 +213,44 @@ def _when(value: object) -> str:
     return text.replace("+00:00", "Z")
 
 
+def _removed(run: dict) -> str:
+    """The removed images the catalogue keeps: this run's and earlier ones."""
+    now = _n(run.get("images_removed"))
+    earlier = _n(run.get("images_removed_total")) - now
+    text = f"{earlier:,} removed earlier"
+    return f"{now:,} removed in this run, {text}" if now else text
+
+
 def _summary(run: dict) -> list[str]:
     this_run = [
         ("run", run["run_id"]),
         ("started / finished", f"{_when(run['started'])} / {_when(run['finished'])}"),
         (
             "pixels read",
-            f"{_n(run['images_read']):,} images, {_n(run.get('scenes_read')):,} "
-            f"scenes, {_n(run['bytes_hashed']) / 1e6:,.1f} MB",
+            f"{_count(run['images_read'], 'image')}, "
+            f"{_count(run.get('scenes_read'), 'scene')}, "
+            f"{_n(run['bytes_hashed']) / 1e6:,.1f} MB",
         ),
         (
-            "re-hashed as files / unchanged",
+            "re-hashed as files and unchanged / unchanged (not opened)",
             f"{_n(run['images_rehashed']):,} / {_n(run['images_reused']):,}",
+        ),
+        (
+            "refused at the scan (0-byte, bad symlink)",
+            f"{_n(run.get('images_refused')):,}",
+        ),
+        (
+            "in progress (still being written, left for a later run)",
+            f"{_n(run.get('images_in_progress')):,}",
         ),
         (
             "changes",
             ", ".join(
                 f"{_n(run.get(f'images_{k}')):,} {k}"
                 for k in ("added", "changed", "touched", "removed", "failed")
-            ),
+            )
+            + f", {_n(run.get('images_still_failing')):,} still failing, "
+            f"{_n(run.get('images_recovered')):,} recovered",
         ),
         ("files skipped (include/exclude)", f"{_n(run.get('files_skipped')):,}"),
     ]
@@ -152,7 +259,7 @@ def _summary(run: dict) -> list[str]:
             "images",
             f"{_n(run['images']):,} ({_n(run['images_ok']):,} ok, "
             f"{_n(run['images_error']):,} failed, "
-            f"{_n(run.get('images_removed_total')):,} removed earlier)",
+            f"{_removed(run)})",
         ),
         ("scenes", f"{_n(run['scenes']):,}"),
         ("pixels", f"{_n(run.get('bytes_total')) / 1e6:,.1f} MB"),
@@ -252,7 +359,7 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
     for c in changes:
         counts[c["change"]] = counts.get(c["change"], 0) + 1
     integrity = [c for c in changes if c["change"] == "changed" and c["codes_changed"]]
-    head = ", ".join(f"{n:,} {k}" for k, n in counts.items())
+    head = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in counts.items())
     parts = [f"<h2>This run's changes ({len(changes):,})</h2><p>{head}</p>"]
     if integrity and walk_change:
         parts.append(
@@ -264,13 +371,16 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
         integrity = []
     if integrity:
         parts.append(
-            f'<div class="alert"><b>{len(integrity):,} image(s) have new pixel '
-            "codes</b> under the same name: a re-acquisition, an edit, or an "
+            f'<div class="alert"><b>{_count(len(integrity), "image")} '
+            f"{'has' if len(integrity) == 1 else 'have'} new pixel codes</b> "
+            "under the same name: a re-acquisition, an edit, or an "
             "integrity problem (silent corruption, a wrong copy). Check them "
             "below (changes.parquet, codes_changed).</div>"
         )
     if not changes:
-        parts.append("<p>No image was added, changed, touched, removed or failed.</p>")
+        parts.append(
+            "<p>No image was added, changed, touched, recovered, removed or failed.</p>"
+        )
         return parts
     order = {k: i for i, k in enumerate(KINDS)}
     ranked = sorted(
@@ -289,9 +399,14 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
     for c in ranked[:cap]:
         flag = c["change"] == "changed" and c["codes_changed"] and not walk_change
         if c["change"] == "failed":
-            detail = c["error"] or ""
+            detail = f"new failure: {c['error'] or ''}"
         elif c["change"] == "chunks_absent":
             detail = "same codes; the number of chunks absent from the store changed"
+        elif c["change"] == "still_failing":
+            since = c.get("failing_since") or "an earlier run"
+            detail = f"first failed in run {since}, still failing: {c['error'] or ''}"
+        elif c["change"] == "recovered":
+            detail = f"readable again: {c['iscc_code'] or '—'}"
         elif c["change"] in ("changed", "touched"):
             detail = f"{c['previous_iscc_code'] or '—'} → {c['iscc_code'] or '—'}"
         else:
@@ -335,9 +450,48 @@ def _absent_chunks(scenes: list[dict], cap: int) -> list[str]:
     return parts
 
 
-def _failures(errors: list[dict], per_type: int) -> list[str]:
-    """Failures grouped by error type, most frequent first, a few examples each."""
-    parts = [f'<h2 class="{"bad" if errors else "ok"}">Failures ({len(errors):,})</h2>']
+def failing_images(catalogue_dir: str | os.PathLike) -> tuple[int, int]:
+    """Images with a row in ``errors``: those that failed, and those ok but
+    with a failed scene (a plate's field), so the summary, the report and
+    the failure lines count the same images."""
+    import pyarrow.compute as pc
+
+    from biocodes.repository.tables import read_table
+
+    out = Path(catalogue_dir)
+    ids = pc.unique(
+        read_table(out / "errors.parquet", "errors", ["image_id"])["image_id"]
+    )
+    mine = read_table(
+        out / "images.parquet",
+        "images",
+        ["image_id", "status"],
+        pc.field("image_id").isin(ids),
+    )
+    failed = int(pc.sum(pc.equal(mine["status"], "error")).as_py() or 0)
+    partial = int(pc.sum(pc.equal(mine["status"], "ok")).as_py() or 0)
+    return failed, partial
+
+
+def _failure_line(e: dict) -> str:
+    """One failure: the path (and scene), the cause in words."""
+    scene = "" if e.get("scene_index") is None else f" (scene {e['scene_index']})"
+    why = short_cause(e["message"], e["path"])
+    return f"<div>{escape(e['path'] or '')}{scene}: <code>{escape(why)}</code></div>"
+
+
+def _failures(errors: list[dict], per_type: int, partial: int = 0) -> list[str]:
+    """Failures grouped by error type, most frequent first, a few examples
+    each (the cause in words; the full message in errors.parquet). The heading
+    counts images, as the summary does: ``partial`` of them are ok but with a
+    failed scene (a plate's field), the others failed."""
+    images = len({e["image_id"] for e in errors})
+    partial = min(partial, images)
+    failed = images - partial
+    what = f"{images:,} image{'' if images == 1 else 's'}"
+    if partial:
+        what += f": {failed:,} failed, {partial:,} ok but with a failed scene"
+    parts = [f'<h2 class="{"bad" if errors else "ok"}">Failures ({what})</h2>']
     if not errors:
         return [*parts, "<p>None.</p>"]
     groups: dict[str, list[dict]] = {}
@@ -350,11 +504,7 @@ def _failures(errors: list[dict], per_type: int) -> list[str]:
     for kind, items in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         items.sort(key=lambda e: e["path"] or "")
         stages = ", ".join(sorted({e["stage"] or "" for e in items}))
-        examples = "".join(
-            f"<div>{escape(e['path'] or '')}: <code>{escape(e['message'] or '')}"
-            "</code></div>"
-            for e in items[:per_type]
-        )
+        examples = "".join(_failure_line(e) for e in items[:per_type])
         if len(items) > per_type:
             examples += (
                 f'<div class="more">… and {len(items) - per_type:,} more '
@@ -369,14 +519,18 @@ def _failures(errors: list[dict], per_type: int) -> list[str]:
 
 
 def _duplicates(
-    dups: list[dict], thumbs: dict[tuple, str], groups_cap: int, members_cap: int
+    dups: list[dict],
+    thumbs: dict[tuple, str],
+    groups_cap: int,
+    members_cap: int,
+    embed: Callable = _link,
 ) -> list[str]:
     """Exact and near duplicate groups, each member with its first thumbnail."""
     by_kind: dict[str, dict[str, list[dict]]] = {}
     for d in dups:
         by_kind.setdefault(d["kind"], {}).setdefault(d["group_id"], []).append(d)
     total = sum(len(g) for g in by_kind.values())
-    parts = [f"<h2>Duplicates ({total:,} groups)</h2>"]
+    parts = [f"<h2>Duplicates ({_count(total, 'group')})</h2>"]
     if not by_kind:
         return [*parts, "<p>No scene appears in more than one file.</p>"]
     titles = {
@@ -389,14 +543,18 @@ def _duplicates(
         ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         parts.append(
             f"<h3>{escape(kind)}: {escape(titles.get(kind, kind))} "
-            f"({len(groups):,} groups)</h3>"
+            f"({_count(len(groups), 'group')})</h3>"
         )
         for _gid, members in ranked[:groups_cap]:
             cells = []
             for m in members[:members_cap]:
                 thumb = thumbs.get((m["image_id"], m["scene_index"]))
                 where = f"{m['path']}#scene{m['scene_index']}"
-                pic = _img(thumb, where) if thumb else '<div class="noimg">—</div>'
+                pic = (
+                    _img(embed(thumb, 128), where)
+                    if thumb
+                    else '<div class="noimg">—</div>'
+                )
                 dist = f" · {m['distance']} bits" if m["distance"] else ""
                 cells.append(
                     f'<div class="member">{pic}{escape(where)}<br>'
@@ -421,10 +579,12 @@ def render(
     max_scenes: int = 500,
     max_list: int = 200,
     max_groups: int = 30,
+    embed_budget: int = EMBED_BUDGET,
 ) -> str:
     """The report page for a catalogue, as a string. ``max_scenes`` caps the
     grid, ``max_list`` the changes table, ``max_groups`` the duplicate groups
-    shown per kind; the page says what each left out."""
+    shown per kind; the page says what each left out. Thumbnails are
+    embedded (see :class:`Embedder`) up to ``embed_budget`` bytes."""
     from biocodes.repository.tables import read_catalogue
 
     def rows(name: str) -> list[dict]:
@@ -433,6 +593,9 @@ def render(
     runs = rows("runs")
     run = runs[-1]
     errors = rows("errors")
+    # thumbnail paths are relative to the results folder (the catalogue's
+    # parent: results/catalogue is a link into results/catalogue.versions)
+    embed = Embedder(Path(os.path.abspath(catalogue_dir)).parent, embed_budget)
     # a plate's failed field has no pixels to show: it is listed in errors
     scenes = [s for s in rows("scenes") if s["status"] != "error"]
     by_scene: dict[tuple, list[dict]] = {}
@@ -455,14 +618,20 @@ def render(
         f"<h2>Run history (last {min(len(runs), 60)} of {len(runs)} runs)</h2>",
         history_svg(runs),
         *_changes(changes, max_list, walk_rules_change(runs)),
-        *_failures(errors, per_type=5),
+        *_failures(errors, per_type=5, partial=failing_images(catalogue_dir)[1]),
         *_absent_chunks(scenes, max_list),
-        *_duplicates(rows("duplicates"), thumbs, max_groups, members_cap=8),
+        *_duplicates(rows("duplicates"), thumbs, max_groups, 8, embed),
     ]
     more = f" (first {len(shown)} of {len(scenes)})" if len(shown) < len(scenes) else ""
+    cards = [
+        _card(s, by_scene.get((s["image_id"], s["scene_index"]), []), embed)
+        for s in shown
+    ]
     parts += [
-        f"<h2>Scenes{more}</h2><div class=grid>",
-        *(_card(s, by_scene.get((s["image_id"], s["scene_index"]), [])) for s in shown),
+        f"<h2>Scenes{more}</h2>",
+        embed.note(),
+        "<div class=grid>",
+        *cards,
         "</div></body></html>",
     ]
     return "\n".join(p for p in parts if p)

@@ -620,8 +620,12 @@ def run_shard(
     ``shards`` (the run's shard count) and ``catalogue``, a state written for
     another count is replaced by the catalogue's rows (see :func:`_previous`).
 
-    Returns counts: ``images``, ``read`` (pixels read), ``rehashed`` (raw
-    bytes hashed, rows kept if equal) and ``reused`` (not opened at all).
+    Returns counts that add up to ``images``: ``read`` (opened to read
+    pixels, whether or not that succeeded; a re-hash that found other bytes
+    is then read and counts here only), ``rehashed`` (raw bytes hashed and
+    found unchanged: rows kept), ``reused`` (not opened at all),
+    ``in_progress`` (still being written: not opened, previous rows kept)
+    and ``refused`` (refused at the scan: a 0-byte file, a bad symlink).
     A plate with more than ``plate_fields_per_task`` fields is read in
     tasks of that many fields (and one for its raw bytes), so its fields are
     hashed on several workers; 0 reads every plate in one task.
@@ -676,21 +680,32 @@ def run_shard(
     stale = _stale_filesets(t.select(rows.column_names), before["files"])
     unchanged = pc.and_(unchanged, pc.invert(pc.is_in(t["image_id"], stale)))
     keep = pc.and_(pc.and_(usable, unchanged), pa.scalar(not recheck))
+    # still being written (see build_manifest): its previous rows, as they
+    # were, or nothing yet; read once it has settled
+    if "in_progress" in t.column_names:
+        waiting = t["in_progress"].fill_null(False)
+    else:
+        waiting = pa.array([False] * t.num_rows, pa.bool_())
+    keep = pc.and_(keep, pc.invert(waiting))
+    wait_kept = pc.and_(waiting, pc.is_valid(t["_status"]))
     rehash = pc.and_(pc.invert(keep), pc.and_(usable, pc.is_valid(t["_code"])))
-    kept_now = t.filter(keep)
-    again = int(pc.sum(pc.equal(kept_now["_run"], run_id)).as_py() or 0)
+    kept_now = t.filter(pc.or_(keep, wait_kept))
+    again = int(pc.sum(pc.equal(t.filter(keep)["_run"], run_id)).as_py() or 0)
+    in_progress = int(pc.sum(waiting).as_py() or 0)
     counts = {
         "images": t.num_rows,
         "read": again,  # read by an earlier, interrupted attempt at this run
         "rehashed": 0,
-        "reused": kept_now.num_rows - again,
+        "reused": kept_now.num_rows - again - int(pc.sum(wait_kept).as_py() or 0),
+        "in_progress": in_progress,
+        "refused": 0,
     }
-    todo = t.filter(pc.invert(keep))
+    todo = t.filter(pc.and_(pc.invert(keep), pc.invert(waiting)))
     codes = pc.if_else(rehash, t["_code"], pa.scalar(None, pa.string()))
     work = []  # (row, previous raw code or None for a full read)
     for row, code in zip(
         todo.select(rows.column_names).to_pylist(),
-        codes.filter(pc.invert(keep)).to_pylist(),
+        codes.filter(pc.and_(pc.invert(keep), pc.invert(waiting))).to_pylist(),
         strict=True,
     ):
         row["abspath"] = os.fsdecode(row["abspath"])
@@ -751,19 +766,29 @@ def run_shard(
                         take(result)
                         counts["read"] += 1
                     continue
-                counts["rehashed"] += code is not None
-                if result is None:
+                if result is None:  # re-hashed: same bytes, rows kept
                     kept_after.append(row["image_id"])
-                else:
-                    take(result)
-                    counts["read"] += 1
+                    counts["rehashed"] += 1
+                else:  # read (a re-hash that found other bytes too), or
+                    take(result)  # refused at the scan: no pixels read
+                    counts["refused" if row.get("error") else "read"] += 1
                 future.release()
     kept = pa.chunked_array(
         [kept_now["image_id"].combine_chunks(), pa.array(kept_after, pa.string())]
     )
-    sizes = rows.select(["image_id", "size", "mtime_ns"])
+    # the image's current size and mtime; an image in progress keeps those
+    # its rows were read at, so it is read again once it has settled
+    sizes = pa.table(
+        {
+            "image_id": t["image_id"],
+            "size": pc.if_else(wait_kept, t["_size"], t["size"]),
+            "mtime_ns": pc.if_else(wait_kept, t["_mtime"], t["mtime_ns"]),
+        }
+    )
+    settled_ids = t.filter(pc.invert(waiting))["image_id"]
+    # a kept fileset's members as now (one in progress: as they were)
+    scanned = _scanned_members(rows, pc.filter(kept, pc.is_in(kept, settled_ids)))
     tables = {}
-    scanned = _scanned_members(rows, kept)  # a kept fileset's members as now
     for name in SHARD_TABLES:
         table = before[name].filter(pc.is_in(before[name]["image_id"], kept))
         if name == "images":  # the image's current size and mtime
@@ -796,6 +821,7 @@ def run_shard(
         digest
         and assumed == {"settings": key, "shards": shards}
         and not recheck
+        and not in_progress
         and _settled(tables, rows)
     )
     _mark_quiet(state_dir, digest if settled else None)

@@ -45,8 +45,27 @@ def similar(
 
     scenes = [s for s in read_catalogue(catalogue_dir, "scenes") if s["status"] == "ok"]
     probes: list[tuple[str, str, str]] = []  # (query label, column, code)
-    if query.upper().startswith("ISCC:") and not os.path.exists(query):
-        probes.append((query, _kind_of(query), query))
+    from biocodes.infra.remote import is_remote
+
+    if not os.path.exists(query) and not is_remote(query):
+        # a code, with or without its ISCC: prefix; anything else is refused
+        # here, not taken for a file that is not there
+        code = query if query.upper().startswith("ISCC:") else f"ISCC:{query}"
+        try:
+            kind = _kind_of(code)
+        except ValueError as exc:
+            if code is query and "not a scene" in str(exc):
+                raise
+            raise ValueError(
+                f"{query}: no such file, and not an ISCC code (a code looks "
+                "like ISCC:KACT...)"
+            ) from None
+        except Exception:
+            raise ValueError(
+                f"{query}: no such file, and not an ISCC code (a code looks "
+                "like ISCC:KACT...)"
+            ) from None
+        probes.append((code, kind, code))
     else:
         import json
 

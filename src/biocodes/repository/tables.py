@@ -138,6 +138,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("previous_iscc_code", S),
             ("iscc_code", S),
             ("error", S),
+            # added later: for failed and still_failing, the run of the first
+            # failure in this spell
+            ("failing_since", S),
         ]
     ),
     "duplicates": pa.schema(
@@ -183,6 +186,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("files_skipped", I64),
             # the reader walk rules (sources.base.WALK_RULES); null before 2
             ("walk_rules", S),
+            ("images_recovered", I64),
+            ("images_still_failing", I64),
+            ("images_in_progress", I64),
+            ("images_refused", I64),
         ]
     ),
 }

@@ -246,9 +246,16 @@ def check_codes(entries: Iterable[dict]) -> Iterator[dict]:
     """Re-read every listed file and compare it scene by scene: yield
     ``{"path" (PATH#sceneN, or PATH when the file is missing or unreadable),
     "status" (OK / FAILED / MISSING), "detail"}``."""
+    from biocodes.infra.errors import display_path, undisplay_path
+    from biocodes.infra.remote import is_remote
+
     for entry in entries:
-        path = entry["path"]
-        result = _recompute(path)
+        named = entry["path"]  # biocode printed it escaped: caf\xe9.png, a\nb.png
+        if not is_remote(named) and not os.path.lexists(named):
+            if os.path.lexists(undisplay_path(named)):
+                named = undisplay_path(named)
+        path = display_path(named)  # one line, as biocode printed it
+        result = _recompute(named)
         if "status" in result:
             yield {"path": path, **result}
             continue

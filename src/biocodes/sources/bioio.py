@@ -93,8 +93,18 @@ def choose_readers(
     if reader not in (None, "auto"):
         raise UnsupportedError(path, f"unknown reader {reader!r}")
     if not native:
-        raise UnsupportedError(path, "no installed reader claims this file type")
+        raise UnsupportedError(
+            path,
+            "not an image format biocodes reads (no installed reader claims "
+            f"this file type; {FORMATS_HELP})",
+        )
     return [entry.metadata.get_reader() for entry in native]
+
+
+#: a reader that refused a file without a word
+NO_REASON = "refused it, giving no reason"
+#: where a user finds the formats biocodes reads
+FORMATS_HELP = "the formats are listed in docs/reading.md"
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -127,7 +137,7 @@ def reader_failures(
             name = names[i]
         why = _QUOTED_PATH.sub("", why, count=1).strip()  # bioio's own path
         why = _OBJECT_REPR.sub("the file", why).rstrip(".")
-        clauses.append(f"{name.strip()}: {why or 'refused it, giving no reason'}")
+        clauses.append(f"{name.strip()}: {why or NO_REASON}")
     return _one_line(Exception("; ".join(clauses)), limit)
 
 
@@ -154,6 +164,14 @@ class BioioSource(PlaneSource):
             self._img = bioio.BioImage(path, readers, use_plugin_cache=True, **kwargs)
         except Exception as exc:
             why = reader_failures(exc, path, readers)
+            if all(c.endswith(NO_REASON) for c in why.split("; ")):
+                # no reader saw anything it knew: most often not an image
+                # (a README.txt Bio-Formats claims by its suffix), else damaged
+                raise UnreadableError(
+                    path,
+                    "not an image format biocodes reads, or a damaged file "
+                    f"({why}; {FORMATS_HELP})",
+                ) from None
             raise UnreadableError(
                 path, f"no installed reader can open it ({why})"
             ) from None
