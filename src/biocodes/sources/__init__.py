@@ -156,9 +156,10 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
             return CziSource(name)
         except NotPlaneMappable as refused:
             container = getattr(refused, "container", None)
+            why = str(refused)
         # bioio-czi reads with aicspylibczi, which aborts the process on some
         # layouts: refused by name before it is called
-        check_fallback_safe(name, reader)
+        check_fallback_safe(name, why)
         source = _fallback(name, reader, kind, container)
         try:  # a fallback is a reader too: every scene of the directory
             check_fallback(name, source)

@@ -96,22 +96,22 @@ def unsafe_for_aicspylibczi(path: str) -> str | None:
         return None
     shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
     return (
-        f"its subblocks differ in size ({shown}), which aicspylibczi "
+        f"its subblocks differ in size ({shown}), which "
         f"{package_version('aicspylibczi')} cannot read without corrupting memory"
     )
 
 
-def check_fallback_safe(path: str, reader: str | None) -> None:
+def check_fallback_safe(path: str, refused: str) -> None:
     """Refuse a CZI that the bioio-czi fallback (aicspylibczi) would read
-    with ``read_image`` where that call would abort the process."""
-    if reader == "bioformats":
-        return
+    with ``read_image`` where that call would abort the process; ``refused``
+    is why the CZI adapter did not map it."""
     why = unsafe_for_aicspylibczi(path)
     if why is not None:
         raise UnsupportedError(
             path,
-            f"a CZI layout biocodes' CZI reader does not map, and {why}: the "
-            "bioio-czi fallback would crash; try --reader bioformats",
+            f"a CZI layout biocodes' CZI reader does not map ({refused}), and "
+            f"{why}: the bioio-czi fallback would crash; --reader bioformats "
+            "may read it",
         )
 
 
@@ -289,9 +289,11 @@ class CziSource(PlaneSource):
         return (box.x, box.y, box.w, box.h)
 
     def decoding(self, scene: SceneInfo) -> dict:
-        """libCZI decodes (JPEG XR and zstd included); aicspylibczi does not
-        say which compression the subblocks use."""
-        return decoding(None, package_version("aicspylibczi"))
+        """libCZI decodes (JPEG XR and zstd included), through pylibCZIrw
+        (aicspylibczi for gray32 and gray64float); neither says here which
+        compression the subblocks use."""
+        tool = "pylibczirw" if self._reader is not None else "aicspylibczi"
+        return decoding(None, package_version(tool))
 
     def _read_pixels(
         self, scene: SceneInfo, z: int, channel: int, t: int

@@ -68,9 +68,16 @@ def inventory(tif, series: list) -> Container:  # noqa: ANN001
     planes: Counter[tuple[int, int, int]] = Counter()
     units = 0
     declared = []
+    unordered = ""
     size = tif.filehandle.size
-    for s in series:
+    for i, s in enumerate(series):
         kf = s.keyframe
+        unnamed = [a for a, n in zip(s.axes, s.shape) if a in UNKNOWN_AXES and n > 1]
+        if len(unnamed) > 1 and not unordered:
+            unordered = (
+                f"series {i} ({s.axes}, shape {tuple(s.shape)}) has "
+                f"{len(unnamed)} unnamed axes longer than 1"
+            )
         key = (kf.imagelength, kf.imagewidth, np.dtype(s.dtype).itemsize)
         # a series' pages share its keyframe's shape (tifffile builds them
         # so); a missing page (None) is damage tifffile reported already
@@ -84,7 +91,7 @@ def inventory(tif, series: list) -> Container:  # noqa: ANN001
             if pages == 1 and offset is not None and offset + s.nbytes <= size:
                 held = said  # contiguous data after the one page
         planes[key] += held
-    return Container("pages", dict(planes), units, "; ".join(declared))
+    return Container("pages", dict(planes), units, "; ".join(declared), unordered)
 
 
 def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN001
