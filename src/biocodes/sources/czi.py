@@ -83,7 +83,7 @@ def unsafe_for_aicspylibczi(path: str) -> str | None:
     the buffer it sized from the first and aborts the process (no exception
     to catch). Mosaic files are read with ``read_mosaic``, which sizes its
     buffer from the region asked for. A directory that cannot be listed is
-    refused too: no read of unknown safety."""
+    an error (the file is damaged): no read of unknown safety."""
     import aicspylibczi
 
     try:
@@ -91,7 +91,9 @@ def unsafe_for_aicspylibczi(path: str) -> str | None:
             return None
         sizes = {(w, h) for _, (_, _, w, h) in layer0_subblocks(path)}
     except Exception as exc:
-        return f"its subblock directory cannot be listed ({exc})"
+        raise UnreadableError(
+            path, f"the CZI subblock directory cannot be listed ({exc})"
+        ) from None
     if len(sizes) <= 1:
         return None
     shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
