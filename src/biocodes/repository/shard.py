@@ -229,6 +229,7 @@ def result_rows(
                 "instance_code": p["units"][1],
                 "iscc_mixed": p.get("iscc_mixed"),
                 "chunks_absent": p.get("chunks_absent"),
+                "plane_digests": packed_digests(p.get("plane_digests")),
                 "status": "ok",
                 "error": None,
                 **scene_metadata_columns(p.get("metadata") or {}),
@@ -260,6 +261,12 @@ def result_rows(
                 }
             )
     return out
+
+
+def packed_digests(digests: list[str] | None) -> bytes | None:
+    """A part's ``plane_digests`` (hex per plane) as the catalogue stores
+    them: one binary value, 8 bytes per plane."""
+    return None if digests is None else bytes.fromhex("".join(digests))
 
 
 def scene_metadata_columns(meta: Mapping[str, Any]) -> dict:
