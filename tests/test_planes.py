@@ -1,15 +1,20 @@
 """Plane digests: which planes changed, in a night's changes, the report and
 verify, from the catalogue's 8 bytes per plane (never the old pixels)."""
 
+import json
 import os
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
+from PIL import Image
 from test_workflow import run_workflow
 
 from biocodes import synth
 from biocodes.core.planediff import describe_planes, image_difference, plane_groups
+from biocodes.repository.similar import similar
+from biocodes.views.build import plane_code
 
 NO_EXAMPLE = {"example": {"generate": False}, "shards": 2}
 
@@ -118,3 +123,85 @@ def test_verify_names_the_plane_that_differs(one_plane_changed):
         f"{target}: FAILED (pixels differ in scene(s) 0: "
         "1 of 8 planes differs: z=3 c=0 t=0)"
     ) in proc.stdout
+
+
+def z_stack(seed=50, size_z=8):
+    """Planes that share structure (as neighbouring planes of a stack do)
+    but each its own too, TCZYX."""
+    common = synth.structured_scene((1, 2, 1, 200, 240), seed=seed).astype(float)
+    planes = [
+        0.5 * common
+        + 0.5 * synth.structured_scene((1, 2, 1, 200, 240), seed=seed + 10 + z)
+        for z in range(size_z)
+    ]
+    return np.concatenate(planes, axis=2).astype(np.uint16)
+
+
+def export(plane, path, scale):
+    """What a person does in an image viewer: 8 bits between min and max,
+    rescaled, saved as a JPEG."""
+    p = plane.astype(float)
+    img = Image.fromarray(((p - p.min()) / (p.max() - p.min()) * 255).astype(np.uint8))
+    size = (round(img.width * scale), round(img.height * scale))
+    img.resize(size, Image.Resampling.LANCZOS).convert("RGB").save(path, quality=70)
+    return path
+
+
+@pytest.fixture(scope="module")
+def with_plane_images(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plane_images")
+    repo = tmp / "repo"
+    repo.mkdir()
+    synth.write_ome_tiff(repo / "stack.ome.tif", z_stack())
+    other = synth.structured_scene((1, 1, 2, 200, 240), seed=7)
+    synth.write_ome_tiff(repo / "other.ome.tif", other)
+    config = {**NO_EXAMPLE, "views": {"plane_images": True, "thumbnails": False}}
+    proc = run_workflow(tmp, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp
+
+
+def test_plane_images_are_catalogued_per_plane(with_plane_images):
+    cat = with_plane_images / "results" / "catalogue"
+    rows = pq.read_table(cat / "plane_images.parquet").to_pylist()
+    assert len(rows) == 2 * 8 + 2
+    stack = z_stack()
+    mine = [r for r in rows if r["z"] == 5 and r["c"] == 1]
+    assert len(mine) == 1 and mine[0]["scene_index"] == 0 and mine[0]["t"] == 0
+    assert mine[0]["iscc_image"] == plane_code(stack[0, 1, 5])
+
+
+def test_similar_names_the_scene_and_plane_of_an_exported_picture(
+    with_plane_images, tmp_path
+):
+    results = with_plane_images / "results"
+    picture = export(z_stack()[0, 1, 5], tmp_path / "figure.jpg", 0.6)
+    proc = run_cli("similar", results, picture)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert "plane_image" in first and "stack.ome.tif#scene0 z=5 c=1 t=0" in first
+    got = similar(results / "catalogue", str(picture))
+    assert (got[0]["path"], got[0]["z"], got[0]["c"], got[0]["t"]) == (
+        "stack.ome.tif",
+        5,
+        1,
+        0,
+    )
+    # an unrelated picture is near nothing
+    unrelated = synth.structured_scene((1, 1, 1, 200, 240), seed=99)[0, 0, 0]
+    proc = run_cli("similar", results, export(unrelated, tmp_path / "no.jpg", 0.6))
+    assert proc.returncode == 1 and proc.stdout == ""
+
+
+def test_imagecode_plane_images(tmp_path):
+    stack = z_stack(size_z=3)
+    path = synth.write_ome_tiff(tmp_path / "s.ome.tif", stack)
+    proc = run_cli("imagecode", "--plane-images", "--json", path)
+    assert proc.returncode == 0, proc.stderr
+    part = json.loads(proc.stdout)["parts"][0]
+    assert [(p["z"], p["c"], p["t"]) for p in part["plane_images"]] == [
+        (z, c, 0) for z in range(3) for c in range(2)
+    ]
+    assert part["plane_images"][3]["iscc_image"] == plane_code(stack[0, 1, 1])
+    proc = run_cli("imagecode", "--json", path)
+    assert "plane_images" not in json.loads(proc.stdout)["parts"][0]

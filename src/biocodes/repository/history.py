@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 #: carried along for a removed image (a gone file's errors are moot)
-CARRIED = ("images", "scenes", "simprints", "views")
+CARRIED = ("images", "scenes", "simprints", "views", "plane_images")
 
 
 #: the columns :func:`changes_table` reads

@@ -111,6 +111,8 @@ def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     opts = None if views is None else asdict(views)
     if opts is not None:
         opts["thumbnails"] = views.thumbnails is not None
+        if not opts["plane_images"]:  # the key of catalogues from before it
+            del opts["plane_images"]
     key = {
         "simprints": simprints,
         "views": opts,
@@ -245,6 +247,10 @@ def result_rows(
                     **v,
                     "thumbnail": thumb and os.path.relpath(thumb, results_dir or "."),
                 }
+            )
+        for pi in p.get("plane_images", []):
+            out["plane_images"].append(
+                {"image_id": row["image_id"], "scene_index": p["scene_index"], **pi}
             )
         for s in p.get("simprints", {}).get("DATA_NONE_V0", []):
             z, c, t = plane_position(s["offset"], d["C"], d["T"])

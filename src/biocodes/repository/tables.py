@@ -110,6 +110,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("thumbnail", S),
         ]
     ),
+    # opt-in (views.plane_images): the ISCC-IMAGE of every plane
+    "plane_images": pa.schema(
+        [
+            ("image_id", S),
+            ("scene_index", I32),
+            ("z", I64),
+            ("c", I64),
+            ("t", I64),
+            ("iscc_image", S),
+        ]
+    ),
     "errors": pa.schema(
         [
             ("image_id", S),
@@ -205,6 +216,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "scenes": ["image_id", "scene_index"],
     "simprints": ["image_id", "scene_index", "offset"],
     "views": ["image_id", "scene_index", "view_index"],
+    "plane_images": ["image_id", "scene_index", "z", "c", "t"],
     "errors": ["image_id", "scene_index", "stage", "message"],
     "files": ["image_id", "path"],
     "changes": ["run_id", "root", "path"],
@@ -216,6 +228,7 @@ SORT_KEYS: dict[str, list[str]] = {
 TABLES = tuple(SCHEMAS)
 #: tables each shard computes; the merge adds changes, duplicates and runs
 SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors", "files")
+SHARD_TABLES += ("plane_images",)
 
 
 def to_table(name: str, rows: Iterable[dict]) -> pa.Table:
