@@ -109,6 +109,8 @@ def scene_difference(before: Mapping, after: Mapping) -> str:
     old, new = before.get("plane_digests"), after.get("plane_digests")
     if old is None or new is None:
         return "planes not known (no plane digests recorded before)"
+    if len(old) != len(new) or len(new) % DIGEST_BYTES:  # never a failed merge
+        return "planes not known (plane digests of other plane counts)"
     offsets = differing_planes(old, new)
     total = len(new) // DIGEST_BYTES
     return describe_planes(offsets, total, int(after["size_c"]), int(after["size_t"]))
