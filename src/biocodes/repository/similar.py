@@ -27,6 +27,35 @@ def _kind_of(code: str) -> str:
 
 
 DEFAULT_DISTANCE = {"iscc_code": 0, "data_code": 24, "iscc_mixed": 8, "iscc_image": 8}
+DEFAULT_DISTANCE["plane_image"] = 8
+
+
+def picture_code(path: str | os.PathLike) -> str | None:
+    """The ISCC-IMAGE of a 2D picture (PNG, JPEG, a one-plane TIFF), made as
+    the catalogue's plane images are (:func:`~biocodes.views.build.plane_code`):
+    its one plane, or the luma (ITU-R 601-2) of its first three samples for
+    RGB(A). None for anything with more planes: a stack is not a picture."""
+    import numpy as np
+
+    from biocodes.sources import open_source
+    from biocodes.views.build import plane_code
+
+    with open_source(path) as source:
+        if len(source.scenes) != 1:
+            return None
+        scene = source.scenes[0]
+        if scene.size_z * scene.size_t != 1:
+            return None
+        if scene.size_c == 1:
+            gray = source.read_plane(scene, 0, 0, 0)
+        elif scene.samples in (3, 4) and scene.size_c == scene.samples:
+            r, g, b = (
+                source.read_plane(scene, 0, c, 0).astype(np.float64) for c in range(3)
+            )
+            gray = 0.299 * r + 0.587 * g + 0.114 * b
+        else:
+            return None
+    return plane_code(gray)
 
 
 def similar(
@@ -38,8 +67,10 @@ def similar(
 
     A path is fingerprinted (with views if the catalogue has them) and each of
     its scenes is compared by ISCC-SUM (identical pixels), Data-Code,
-    ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the
-    column of its type. Only the catalogue is read, never the repository.
+    ISCC-MIXED and, view by view, ISCC-IMAGE; a picture is also compared
+    with the catalogue's plane images (``views.plane_images``), and such a
+    match names the plane (``z``, ``c``, ``t``) too. A code is compared with
+    the column of its type. Only the catalogue is read, never the repository.
     """
     from biocodes.repository.tables import read_catalogue
 
@@ -89,7 +120,13 @@ def similar(
             # JPEG of a PNG) can be near one view while its mixed code is not
             for v in p.get("views", []):
                 probes.append((label, "iscc_image", v["iscc_image"]))
+        planes = read_catalogue(catalogue_dir, "plane_images")
+        if planes and len(result["parts"]) == 1:
+            if (code := picture_code(query)) is not None:
+                probes.append(("scene 0", "plane_image", code))
     candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
+    if any(column == "plane_image" for _, column, _ in probes):
+        candidates["plane_image"] = planes
     by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
     best: dict[tuple, dict] = {}
     for label, column, code in probes:
@@ -98,7 +135,7 @@ def similar(
             limit = 0
         value, bits = code_bits(code) if column != "iscc_code" else (0, 0)
         for row in candidates.get(column, scenes):
-            other = row.get(column)
+            other = row.get("iscc_image" if column == "plane_image" else column)
             if not other:
                 continue
             if column == "iscc_code":
@@ -121,10 +158,13 @@ def similar(
                 "scene_index": scene["scene_index"],
                 "code": other,
             }
-            rank = (d, column != "iscc_code")
+            if column == "plane_image":  # where in the scene
+                match.update(z=row["z"], c=row["c"], t=row["t"])
+            rank = (d, column != "iscc_code", column != "plane_image")
             if key not in best or rank < (
                 best[key]["distance"],
                 best[key]["match"] != "identical",
+                best[key]["match"] != "plane_image",
             ):
                 best[key] = match
     return sorted(
