@@ -11,7 +11,9 @@ the fill value). Unchanged images are not listed.
 ``recovered`` is a repair, not a pixel change: an image that failed (or had
 a scene without a code, such as a plate's field with a missing chunk) and
 now reads, with every code it had before unchanged. ``codes_changed`` is
-kept for codes that changed from one code to another.
+kept for codes that changed from one code to another; for those,
+``planes_changed`` says which planes differ (:func:`with_planes_changed`,
+from the plane digests of those images only).
 
 Both are computed on whole Arrow tables (joins and column comparisons), never
 row by row: the merge runs every night over the whole catalogue.
