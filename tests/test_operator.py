@@ -61,7 +61,7 @@ def test_a_non_catalogue_is_refused_in_one_line(tmp_path, command):
         assert proc.stdout == ""
         (line,) = proc.stderr.splitlines()
         assert line == f"biocodes: {where}: not a biocodes catalogue " + (
-            "(no images.parquet and runs.parquet in it or in its catalogue/)"
+            "(no images and runs tables in it or in its catalogue/)"
         )
 
 

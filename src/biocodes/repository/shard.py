@@ -545,22 +545,25 @@ def _previous(
     A state written for another shard count (or none yet) does not hold this
     shard's images: they come from the previous catalogue instead, which holds
     every image's rows, so changing the number of shards reads no pixels."""
-    from biocodes.repository.tables import read_table
+    from biocodes.repository.tables import (
+        read_catalogue_table,
+        read_table,
+        table_files,
+    )
 
     layout = state_dir / "layout.json"
     own = shards is None or (
         layout.exists() and json.loads(layout.read_text()).get("shards") == shards
     )
-    source = state_dir
-    if not own and catalogue is not None and Path(catalogue, "images.parquet").exists():
-        source = Path(catalogue)
+    borrow = not own and catalogue is not None and table_files(catalogue, "images")
     found = {}
     for name in SHARD_TABLES:
-        table = read_table(source / f"{name}.parquet", name)
-        if source != state_dir:
-            table = table.filter(pc.is_in(table["image_id"], ids))
-        found[name] = table
-    if source != state_dir:  # removed images are not this run's to keep
+        if borrow:  # only this shard's images' rows, whichever layout
+            mine = pc.field("image_id").isin(ids)
+            found[name] = read_catalogue_table(catalogue, name, filter=mine)
+        else:
+            found[name] = read_table(state_dir / f"{name}.parquet", name)
+    if borrow:  # removed images are not this run's to keep
         images = found["images"]
         found["images"] = images.filter(pc.not_equal(images["status"], "removed"))
     return found, own
