@@ -321,7 +321,7 @@ def test_workflow_rows_equal_for_disk_http_and_s3(repo, s3, tmp_path):
         )
     assert proc.returncode == 0, proc.stderr[-4000:]
     cat = tmp_path / "results" / "catalogue"
-    images = pq.read_table(cat / "images.parquet").to_pylist()
+    images = pq.read_table(cat / "images").to_pylist()
     assert len(images) == 3 * len(STORES)
     assert {i["status"] for i in images} == {"ok"}
     roots = {i["image_id"]: i["root"] for i in images}

@@ -929,6 +929,15 @@ def write_shard_manifests(
     return written
 
 
+def part_shards(part: str | os.PathLike) -> int | None:
+    """The run's shard count, as the scan stamped it on a shard's part."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(part).metadata or {}
+    context = json.loads(meta.get(SHARD_CONTEXT, b"null")) or {}
+    return context.get("shards")
+
+
 def _quiet(part: Path, state_dir: Path, digest: str) -> bool:
     """Whether the shard's part on disk is the one it would be now, and its
     state vouches for being up to date with it and settled."""
