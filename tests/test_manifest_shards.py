@@ -290,3 +290,22 @@ def test_a_shard_is_quiet_only_while_nothing_is_to_be_looked_at(tmp_path):
         "reused": 3,
     }
     assert counts_for_run(old, "r1") == {k: v for k, v in old.items() if k != "run_id"}
+
+
+def test_an_empty_shard_is_quiet(tmp_path):
+    """A shard that holds no image is settled: its next night's part is left
+    untouched, so its job does not run (it used to run every night)."""
+    from biocodes.repository.shard import QUIET_FILE, write_shard_manifests
+
+    root = repo(tmp_path)
+    manifest = tmp_path / "m.parquet"
+    build_manifest(manifest, {"lab": str(root)}, 64, exclude=["skip.*"])
+    parts, states = tmp_path / "parts", tmp_path / "state"
+    written = write_shard_manifests(manifest, parts, states, 64, False, None)
+    empty = next(k for k in written if not pq.read_table(parts / f"{k}.parquet"))
+    run_shard(
+        parts / f"{empty}.parquet", empty, states / str(empty), {}, False, shards=64
+    )
+    assert (states / str(empty) / QUIET_FILE).is_file()
+    again = write_shard_manifests(manifest, parts, states, 64, False, None)
+    assert empty not in again
