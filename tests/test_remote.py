@@ -328,7 +328,7 @@ def test_workflow_rows_equal_for_disk_http_and_s3(repo, s3, tmp_path):
 
     def by_root(table: str) -> dict[str, list]:
         found: dict[str, list] = {"disk": [], "web": [], "s3": []}
-        for r in pq.read_table(cat / f"{table}.parquet").to_pylist():
+        for r in pq.read_table(cat / table).to_pylist():
             found[roots[r["image_id"]]].append(
                 sorted((k, str(v)) for k, v in r.items() if k not in WHERE)
             )

@@ -20,7 +20,7 @@ checkpoint manifest:
         exclude=config["exclude"],
         shards=config.get("shards"),
         images_per_shard=config["images_per_shard"],
-        results=RESULTS,
+        layout=f"{RESULTS}/layout.json",
         follow_symlinks=config["follow_symlinks"],
         limits=config["limits"],
         parts=f"{RESULTS}/manifest_parts",

@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
@@ -15,7 +16,8 @@ from biocodes.repository.shard import write_shard_manifests
 from biocodes.views.build import view_options
 
 p = snakemake.params
-previous = previous_shards(p.results)
+results = Path(p.layout).parent  # the scan's decision is recorded there
+previous = previous_shards(results)
 rows = build_manifest(
     snakemake.output[0],
     p.roots,
@@ -30,7 +32,7 @@ rows = build_manifest(
     p.settle_exempt,
 )
 shards = manifest_shards(snakemake.output[0])
-record_shards(p.results, shards, rows)
+record_shards(results, shards, rows)
 print(
     f"manifest: {rows} image{'' if rows == 1 else 's'} in {shards} "
     f"shard{'' if shards == 1 else 's'}",

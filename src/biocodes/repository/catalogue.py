@@ -275,7 +275,16 @@ def merge_run(
         index_duplicates(plan, out, new, state_dirs, config)
         run = record_run(out, new, run_id, started, config, manifest, merged, counts)
         plan.save(new, merged.figures)
+        link_old_names(new)
     return run
+
+
+def link_old_names(new: Path) -> None:
+    """``<table>.parquet``, a symlink to the table's directory: what a reader
+    of a catalogue from before partitions opens (pyarrow and DuckDB read a
+    directory of Parquet files as one table) keeps working."""
+    for name in TABLES:
+        (new / f"{name}.parquet").symlink_to(name, target_is_directory=True)
 
 
 #: the near pairs a merge found, for the next merge (not a catalogue table)
