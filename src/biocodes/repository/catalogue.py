@@ -1,10 +1,13 @@
 """The shard merge: one run's shard tables into the catalogue, with the
 run's row, its changes and duplicates.
 
-Tables are written sorted and with fixed schemas, so two runs over the same
-pixels produce byte-identical tables apart from run metadata. Every write goes
-to a temporary file that is renamed into place: a reader never sees half a
-table.
+The catalogue holds one partition per shard of each shard table, so the
+merge is a short sequence of steps (:func:`merge_run`): plan (which
+partitions' inputs changed), link or merge each partition, index the
+duplicates, record the run. Partitions are written sorted and with fixed
+schemas, so two runs over the same pixels produce byte-identical files apart
+from run metadata. The new catalogue is built beside the old one and swapped
+in at once: a reader never sees half of it.
 """
 
 from __future__ import annotations

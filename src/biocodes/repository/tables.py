@@ -352,12 +352,11 @@ def read_table(
     return pq.read_table(path, schema=schema, columns=schema.names, filters=filter)
 
 
-#: tables with one file per shard's partition of the images
-#: (``<table>/part-NNNN.parquet``); ``changes`` and ``runs`` grow by one file
-#: per run (``<table>/run-<run_id>.parquet``); ``duplicates`` is derived
-#: whole (``duplicates/part-0000.parquet``)
-PARTITIONED = SHARD_TABLES
-PER_RUN = ("changes", "runs")
+# The layout: each table is a directory. The shard tables hold one file per
+# shard's partition of the images (``<table>/part-NNNN.parquet``);
+# ``changes`` and ``runs`` grow by one file per run
+# (``<table>/run-<run_id>.parquet``); ``duplicates`` is derived whole
+# (``duplicates/part-0000.parquet``).
 
 
 def part_file(k: int) -> str:
