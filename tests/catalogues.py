@@ -47,3 +47,16 @@ def read_run_id(manifest: Path) -> str:
     from biocodes.repository.catalogue import run_info
 
     return run_info(manifest)[0]
+
+
+def catalogue_files(catalogue: Path) -> dict[str, bytes]:
+    """Every table file of a catalogue (either layout), by its path inside
+    it, with its bytes: what a byte-identity test compares."""
+    from biocodes.repository.tables import TABLES, table_files
+
+    root = Path(os.path.realpath(catalogue))
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for name in TABLES
+        for p in table_files(root, name)
+    }

@@ -89,5 +89,5 @@ def holder(path: Path, timeout: float = 300) -> psutil.Process:
 
 
 def rows(results: Path, name: str) -> list[dict]:
-    table = pq.read_table(results / "catalogue" / f"{name}.parquet").to_pylist()
+    table = pq.read_table(results / "catalogue" / name).to_pylist()
     return [{k: v for k, v in r.items() if k not in RUN_METADATA} for r in table]

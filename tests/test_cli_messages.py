@@ -64,7 +64,7 @@ def test_similar_and_verify_refuse_wrong_arguments_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"biocodes: {tmp_path / 'nonexistent'}: not a biocodes catalogue (no "
-        "images.parquet and runs.parquet in it or in its catalogue/)"
+        "images and runs tables in it or in its catalogue/)"
     ]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")

@@ -183,7 +183,7 @@ def workflow_run(corpus):
 
 
 def catalogue(tmp, name, results="results"):
-    return pq.read_table(tmp / results / "catalogue" / f"{name}.parquet").to_pylist()
+    return pq.read_table(tmp / results / "catalogue" / name).to_pylist()
 
 
 def test_workflow_records_every_case_and_completes(workflow_run):

@@ -270,7 +270,7 @@ def test_workflow_over_filesets_and_plates(tmp_path, scene):
     cat = tmp_path / "results" / "catalogue"
 
     def table(name):
-        return pq.read_table(cat / f"{name}.parquet").to_pylist()
+        return pq.read_table(cat / name).to_pylist()
 
     images = {i["path"]: i for i in table("images")}
     assert sorted(images) == [

@@ -119,7 +119,7 @@ def test_a_new_shard_count_reads_no_pixels_and_keeps_the_rows(tmp_path):
     import os
 
     from biocodes.repository.catalogue import merge_run
-    from biocodes.repository.layout import shard_count, shards_for
+    from biocodes.repository.layout import shards_for
 
     root = repo(tmp_path)
     local = {"kind": "local"}
@@ -128,7 +128,7 @@ def test_a_new_shard_count_reads_no_pixels_and_keeps_the_rows(tmp_path):
     first = run_shard(manifest, 0, tmp_path / "state/0", local, False, shards=1)
     assert first["read"] == 3
     merge_run([tmp_path / "state/0"], tmp_path / "catalogue", {}, manifest)
-    before = pq.read_table(tmp_path / "catalogue/scenes.parquet").to_pylist()
+    before = pq.read_table(tmp_path / "catalogue/scenes").to_pylist()
 
     manifest = tmp_path / "m2.parquet"
     build_manifest(manifest, {"lab": str(root)}, 2, exclude=["skip.*"])
@@ -145,15 +145,39 @@ def test_a_new_shard_count_reads_no_pixels_and_keeps_the_rows(tmp_path):
         )
         assert counts["read"] == counts["rehashed"] == 0, counts
     merge_run(states, tmp_path / "catalogue", {}, manifest)
-    after = pq.read_table(tmp_path / "catalogue/scenes.parquet").to_pylist()
+    after = pq.read_table(tmp_path / "catalogue/scenes").to_pylist()
     assert after == before
     version = os.path.realpath(states[0])  # nothing changed: not rewritten
     run_shard(manifest, 0, states[0], local, False, shards=2)
     assert os.path.realpath(states[0]) == version
 
     assert [shards_for(n) for n in (10, 10_000, 20_000, 1_000_000)] == [1, 1, 2, 128]
-    assert shard_count(tmp_path / "nowhere") == 4  # a first run
-    assert shard_count(tmp_path, shards=7) == 7
+
+
+def test_the_scan_decides_the_shard_count_and_keeps_it(tmp_path):
+    """The count comes from this run's scan (a first run and the next night
+    have the same shards) and is kept while it is within a factor of two of
+    the ideal one; a fixed ``shards`` wins."""
+    from biocodes.repository.layout import decide_shards
+    from biocodes.repository.manifest import manifest_shards, shard_of
+
+    assert decide_shards(20_000) == 2  # a first run: from its own scan
+    assert decide_shards(20_000, previous=2) == 2
+    assert decide_shards(35_000, previous=2) == 2  # ideal 4: kept
+    assert decide_shards(5_000, previous=2) == 2  # ideal 1: kept
+    assert decide_shards(50_000, previous=2) == 8  # ideal 8: grown
+    assert decide_shards(10, previous=8) == 1
+    assert decide_shards(10, previous=8, shards=7) == 7
+
+    root = repo(tmp_path)
+    manifest = tmp_path / "m.parquet"
+    found = []
+    rows = build_manifest(
+        manifest, {"lab": str(root)}, lambda n: found.append(n) or 2, exclude=["skip.*"]
+    )
+    assert found == [rows] and manifest_shards(manifest) == 2
+    for row in pq.read_table(manifest).to_pylist():
+        assert row["shard"] == shard_of(row["image_id"], 2)
 
 
 QUIET_IMPORTS = """
@@ -266,3 +290,22 @@ def test_a_shard_is_quiet_only_while_nothing_is_to_be_looked_at(tmp_path):
         "reused": 3,
     }
     assert counts_for_run(old, "r1") == {k: v for k, v in old.items() if k != "run_id"}
+
+
+def test_an_empty_shard_is_quiet(tmp_path):
+    """A shard that holds no image is settled: its next night's part is left
+    untouched, so its job does not run (it used to run every night)."""
+    from biocodes.repository.shard import QUIET_FILE, write_shard_manifests
+
+    root = repo(tmp_path)
+    manifest = tmp_path / "m.parquet"
+    build_manifest(manifest, {"lab": str(root)}, 64, exclude=["skip.*"])
+    parts, states = tmp_path / "parts", tmp_path / "state"
+    written = write_shard_manifests(manifest, parts, states, 64, False, None)
+    empty = next(k for k in written if not pq.read_table(parts / f"{k}.parquet"))
+    run_shard(
+        parts / f"{empty}.parquet", empty, states / str(empty), {}, False, shards=64
+    )
+    assert (states / str(empty) / QUIET_FILE).is_file()
+    again = write_shard_manifests(manifest, parts, states, 64, False, None)
+    assert empty not in again

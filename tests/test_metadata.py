@@ -122,7 +122,7 @@ def test_metadata_columns_in_the_catalogue(tmp_path):
     rgb = np.dstack([PIXELS[0, 0, 0].astype(np.uint8)] * 3)
     synth.write_png(repo / "p.png", rgb)
     cat = build_catalogue({"repo": repo}, tmp_path / "results", views=False)
-    scenes = {s["path"]: s for s in pq.read_table(cat / "scenes.parquet").to_pylist()}
+    scenes = {s["path"]: s for s in pq.read_table(cat / "scenes").to_pylist()}
     m, p = scenes["m.ome.tif"], scenes["p.png"]
     assert (m["physical_size_z"], m["physical_unit_z"]) == (2.0, "nm")
     assert m["channel_names"] == ["DAPI", "GFP"] and m["acquisition_date"] is None

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from catalogues import catalogue_files
 from conftest import run_cli
 from test_workflow import run_workflow
 
@@ -35,7 +36,7 @@ def make_repo(repo):
 
 
 def rows(results, name, drop=RUN_METADATA):
-    table = pq.read_table(results / "catalogue" / f"{name}.parquet").to_pylist()
+    table = pq.read_table(results / "catalogue" / name).to_pylist()
     return [{k: v for k, v in r.items() if k not in drop} for r in table]
 
 
@@ -144,8 +145,7 @@ def test_incremental_catalogue_equals_a_from_scratch_run(nightly, tmp_path):
 def test_a_no_change_rerun_rewrites_identical_tables(nightly):
     tmp, _, _ = nightly
     cat = tmp / "results" / "catalogue"
-    before = {n: (cat / f"{n}.parquet").read_bytes() for n in ("scenes", "views")}
-    before["duplicates"] = (cat / "duplicates.parquet").read_bytes()
+    before = catalogue_files(cat)
     images = rows(tmp / "results", "images")
     run(tmp)
     last = rows(tmp / "results", "runs", drop=())[-1]
@@ -154,8 +154,10 @@ def test_a_no_change_rerun_rewrites_identical_tables(nightly):
     # nothing removed tonight, no pixels hashed (the corrupt file failed again)
     assert last["images_removed"] == 0 and last["images_removed_total"] == 1
     assert last["bytes_hashed"] == 0 and last["bytes_total"] > 0
-    for name, data in before.items():
-        assert (cat / f"{name}.parquet").read_bytes() == data, name
+    after = catalogue_files(cat)
+    for name, data in before.items():  # images: the corrupt one is read again
+        if name.startswith(("scenes/", "views/", "duplicates/")):
+            assert after[name] == data, name
     assert rows(tmp / "results", "images") == images
 
 
@@ -301,3 +303,46 @@ def test_secrets_never_reach_the_recorded_config():
 
 if __name__ == "__main__":
     sys.exit(subprocess.call([sys.executable, "-m", "pytest", __file__]))
+
+
+def test_quiet_nights_run_no_shard_job_and_rewrite_no_partition(tmp_path):
+    """The shard count comes from the first run's own scan, so the first
+    night after it (and every quiet one) runs the scan and no shard job,
+    and leaves every partition file as it was; one changed image reruns one
+    shard job and rewrites that shard's partitions only."""
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    (repo / "a" / "corrupt.ome.tif").unlink()  # a failure is read every night
+    # 6 images, 3 a shard: 2 shards (a first run used to have 4, then 2)
+    auto = {"example": {"generate": False}, "shards": None, "images_per_shard": 3}
+    first = run(tmp_path, auto)
+    layout = json.loads((tmp_path / "results" / "layout.json").read_text())
+    assert layout == {"shards": 2, "images": 6}
+    assert first.stderr.count("rule fingerprint:") == 2
+    cat = tmp_path / "results" / "catalogue"
+
+    def partitions() -> dict[str, int]:
+        root = os.path.realpath(cat)
+        return {
+            f"{name}/{f}": os.stat(os.path.join(root, name, f)).st_ino
+            for name in ("images", "scenes", "views", "errors", "files", "duplicates")
+            for f in os.listdir(os.path.join(root, name))
+        }
+
+    before = partitions()
+    assert len([p for p in before if p.startswith("images/")]) == 2
+    quiet = run(tmp_path, auto)
+    assert "rule fingerprint:" not in quiet.stderr
+    assert partitions() == before  # the same files, hard-linked
+    runs = rows(tmp_path / "results", "runs", drop=())
+    assert len(runs) == 2 and runs[-1]["images_reused"] == 6
+
+    synth.write_ome_tiff(repo / "a" / "change.ome.tif", scene(8))
+    changed = run(tmp_path, auto)
+    assert changed.stderr.count("rule fingerprint:") == 1
+    after = partitions()
+    moved = {p for p in before if after[p] != before[p]}
+    shard = {p.split("/")[1] for p in moved if p.startswith("images/")}
+    assert len(shard) == 1 and "duplicates/part-0000.parquet" in moved
+    (part,) = shard
+    assert all(p.endswith(part) or p.startswith("duplicates/") for p in moved)

@@ -61,7 +61,7 @@ def test_a_non_catalogue_is_refused_in_one_line(tmp_path, command):
         assert proc.stdout == ""
         (line,) = proc.stderr.splitlines()
         assert line == f"biocodes: {where}: not a biocodes catalogue " + (
-            "(no images.parquet and runs.parquet in it or in its catalogue/)"
+            "(no images and runs tables in it or in its catalogue/)"
         )
 
 
@@ -94,9 +94,9 @@ def test_similar_file_compares_its_views_with_view_codes(catalogued, tmp_path):
     import pyarrow.parquet as pq
 
     results = catalogued / "results"
-    images = pq.read_table(results / "catalogue" / "images.parquet").to_pylist()
+    images = pq.read_table(results / "catalogue" / "images").to_pylist()
     (a,) = [i["image_id"] for i in images if i["path"] == "a.ome.tif"]
-    views = pq.read_table(results / "catalogue" / "views.parquet").to_pylist()
+    views = pq.read_table(results / "catalogue" / "views").to_pylist()
     (mip,) = [
         v
         for v in views
@@ -304,9 +304,9 @@ def test_a_user_config_with_roots_fingerprints_only_those(tmp_path):
     assert "make_example" not in dry.stdout + dry.stderr
     proc = _snakemake(tmp_path, config, "--nolock")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    images = pq.read_table(results / "catalogue" / "images.parquet").to_pylist()
+    images = pq.read_table(results / "catalogue" / "images").to_pylist()
     assert [(i["root"], i["path"]) for i in images] == [("lab", "x.tif")]
-    (run,) = pq.read_table(results / "catalogue" / "runs.parquet").to_pylist()
+    (run,) = pq.read_table(results / "catalogue" / "runs").to_pylist()
     recorded = json.loads(run["config"])
     assert recorded["roots"] == {"lab": str(repo)}
     assert recorded["example"]["generate"] is False
@@ -326,15 +326,16 @@ def test_a_catalogue_from_before_timestamps_is_carried_on(catalogued, tmp_path):
 
     results = tmp_path / "results"
     shutil.copytree(catalogued / "results", results, symlinks=True)
+    # a catalogue from before partitions: one runs file, old timestamps
     runs_file = results / "catalogue" / "runs.parquet"
-    runs = pq.read_table(runs_file)
+    runs = pq.read_table(results / "catalogue" / "runs")
+    shutil.rmtree(os.path.realpath(results / "catalogue" / "runs"))
     old = runs.drop_columns(["started", "finished", "images_touched"])
     old = old.append_column("started", pa.array(["2026-11-01T01:00:00+00:00"]))
     old = old.append_column("finished", pa.array(["2026-11-01T01:10:00+00:00"]))
-    os.remove(runs_file)
     pq.write_table(old, runs_file)
     build_catalogue({"repo": catalogued / "repo"}, results)
-    first, second = pq.read_table(runs_file).to_pylist()
+    first, second = pq.read_table(results / "catalogue" / "runs").to_pylist()
     assert first["started"] == datetime.fromisoformat("2026-11-01T01:00:00+00:00")
     assert first["images_touched"] is None and second["images_touched"] == 0
     assert isinstance(second["started"], datetime)

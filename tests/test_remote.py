@@ -335,14 +335,14 @@ def test_workflow_rows_equal_for_disk_http_and_s3(repo, s3, tmp_path):
         )
     assert proc.returncode == 0, proc.stderr[-4000:]
     cat = tmp_path / "results" / "catalogue"
-    images = pq.read_table(cat / "images.parquet").to_pylist()
+    images = pq.read_table(cat / "images").to_pylist()
     assert len(images) == 3 * len(STORES)
     assert {i["status"] for i in images} == {"ok"}
     roots = {i["image_id"]: i["root"] for i in images}
 
     def by_root(table: str) -> dict[str, list]:
         found: dict[str, list] = {"disk": [], "web": [], "s3": []}
-        for r in pq.read_table(cat / f"{table}.parquet").to_pylist():
+        for r in pq.read_table(cat / table).to_pylist():
             found[roots[r["image_id"]]].append(
                 sorted((k, str(v)) for k, v in r.items() if k not in WHERE)
             )

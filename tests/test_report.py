@@ -300,10 +300,10 @@ def test_report_stays_readable_at_100k_images(tmp_path):
     assert len(html) < 8_000_000, len(html)
     assert "Scenes (first 500 of 100000)" in html
     assert "This run's changes (20,000)" in html
-    assert "… and 19,800 more in changes.parquet" in html
-    assert "Failures (3,031 images)" in html and html.count("in errors.parquet") == 5
+    assert "… and 19,800 more in catalogue/changes/" in html
+    assert "Failures (3,031 images)" in html and html.count("in catalogue/errors/") == 5
     assert "Duplicates (5,000 groups)" in html
-    assert "… and 4,970 more in duplicates.parquet" in html
+    assert "… and 4,970 more in catalogue/duplicates/" in html
     assert "Run history (last 60 of 100 runs)" in html
     assert html.count("<circle") == 60 * 4
     assert html.count("<tr") < 400

@@ -46,7 +46,7 @@ def test_an_image_still_being_written_is_read_once_settled(tmp_path):
     run(tmp_path, {"incremental": {"settle_seconds": 3600}})
     last = rows(tmp_path / "results", "runs", drop=())[-1]
     assert last["images_in_progress"] == 0 and last["images_read"] == 2
-    changes = pq.read_table(tmp_path / "results" / "catalogue" / "changes.parquet")
+    changes = pq.read_table(tmp_path / "results" / "catalogue" / "changes")
     now = [c for c in changes.to_pylist() if c["run_id"] == last["run_id"]]
     assert {c["path"]: c["change"] for c in now} == {
         "new.ome.zarr": "added",

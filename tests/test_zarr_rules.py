@@ -487,4 +487,4 @@ def test_report_lists_scenes_with_absent_chunks_apart_and_capped(tmp_path):
     section = section[: section.index("</table>")]
     assert "s3.zarr" in section and "s2.zarr" in section  # the most first
     assert "s4.zarr" not in section and "s0.zarr" not in section
-    assert "… and 1 more in scenes.parquet" in html
+    assert "… and 1 more in catalogue/scenes/" in html

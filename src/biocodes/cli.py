@@ -530,7 +530,7 @@ def verify(
             click.echo(
                 f"biocodes: NOTE: {failed} {_plural(failed, 'image')} failed in the "
                 f"last run and {'has' if failed == 1 else 'have'} no codes to check "
-                "(see errors.parquet)",
+                "(see catalogue/errors/)",
                 err=True,
             )
         _print_checks(results, as_json, "images checked")

@@ -9,7 +9,7 @@
 rule catalogue:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
-        counts=expand(f"{RESULTS}/shards/{{shard}}.json", shard=SHARDS),
+        counts=shard_counts,
     output:
         stamp=RUN_STAMP,
         report=update(f"{RESULTS}/report.html"),
@@ -19,7 +19,7 @@ rule catalogue:
         "../../envs/biocodes.yaml"
     params:
         catalogue=f"{RESULTS}/catalogue",
-        states=expand(f"{RESULTS}/state/{{shard}}", shard=SHARDS),
+        states=f"{RESULTS}/state",
         parts=f"{RESULTS}/manifest_parts",
         config=config,
         max_scenes=config["report"].get("max_scenes", 500),

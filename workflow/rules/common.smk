@@ -13,7 +13,7 @@ from biocodes.repository.config import (
     settle_roots,
 )
 from biocodes.repository.cluster import with_log_directory
-from biocodes.repository.layout import shard_count
+from biocodes.repository.layout import scan_shards
 
 
 def _refuse(exc):
@@ -31,10 +31,14 @@ except ConfigError as exc:
     _refuse(exc)
 # written by the merge, retired by a successful run: see catalogue.smk
 RUN_STAMP = f"{RESULTS}/run.json"
-# a fixed `shards`, or a power of two following the last run's image count
-SHARDS = list(
-    range(shard_count(RESULTS, config.get("shards"), config["images_per_shard"]))
-)
+
+
+def shard_counts(wildcards):
+    """Every shard job's counts, once the scan (a checkpoint) has decided the
+    run's shard count (a fixed `shards`, or from this scan's images: see
+    biocodes.repository.layout)."""
+    checkpoints.manifest.get()
+    return expand(f"{RESULTS}/shards/{{shard}}.json", shard=range(scan_shards(RESULTS)))
 
 
 def _roots():
@@ -65,13 +69,10 @@ def shard_manifest(wildcards):
 
 
 def finish_run():
-    """Print the run's summary, record the repository's size (the next
-    run's shard count) and retire the stamp: the next invocation (e.g.
-    tomorrow night) scans again and is a new run. The summary comes with the
-    stamp, so this (Snakemake's own process) imports no pyarrow."""
+    """Print the run's summary and retire the stamp: the next invocation
+    (e.g. tomorrow night) scans again and is a new run. The summary comes
+    with the stamp, so this (Snakemake's own process) imports no pyarrow."""
     import json
-
-    from biocodes.repository.layout import record_images
 
     if os.path.exists(RUN_STAMP):
         run = json.loads(Path(RUN_STAMP).read_text())
@@ -80,5 +81,4 @@ def finish_run():
 
             run["summary"] = summary(f"{RESULTS}/catalogue")
         print(run["summary"])
-        record_images(RESULTS, run["images"])
         os.remove(RUN_STAMP)

@@ -24,7 +24,6 @@ rule fingerprint:
         views=config["views"],
         recheck=config["incremental"].get("recheck", False),
         limits=config["limits"],
-        shards=len(SHARDS),
         catalogue=f"{RESULTS}/catalogue",
         plates=config["plates"],
     script:

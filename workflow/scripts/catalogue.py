@@ -1,6 +1,5 @@
 import json
 import sys
-from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
@@ -13,15 +12,17 @@ run_id, _started = run_info(snakemake.input.manifest)
 counts = [
     counts_for_run(json.loads(open(p).read()), run_id) for p in snakemake.input.counts
 ]
+# one state per shard job of this run (the scan decided how many)
+states = [f"{snakemake.params.states}/{k}" for k in range(len(snakemake.input.counts))]
 run = merge_run(
-    snakemake.params.states,
+    states,
     snakemake.params.catalogue,
     snakemake.params.config,
     manifest=snakemake.input.manifest,
     counts=counts,
 )
-shards = len(snakemake.params.states)
-retire_states(Path(snakemake.params.states[0]).parent, shards)
+shards = len(states)
+retire_states(snakemake.params.states, shards)
 retire_states(snakemake.params.parts, shards)
 # the run's summary rides in the stamp: onsuccess prints it without pyarrow
 stamp = {**run, "summary": summary(snakemake.params.catalogue)}

@@ -5,7 +5,7 @@ from pathlib import Path
 from biocodes.infra.atomic import atomic_path
 from biocodes.infra.limits import Limits
 from biocodes.repository.catalogue import run_info
-from biocodes.repository.shard import run_shard
+from biocodes.repository.shard import part_shards, run_shard
 from biocodes.views.build import view_options
 
 
@@ -24,7 +24,7 @@ def main(smk) -> None:
         results_dir=str(Path(thumbnails).parent),
         recheck=smk.params.recheck,
         limits=Limits.from_config(smk.params.limits),
-        shards=smk.params.shards,
+        shards=part_shards(smk.input.part),
         catalogue=smk.params.catalogue,
         plate_fields_per_task=smk.params.plates.get("fields_per_task", 64),
         run_id=run_id,

@@ -1,31 +1,40 @@
 """The shard merge: one run's shard tables into the catalogue, with the
 run's row, its changes and duplicates.
 
-Tables are written sorted and with fixed schemas, so two runs over the same
-pixels produce byte-identical tables apart from run metadata. Every write goes
-to a temporary file that is renamed into place: a reader never sees half a
-table.
+The catalogue holds one partition per shard of each shard table, so the
+merge is a short sequence of steps (:func:`merge_run`): plan (which
+partitions' inputs changed), link or merge each partition, index the
+duplicates, record the run. Partitions are written sorted and with fixed
+schemas, so two runs over the same pixels produce byte-identical files apart
+from run metadata. The new catalogue is built beside the old one and swapped
+in at once: a reader never sees half of it.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from biocodes.repository.history import carry
 from biocodes.repository.tables import (
     SCHEMAS,
     SHARD_TABLES,
     TABLES,
+    part_file,
+    read_catalogue,
+    read_catalogue_table,
     read_table,
     read_tables,
-    rebatch,
+    run_file,
     sorted_batches,
+    table_files,
     write_atomic,
 )
 
@@ -238,171 +247,115 @@ def merge_run(
 ) -> dict:
     """Merge the shards' tables with the previous catalogue into a new one.
 
-    Removed images keep their rows (``status=removed``); ``changes`` and
-    ``runs`` grow by this run's rows; ``duplicates`` is recomputed. The cost
-    follows the changes: a table whose inputs (the shards' files, see
-    :func:`merge_inputs`) are those the previous merge read is the previous
-    file, linked, not re-read; ``changes`` is appended to, not re-sorted.
-    Other tables stay Arrow columns throughout (joins, filters, sorts in
-    pyarrow's C++, no Python object per row), one table at a time, written
-    sorted one row group at a time. The whole catalogue is swapped in at once
+    Each shard table is a directory of partitions, one per shard
+    (``<table>/part-NNNN.parquet``, see :mod:`biocodes.repository.tables`).
+    A partition whose shard files are those the previous merge read is the
+    previous file, linked: nothing is read. The others are rewritten from
+    their shard's files and the rows of that shard's removed images
+    (``status=removed``), and only they are compared with the previous
+    catalogue for the run's ``changes``. ``changes`` and ``runs`` grow by
+    one file for this run; ``duplicates`` is recomputed when any partition
+    changed. The whole catalogue is swapped in at once
     (:func:`biocodes.infra.atomic.atomic_dir`), so a reader or a crash never
-    sees half of it. Returns the new ``runs`` row.
+    sees half of it. A catalogue of single-file tables (before partitions),
+    or of another shard count, is read whole once and rewritten in
+    partitions. Returns the new ``runs`` row.
     """
-    import json
-
-    import pyarrow.compute as pc
-
     from biocodes.infra.atomic import atomic_dir
-    from biocodes.repository.duplicates import duplicate_table
-    from biocodes.repository.history import (
-        IMAGE_COLUMNS,
-        PLANE_COLUMNS,
-        SCENE_COLUMNS,
-        carry,
-        changed_ids,
-        changes_table,
-        failing_since,
-        with_planes_changed,
-    )
-
-    out = Path(out_dir)
-
-    def states(
-        name: str, columns: Sequence[str] | None = None, filter: object = None
-    ) -> pa.Table:
-        return read_tables(
-            [Path(d) / f"{name}.parquet" for d in state_dirs], name, columns, filter
-        )
-
-    def before(
-        name: str, columns: Sequence[str] | None = None, filter: object = None
-    ) -> pa.Table:
-        return read_table(out / f"{name}.parquet", name, columns, filter)
 
     run_id, started = run_info(manifest)
-    runs = _previous_runs(out / "runs.parquet")
-    for done in runs.filter(pc.equal(runs["run_id"], run_id)).to_pylist():
+    out = Path(out_dir)
+    done = merged_already(out, run_id)
+    if done is not None:
         # this run is merged already (its job failed after the catalogue was
         # swapped in, e.g. writing the report): merging it again would
         # record it twice, the second time as a night without changes
         return done
-    inputs = merge_inputs(state_dirs, config)
-    same = _unchanged(out, inputs)
-    columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
-    failures = before(
-        "changes",
-        ["run_id", "image_id", "change", "failing_since"],
-        pc.field("change").isin(["failed", "still_failing"]),
-    )
-    change_rows, gone = changes_table(
-        {n: before(n, c) for n, c in columns.items()},
-        {n: states(n, c) for n, c in columns.items()},
-        run_id,
-        failing_since(failures),
-    )
-    if len(changed := changed_ids(change_rows)):  # which planes: digests of those
-        found = pc.field("image_id").isin(changed)
-        change_rows = with_planes_changed(
-            change_rows,
-            before("scenes", PLANE_COLUMNS, found),
-            states("scenes", PLANE_COLUMNS, found),
-        )
-    dup = config.get("duplicates", {})
+    plan = plan_merge(out, state_dirs, config)
     with atomic_dir(out_dir, keep=3) as new:
         (new / "_merge").mkdir()
-
-        def write(name: str, table: pa.Table | pa.RecordBatchReader) -> None:
-            if isinstance(table, pa.Table):
-                table = sorted_batches(name, table)
-            write_atomic(table, new / f"{name}.parquet")
-            pa.default_memory_pool().release_unused()
-
-        def merged(name: str) -> pa.Table:
-            """This run's rows of a shard table, and the gone images' rows."""
-            table = states(name)
-            if name != "errors" and len(gone):  # a gone file's errors are moot
-                found = pc.field("image_id").isin(gone)
-                table = pa.concat_tables(
-                    [table, carry(name, before(name, filter=found), gone)]
-                )
-            return table
-
-        for name in SHARD_TABLES:  # one table in memory at a time
-            if name in same:
-                _link(out / f"{name}.parquet", new / f"{name}.parquet")
-            else:
-                write(name, merged(name))
-        # the counts need three columns of each; the duplicates, when their
-        # inputs changed, the codes too
-        search = "duplicates" not in same
-        images = states(
-            "images",
-            ["image_id", "status", "run_id", *(["root", "format"] if search else [])],
-        )
-        codes = ["path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
-        scenes = states(
-            "scenes", ["image_id", "status", "nbytes", *(codes if search else [])]
-        )
-        if not search:
-            for name in ("duplicates.parquet", PAIRS_FILE):
-                _link(out / name, new / name)
-        else:
-            duplicates, pairs = duplicate_table(
-                scenes,
-                images,
-                data_distance=dup.get("data_distance", 24),
-                mixed_distance=dup.get("mixed_distance", 8),
-                known=_known_pairs(out, before),
-            )
-            pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
-            del pairs
-            scenes = scenes.select(["image_id", "status", "nbytes"])  # codes: freed
-            write("duplicates", duplicates)
-            del duplicates
-        write("changes", _changes(out / "changes.parquet", change_rows, run_id))
-        run = run_row(
-            run_id,
-            started,
-            config,
-            manifest,
-            images,
-            scenes,
-            change_rows,
-            counts,
-            runs.slice(max(0, runs.num_rows - 1)).to_pylist(),
-            removed=len(gone),
-        )
-        write(
-            "runs",
-            pa.concat_tables(
-                [runs, pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
-            ),
-        )
-        (new / INPUTS_FILE).write_text(json.dumps(inputs, indent=1, sort_keys=True))
+        merged = merge_partitions(plan, out, new, state_dirs, run_id)
+        index_duplicates(plan, out, new, state_dirs, config)
+        run = record_run(out, new, run_id, started, config, manifest, merged, counts)
+        plan.save(new, merged.figures)
+        link_old_names(new)
     return run
+
+
+def link_old_names(new: Path) -> None:
+    """``<table>.parquet``, a symlink to the table's directory: what a reader
+    of a catalogue from before partitions opens (pyarrow and DuckDB read a
+    directory of Parquet files as one table) keeps working."""
+    for name in TABLES:
+        (new / f"{name}.parquet").symlink_to(name, target_is_directory=True)
 
 
 #: the near pairs a merge found, for the next merge (not a catalogue table)
 PAIRS_FILE = "_merge/near_pairs.parquet"
-#: what each table of a catalogue was made of (see :func:`merge_inputs`)
+#: what each partition of a catalogue was made of (see :func:`plan_merge`)
 INPUTS_FILE = "_merge/inputs.json"
-#: bumped whenever the merge would write a table from the same inputs
+#: bumped whenever the merge would write a partition from the same inputs
 #: differently: a file from before is then never taken for this merge's
-MERGE_FORMAT = 1
+MERGE_FORMAT = 2
+#: the ``runs`` figures that are sums over the partitions (the rest come
+#: from the run's changes and the shard jobs' counts)
+PARTITION_FIGURES = (
+    "images",
+    "images_ok",
+    "images_error",
+    "images_removed_total",
+    "scenes",
+    "scenes_read",
+    "bytes_hashed",
+    "bytes_total",
+)
+#: of those, the figures of this run's reads: none in a linked partition
+READ_FIGURES = ("scenes_read", "bytes_hashed")
 
 
-def merge_inputs(
-    state_dirs: Sequence[str | os.PathLike], config: dict
-) -> dict[str, str]:
-    """Per table the merge derives from the shards' files, a digest of its
-    inputs: each shard file's real path, size, mtime and inode (a shard
-    that changes writes a new file in a new directory; one that does not
-    keeps its files), the schema, :data:`MERGE_FORMAT` and pyarrow's version.
-    Tables that carry a removed image's rows (all but ``errors``) depend on
-    the shards' ``images`` too (which ids are gone); ``duplicates`` on the
-    ``images``, ``scenes`` and the distances. Equal digests mean equal
-    tables, so a quiet shard's rows are never read again to write them."""
+@dataclass
+class MergePlan:
+    """What a merge does: per partition of each table, a digest of its
+    inputs and whether the previous catalogue's was made of exactly those."""
+
+    shards: int
+    #: per partition, per table
+    digests: list[dict[str, str]]
+    #: (table, partition) the previous merge made of the same inputs: linked
+    same: set[tuple[str, int]]
+    #: the previous catalogue's partitions are this layout's (same count)
+    partitioned: bool
+    duplicates: str
+    duplicates_same: bool
+    #: the previous merge's figures per partition (see :data:`PARTITION_FIGURES`)
+    figures: list[dict]
+
+    def save(self, new: Path, figures: list[dict]) -> None:
+        """Record this merge's inputs and figures for the next merge."""
+        import json
+
+        record = {
+            "format": MERGE_FORMAT,
+            "shards": self.shards,
+            "partitions": [
+                {"digest": d, "figures": f}
+                for d, f in zip(self.digests, figures, strict=True)
+            ],
+            "duplicates": self.duplicates,
+        }
+        (new / INPUTS_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
+def plan_merge(
+    out: Path, state_dirs: Sequence[str | os.PathLike], config: dict
+) -> MergePlan:
+    """Decide what to read: per partition of each table, a digest of its
+    shard's files (each file's real path, size, mtime and inode: a shard
+    that changes writes its files anew, one that does not keeps them; every
+    table but ``errors`` carries removed images, so depends on ``images``
+    too), the schema, the shard count, :data:`MERGE_FORMAT` and pyarrow's
+    version. Equal digests mean equal partitions, so a quiet shard's rows
+    are never read again."""
     import hashlib
     import json
 
@@ -413,44 +366,341 @@ def merge_inputs(
             return None
         return [os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino]
 
-    files = {
-        name: [stat(Path(d) / f"{name}.parquet") for d in state_dirs]
-        for name in SHARD_TABLES
-    }
-    base = [MERGE_FORMAT, pa.__version__]
+    shards = len(state_dirs)
+    base = [MERGE_FORMAT, pa.__version__, shards]
 
-    def digest(name: str, *parts: object) -> str:
-        text = json.dumps([base, name, str(SCHEMAS[name]), *parts], default=str)
+    def digest(*parts: object) -> str:
+        text = json.dumps([base, *parts], default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    found = {}
-    for name in SHARD_TABLES:
-        carried = [] if name == "errors" else [files["images"]]
-        found[name] = digest(name, files[name], *carried)
+    digests = []
+    for d in state_dirs:
+        files = {n: stat(Path(d) / f"{n}.parquet") for n in SHARD_TABLES}
+        digests.append(
+            {
+                n: digest(
+                    n, str(SCHEMAS[n]), files[n], n != "errors" and files["images"]
+                )
+                for n in SHARD_TABLES
+            }
+        )
     dup = config.get("duplicates", {})
     distances = [dup.get("data_distance", 24), dup.get("mixed_distance", 8)]
-    found["duplicates"] = digest(
-        "duplicates", files["images"], files["scenes"], distances
+    inputs = [[d["images"], d["scenes"]] for d in digests]
+    text = json.dumps([base, str(SCHEMAS["duplicates"]), inputs, distances])
+    duplicates = hashlib.sha256(text.encode()).hexdigest()
+    try:
+        previous = json.loads((out / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        previous = {}
+    parts = previous.get("partitions") or []
+    partitioned = (
+        previous.get("format") == MERGE_FORMAT
+        and previous.get("shards") == shards
+        and len(parts) == shards
     )
-    return found
+    same = set()
+    if partitioned:
+        same = {
+            (n, k)
+            for k in range(shards)
+            for n in SHARD_TABLES
+            if (parts[k].get("digest") or {}).get(n) == digests[k][n]
+            and (out / n / part_file(k)).is_file()
+        }
+    duplicates_same = (
+        partitioned
+        and previous.get("duplicates") == duplicates
+        and bool(table_files(out, "duplicates"))
+        and (out / "duplicates").is_dir()
+        and (out / PAIRS_FILE).is_file()
+    )
+    figures = [p.get("figures", {}) for p in parts] if partitioned else []
+    return MergePlan(
+        shards, digests, same, partitioned, duplicates, duplicates_same, figures
+    )
 
 
-def _unchanged(out: Path, inputs: dict[str, str]) -> set[str]:
-    """The tables of the catalogue at ``out`` made of exactly ``inputs``."""
-    import json
+class Previous:
+    """The previous catalogue's rows of one partition: its file, or, for a
+    catalogue of single-file tables or of another shard count, the rows of
+    the whole table whose images fall in that shard (each table read once
+    and kept while it is asked for)."""
 
-    path = out / INPUTS_FILE
-    if not path.exists():
-        return set()
-    previous = json.loads(path.read_text())
-    same = {
-        name
-        for name, digest in inputs.items()
-        if previous.get(name) == digest and (out / f"{name}.parquet").is_file()
-    }
-    if not (out / PAIRS_FILE).is_file():
-        same.discard("duplicates")
-    return same
+    def __init__(self, out: Path, shards: int, partitioned: bool) -> None:
+        self.out, self.shards, self.partitioned = out, shards, partitioned
+        self._whole: dict[str, tuple[pa.Table, Any]] = {}
+
+    def rows(
+        self,
+        name: str,
+        k: int,
+        columns: Sequence[str] | None = None,
+        filter: Any = None,
+    ) -> pa.Table:
+        if self.partitioned:
+            return read_table(self.out / name / part_file(k), name, columns, filter)
+        if name not in self._whole:
+            self._whole[name] = self._split(name)
+        table, shard = self._whole[name]
+        table = table.filter(pc.equal(shard, k))
+        if filter is not None:
+            table = table.filter(filter)
+        return table if columns is None else table.select(list(columns))
+
+    def _split(self, name: str) -> tuple[pa.Table, Any]:
+        """The whole table, and each row's shard in this run's layout."""
+        from biocodes.repository.manifest import shard_of
+
+        table = read_catalogue_table(self.out, name)
+        ids = pc.unique(table["image_id"])
+        shard = pa.array([shard_of(i, self.shards) for i in ids.to_pylist()])
+        return table, shard.take(pc.index_in(table["image_id"], value_set=ids))
+
+    def forget(self, keep: Sequence[str] = ()) -> None:
+        """Drop the whole tables read, but those in ``keep``."""
+        for name in [n for n in self._whole if n not in keep]:
+            del self._whole[name]
+
+
+@dataclass
+class Merged:
+    """What the partitions' merge found: the run's changes (all partitions)
+    and per partition its figures."""
+
+    changes: pa.Table
+    figures: list[dict]
+
+
+def merge_partitions(
+    plan: MergePlan,
+    out: Path,
+    new: Path,
+    state_dirs: Sequence[str | os.PathLike],
+    run_id: str,
+) -> Merged:
+    """Link the partitions whose inputs did not change; compare the others'
+    shard files with the previous catalogue (the run's ``changes``) and
+    write them, one partition of one table in memory at a time."""
+    from biocodes.repository.history import changes_table, failing_since
+
+    previous = Previous(out, plan.shards, plan.partitioned)
+    for name in SHARD_TABLES:
+        (new / name).mkdir()
+    redo = [
+        k
+        for k in range(plan.shards)
+        if any((n, k) not in plan.same for n in SHARD_TABLES)
+    ]
+    # a failed image is still failing: its partition's changes say so, even
+    # where its files are linked (the workflow reads it again every night)
+    failing = [
+        k for k in range(len(plan.figures)) if plan.figures[k].get("images_error")
+    ]
+    compare = sorted({*redo, *(k for k in failing if k < plan.shards)})
+    found, gone = [], {}
+    known = ["failed", "still_failing"]
+    failures = failing_since(  # the history is read only on a night with work
+        read_catalogue_table(
+            out,
+            "changes",
+            ["run_id", "image_id", "change", "failing_since"],
+            pc.field("change").isin(known) & pc.field("image_id").is_valid(),
+        )
+        if compare
+        else SCHEMAS["changes"].empty_table()
+    )
+    for k in compare:  # the changes, from the columns they need
+        before, now = _compared(previous, Path(state_dirs[k]), k)
+        rows, gone[k] = changes_table(before, now, run_id, failures)
+        found.append(_with_planes(rows, previous, Path(state_dirs[k]), k))
+    previous.forget()
+    for name in SHARD_TABLES:  # one table of one partition in memory at a time
+        for k in range(plan.shards):
+            if (name, k) in plan.same:
+                _link(out / name / part_file(k), new / name / part_file(k))
+                continue
+            table = read_table(Path(state_dirs[k]) / f"{name}.parquet", name)
+            if name != "errors" and len(gone[k]):  # a gone file's errors are moot
+                carried = previous.rows(
+                    name, k, filter=pc.field("image_id").isin(gone[k])
+                )
+                table = pa.concat_tables([table, carry(name, carried, gone[k])])
+            write_atomic(sorted_batches(name, table), new / name / part_file(k))
+            del table
+            pa.default_memory_pool().release_unused()
+        previous.forget()
+    figures = [
+        {k: 0 if k in READ_FIGURES else v for k, v in plan.figures[k].items()}
+        if k not in redo
+        else _partition_figures(Path(state_dirs[k]), run_id, len(gone[k]))
+        for k in range(plan.shards)
+    ]
+    changes = pa.concat_tables(found) if found else SCHEMAS["changes"].empty_table()
+    return Merged(changes, figures)
+
+
+def _compared(
+    previous: Previous, state: Path, k: int
+) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """The columns of ``images`` and ``scenes`` the changes are found in:
+    the previous catalogue's partition and the shard's files."""
+    from biocodes.repository.history import IMAGE_COLUMNS, SCENE_COLUMNS
+
+    columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
+    before = {n: previous.rows(n, k, c) for n, c in columns.items()}
+    now = {n: read_table(state / f"{n}.parquet", n, c) for n, c in columns.items()}
+    return before, now
+
+
+def _with_planes(rows: pa.Table, previous: Previous, state: Path, k: int) -> pa.Table:
+    """``changes`` rows with ``planes_changed``: the plane digests of the
+    images whose codes changed, before and now (only theirs are read)."""
+    from biocodes.repository.history import (
+        PLANE_COLUMNS,
+        changed_ids,
+        with_planes_changed,
+    )
+
+    changed = changed_ids(rows)
+    if not len(changed):
+        return rows
+    found = pc.field("image_id").isin(changed)
+    before = previous.rows("scenes", k, PLANE_COLUMNS, found)
+    now = read_table(state / "scenes.parquet", "scenes", PLANE_COLUMNS, found)
+    return with_planes_changed(rows, before, now)
+
+
+def _partition_figures(state: Path, run_id: str, removed: int) -> dict[str, int]:
+    """A partition's share of the ``runs`` figures (see :func:`run_figures`)."""
+    images = read_table(
+        state / "images.parquet", "images", ["image_id", "status", "run_id"]
+    )
+    scenes = read_table(
+        state / "scenes.parquet", "scenes", ["image_id", "status", "nbytes"]
+    )
+    empty = SCHEMAS["changes"].empty_table()
+    found = run_figures(images, scenes, empty, (), run_id, removed)
+    return {k: found[k] for k in PARTITION_FIGURES}
+
+
+def index_duplicates(
+    plan: MergePlan,
+    out: Path,
+    new: Path,
+    state_dirs: Sequence[str | os.PathLike],
+    config: dict,
+) -> None:
+    """The ``duplicates`` table (derived: one partition) and the near pairs
+    behind it: linked when no partition changed, else searched again with
+    the previous pairs (see :func:`biocodes.repository.duplicates.duplicate_table`)."""
+    from biocodes.repository.duplicates import duplicate_table
+
+    (new / "duplicates").mkdir()
+    target = new / "duplicates" / part_file(0)
+    if plan.duplicates_same:
+        for f in table_files(out, "duplicates"):
+            _link(f, new / "duplicates" / f.name)
+        _link(out / PAIRS_FILE, new / PAIRS_FILE)
+        return
+
+    def files(name: str) -> list[Path]:
+        return [Path(d) / f"{name}.parquet" for d in state_dirs]
+
+    images = read_tables(files("images"), "images", ["image_id", "root", "format"])
+    codes = ["path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
+    scenes = read_tables(files("scenes"), "scenes", ["image_id", "status", *codes])
+    dup = config.get("duplicates", {})
+    duplicates, pairs = duplicate_table(
+        scenes,
+        images,
+        data_distance=dup.get("data_distance", 24),
+        mixed_distance=dup.get("mixed_distance", 8),
+        known=_known_pairs(out),
+    )
+    del scenes, images
+    pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
+    del pairs
+    write_atomic(sorted_batches("duplicates", duplicates), target)
+
+
+def merged_already(out: Path, run_id: str) -> dict | None:
+    """This run's ``runs`` row if the catalogue at ``out`` holds it."""
+    import pyarrow.compute as pc
+
+    if (out / "runs" / run_file(run_id)).is_file():
+        return _previous_runs(out / "runs" / run_file(run_id)).to_pylist()[-1]
+    if (out / "runs.parquet").is_file():  # a catalogue from before partitions
+        runs = _previous_runs(out / "runs.parquet")
+        for done in runs.filter(pc.equal(runs["run_id"], run_id)).to_pylist():
+            return done
+    return None
+
+
+def record_run(
+    out: Path,
+    new: Path,
+    run_id: str,
+    started: str,
+    config: dict,
+    manifest: str | os.PathLike,
+    merged: Merged,
+    counts: Sequence[dict[str, int]],
+) -> dict:
+    """Add the run's files to ``changes`` and ``runs`` (the earlier runs'
+    files linked, never rewritten) and return its ``runs`` row."""
+    runs = _carry_runs(out, new)
+    _carry_changes(out, new)
+    write_atomic(
+        sorted_batches("changes", merged.changes), new / "changes" / run_file(run_id)
+    )
+    figures = run_figures(
+        SCHEMAS["images"].empty_table(),
+        SCHEMAS["scenes"].empty_table(),
+        merged.changes,
+        counts,
+        run_id,
+    )
+    for key in PARTITION_FIGURES:
+        figures[key] = sum(int(f.get(key, 0)) for f in merged.figures)
+    run = run_row(run_id, started, config, manifest, figures, runs[-1:])
+    row = pa.Table.from_pylist([run], schema=SCHEMAS["runs"])
+    write_atomic(row, new / "runs" / run_file(run_id))
+    return run
+
+
+def _carry_runs(out: Path, new: Path) -> list[dict]:
+    """The earlier runs' files in the new catalogue (a single ``runs.parquet``
+    from before partitions: one file per run); the last run's row."""
+    (new / "runs").mkdir()
+    legacy = out / "runs.parquet"
+    if legacy.is_file() and not (out / "runs").is_dir():
+        rows = _previous_runs(legacy).to_pylist()
+        for row in rows:
+            one = pa.Table.from_pylist([row], schema=SCHEMAS["runs"])
+            write_atomic(one, new / "runs" / run_file(row["run_id"]))
+        return rows[-1:]
+    files = table_files(out, "runs")
+    for f in files:
+        _link(f, new / "runs" / f.name)
+    return _previous_runs(files[-1]).to_pylist() if files else []
+
+
+def _carry_changes(out: Path, new: Path) -> None:
+    """The earlier runs' ``changes`` files in the new catalogue (a single
+    ``changes.parquet`` from before partitions: split by run, once)."""
+    (new / "changes").mkdir()
+    legacy = out / "changes.parquet"
+    if legacy.is_file() and not (out / "changes").is_dir():
+        table = read_table(legacy, "changes")
+        for run in sorted(set(table["run_id"].to_pylist())):
+            rows = table.filter(pc.equal(table["run_id"], run))
+            write_atomic(
+                sorted_batches("changes", rows), new / "changes" / run_file(run)
+            )
+        return
+    for f in table_files(out, "changes"):
+        _link(f, new / "changes" / f.name)
 
 
 def _link(source: Path, dest: Path) -> None:
@@ -465,39 +715,16 @@ def _link(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
-def _changes(
-    path: Path, rows: pa.Table, run_id: str
-) -> pa.Table | pa.RecordBatchReader:
-    """The ``changes`` table with this run's rows: the previous file's rows
-    streamed as they are, then this run's, sorted, when this run sorts after
-    every earlier one (the usual case: run ids are start times); otherwise
-    the whole table, to be sorted."""
-    import pyarrow.compute as pc
-
-    name = "changes"
-    if not path.exists():
-        return rows
-    last = pc.max(read_table(path, name, ["run_id"])["run_id"]).as_py()
-    if last is not None and not run_id > last:
-        return pa.concat_tables([read_table(path, name), rows])
-    schema = SCHEMAS[name]
-    previous = pq.ParquetFile(path)
-    if previous.schema_arrow != schema:  # columns added since: read in this schema
-        return pa.concat_tables([read_table(path, name), rows])
-    mine = sorted_batches(name, rows)
-    return rebatch(schema, itertools.chain(previous.iter_batches(), mine))
-
-
-def _known_pairs(out_dir: Path, before: Any) -> dict[str, tuple[pa.Array, pa.Table]]:
+def _known_pairs(out_dir: Path) -> dict[str, tuple[pa.Array, pa.Table]]:
     """Per near kind: the codes the previous merge searched (its live scenes'
     codes) and the pairs it found, if it kept them."""
-    import pyarrow.compute as pc
-
     path = out_dir / PAIRS_FILE
     if not path.exists():
         return {}
     pairs = pq.read_table(path)
-    scenes = before("scenes", ["status", "iscc_code", "data_code", "iscc_mixed"])
+    scenes = read_catalogue_table(
+        out_dir, "scenes", ["status", "iscc_code", "data_code", "iscc_mixed"]
+    )
     live = scenes.filter(
         pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
     )
@@ -515,14 +742,10 @@ def run_row(
     started: str,
     config: dict,
     manifest: str | os.PathLike,
-    images: pa.Table,
-    scenes: pa.Table,
-    change_rows: pa.Table,
-    counts: Sequence[dict[str, int]],
+    figures: dict[str, int],
     previous_runs: list[dict],
-    removed: int = 0,
 ) -> dict:
-    """This run's ``runs`` row (see :func:`run_figures` for the counts)."""
+    """This run's ``runs`` row (``figures``: see :func:`run_figures`)."""
     import json
     from datetime import UTC, datetime
 
@@ -551,7 +774,7 @@ def run_row(
             if x
         ),
         "imagewalk_spec": SPEC,
-        **run_figures(images, scenes, change_rows, counts, run_id, removed),
+        **figures,
         "files_skipped": sum(skipped_files(manifest).values()),
         "walk_rules": WALK_RULES,
     }
@@ -564,16 +787,16 @@ def _n(count: int, noun: str) -> str:
 
 def summary(catalogue_dir: str | os.PathLike) -> str:
     """A few lines for the end of a run: counts, failures (the cause in
-    words; the reader's own message is in errors.parquet and the logs),
+    words; the reader's own message is in catalogue/errors/ and the logs),
     where the tables are."""
     import pyarrow.compute as pc
 
     from biocodes.infra.errors import short_cause
 
     out = Path(catalogue_dir)
-    run = pq.read_table(out / "runs.parquet").to_pylist()[-1]
-    errors = pq.read_table(out / "errors.parquet").slice(0, 21).to_pylist()
-    failed = pq.read_metadata(out / "errors.parquet").num_rows
+    run = read_catalogue(out, "runs")[-1]
+    errors = read_catalogue_table(out, "errors")
+    failed, errors = errors.num_rows, errors.slice(0, 21).to_pylist()
     from biocodes.repository.report import failing_images
 
     failing = failing_images(out)
@@ -613,8 +836,8 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
         )
     known = {
         c["image_id"]: c["failing_since"]
-        for c in read_table(
-            out / "changes.parquet",
+        for c in read_catalogue_table(
+            out,
             "changes",
             ["run_id", "image_id", "change", "failing_since"],
             (pc.field("run_id") == run["run_id"])
@@ -631,6 +854,6 @@ def summary(catalogue_dir: str | os.PathLike) -> str:
 
     lines += [failed_line(e) for e in errors[:20]]
     if failed > 20:
-        lines.append(f"  ... and {failed - 20} more in errors.parquet")
-    lines.append(f"catalogue: {os.path.abspath(out)}/{{{','.join(TABLES)}}}.parquet")
+        lines.append(f"  ... and {failed - 20} more in catalogue/errors/")
+    lines.append(f"catalogue: {os.path.abspath(out)}/{{{','.join(TABLES)}}}/")
     return "\n".join(lines)

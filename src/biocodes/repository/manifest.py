@@ -13,7 +13,7 @@ import fnmatch
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -464,7 +464,7 @@ def settle_seconds(incremental: Mapping[str, Any] | None) -> int:
 def build_manifest(
     out: str | os.PathLike,
     roots: Mapping[str, str],
-    shards: int,
+    shards: int | Callable[[int], int],
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
     manifest_file: str | None = None,
@@ -481,7 +481,9 @@ def build_manifest(
     it may still be being written, so this run keeps its previous rows (or
     leaves a new one out) and a later run reads it once it has settled.
     Roots in ``settle_exempt`` (the example, generated just before) are
-    read at once."""
+    read at once. ``shards``: the count, or a function deciding it from the
+    number of images found (see :func:`biocodes.repository.layout.decide_shards`);
+    the count is stamped on the manifest (:func:`manifest_shards`)."""
     import json
     import time
 
@@ -490,11 +492,16 @@ def build_manifest(
     from biocodes.repository.tables import write_atomic
 
     skipped: Counter = Counter()
+    count = shards if isinstance(shards, int) else 1
     rows = (
-        from_file(manifest_file, shards, roots, follow_symlinks, limits)
+        from_file(manifest_file, count, roots, follow_symlinks, limits)
         if manifest_file
-        else scan(roots, shards, include, exclude, follow_symlinks, limits, skipped)
+        else scan(roots, count, include, exclude, follow_symlinks, limits, skipped)
     )
+    if not isinstance(shards, int):  # decided from this scan
+        count = shards(len(rows))
+        for r in rows:
+            r["shard"] = shard_of(r["image_id"], count)
     recent = time.time_ns() - settle * 10**9
     for r in rows:
         r["abspath"] = os.fsencode(r["abspath"])
@@ -507,8 +514,16 @@ def build_manifest(
     schema = pa.schema([(n, getattr(pa, t)()) for n, t in MANIFEST_SCHEMA_FIELDS])
     table = pa.Table.from_pylist(rows, schema=schema)
     meta = {**new_run(), "skipped": json.dumps(dict(sorted(skipped.items())))}
+    meta["shards"] = str(count)
     write_atomic(table.replace_schema_metadata(meta), out)
     return len(rows)
+
+
+def manifest_shards(path: str | os.PathLike) -> int:
+    """The shard count the scan stamped on its manifest."""
+    import pyarrow.parquet as pq
+
+    return int((pq.read_schema(path).metadata or {})[b"shards"])
 
 
 def read_manifest(path: str | os.PathLike, shard: int | None = None) -> list[dict]:

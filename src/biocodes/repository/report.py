@@ -375,7 +375,7 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
             f"{'has' if len(integrity) == 1 else 'have'} new pixel codes</b> "
             "under the same name: a re-acquisition, an edit, or an "
             "integrity problem (silent corruption, a wrong copy). Check them "
-            "below (changes.parquet, codes_changed).</div>"
+            "below (catalogue/changes/, codes_changed).</div>"
         )
     if not changes:
         parts.append(
@@ -423,7 +423,7 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
             f"<td>{codes}</td><td><code>{escape(detail)}</code>{where}</td></tr>"
         )
     parts.append("</table>")
-    parts.append(_more(min(cap, len(ranked)), len(ranked), "changes.parquet"))
+    parts.append(_more(min(cap, len(ranked)), len(ranked), "catalogue/changes/"))
     return parts
 
 
@@ -448,7 +448,7 @@ def _absent_chunks(scenes: list[dict], cap: int) -> list[str]:
             f"<td>{s['chunks_absent']:,}</td></tr>"
         )
     parts.append("</table>")
-    parts.append(_more(min(cap, len(found)), len(found), "scenes.parquet"))
+    parts.append(_more(min(cap, len(found)), len(found), "catalogue/scenes/"))
     return parts
 
 
@@ -458,14 +458,12 @@ def failing_images(catalogue_dir: str | os.PathLike) -> tuple[int, int]:
     the failure lines count the same images."""
     import pyarrow.compute as pc
 
-    from biocodes.repository.tables import read_table
+    from biocodes.repository.tables import read_catalogue_table
 
     out = Path(catalogue_dir)
-    ids = pc.unique(
-        read_table(out / "errors.parquet", "errors", ["image_id"])["image_id"]
-    )
-    mine = read_table(
-        out / "images.parquet",
+    ids = pc.unique(read_catalogue_table(out, "errors", ["image_id"])["image_id"])
+    mine = read_catalogue_table(
+        out,
         "images",
         ["image_id", "status"],
         pc.field("image_id").isin(ids),
@@ -484,7 +482,7 @@ def _failure_line(e: dict) -> str:
 
 def _failures(errors: list[dict], per_type: int, partial: int = 0) -> list[str]:
     """Failures grouped by error type, most frequent first, a few examples
-    each (the cause in words; the full message in errors.parquet). The heading
+    each (the cause in words; the full message in catalogue/errors/). The heading
     counts images, as the summary does: ``partial`` of them are ok but with a
     failed scene (a plate's field), the others failed."""
     images = len({e["image_id"] for e in errors})
@@ -510,7 +508,7 @@ def _failures(errors: list[dict], per_type: int, partial: int = 0) -> list[str]:
         if len(items) > per_type:
             examples += (
                 f'<div class="more">… and {len(items) - per_type:,} more '
-                "in errors.parquet</div>"
+                "in catalogue/errors/</div>"
             )
         parts.append(
             f"<tr><td><b>{escape(kind)}</b></td><td>{len(items):,}</td>"
@@ -571,7 +569,7 @@ def _duplicates(
                 "</div></div>"
             )
         parts.append(
-            _more(min(groups_cap, len(ranked)), len(ranked), "duplicates.parquet")
+            _more(min(groups_cap, len(ranked)), len(ranked), "catalogue/duplicates/")
         )
     return parts
 

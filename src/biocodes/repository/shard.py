@@ -17,7 +17,7 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -558,22 +558,25 @@ def _previous(
     A state written for another shard count (or none yet) does not hold this
     shard's images: they come from the previous catalogue instead, which holds
     every image's rows, so changing the number of shards reads no pixels."""
-    from biocodes.repository.tables import read_table
+    from biocodes.repository.tables import (
+        read_catalogue_table,
+        read_table,
+        table_files,
+    )
 
     layout = state_dir / "layout.json"
     own = shards is None or (
         layout.exists() and json.loads(layout.read_text()).get("shards") == shards
     )
-    source = state_dir
-    if not own and catalogue is not None and Path(catalogue, "images.parquet").exists():
-        source = Path(catalogue)
+    borrow = not own and catalogue is not None and table_files(catalogue, "images")
     found = {}
     for name in SHARD_TABLES:
-        table = read_table(source / f"{name}.parquet", name)
-        if source != state_dir:
-            table = table.filter(pc.is_in(table["image_id"], ids))
-        found[name] = table
-    if source != state_dir:  # removed images are not this run's to keep
+        if borrow:  # only this shard's images' rows, whichever layout
+            mine = pc.field("image_id").isin(ids)
+            found[name] = read_catalogue_table(catalogue, name, filter=mine)
+        else:
+            found[name] = read_table(state_dir / f"{name}.parquet", name)
+    if borrow:  # removed images are not this run's to keep
         images = found["images"]
         found["images"] = images.filter(pc.not_equal(images["status"], "removed"))
     return found, own
@@ -627,11 +630,14 @@ def run_shard(
 ) -> dict[str, int]:
     """Bring the shard's tables under ``state_dir`` up to date with the manifest.
 
-    Which images to read is decided on Arrow columns (a join of the manifest
-    with the shard's last tables), so an unchanged image costs no Python, and
-    a shard where nothing changed keeps its state files untouched. With
-    ``shards`` (the run's shard count) and ``catalogue``, a state written for
-    another count is replaced by the catalogue's rows (see :func:`_previous`).
+    Three steps: decide what to read (:func:`decide_reads`: a join of the
+    manifest with the shard's last tables, on Arrow columns, so an unchanged
+    image costs no Python), hash on the cluster (:func:`hash_images`: one
+    dask task per image, or per piece of a large plate), write the partition
+    (:func:`shard_tables`, :func:`write_state`: a shard where nothing
+    changed keeps its state files untouched). With ``shards`` (the run's
+    shard count) and ``catalogue``, a state written for another count is
+    replaced by the catalogue's rows (see :func:`_previous`).
 
     Returns counts that add up to ``images``: ``read`` (opened to read
     pixels, whether or not that succeeded; a re-hash that found other bytes
@@ -650,9 +656,6 @@ def run_shard(
     """
     import pyarrow.parquet as pq
 
-    from biocodes.infra.atomic import atomic_dir
-    from biocodes.repository.tables import sort_table
-
     state_dir = Path(state_dir)
     meta = pq.read_schema(manifest).metadata or {}
     if run_id is None:
@@ -660,17 +663,61 @@ def run_shard(
     rows = pq.read_table(manifest, filters=[("shard", "=", shard)])
     key = settings_key(simprints, views)
     before, own = _previous(state_dir, rows["image_id"], shards, catalogue)
-    prev = before["images"].select(
-        [
-            "image_id",
-            "size",
-            "mtime_ns",
-            "status",
-            "settings_key",
-            "run_id",
-            "iscc_code",
-        ]
+    plan = decide_reads(rows, before, key, run_id, recheck)
+    task = _Task(simprints, views, results_dir, limits, plate_fields_per_task)
+    hashed = hash_images(plan.work, task, key, run_id, cluster, threads)
+    counts = {k: v + hashed.counts.get(k, 0) for k, v in plan.counts.items()}
+    tables = shard_tables(plan, before, hashed, rows)
+    kept = plan.kept_now.num_rows + len(hashed.kept)
+    if not (own and not plan.work and kept == before["images"].num_rows):
+        write_state(state_dir, tables, shards)  # else: its files as they are
+    # the part's digest covers its rows (these rows) and the settings and
+    # shard count the scan assumed: vouch for it only if they are this job's
+    digest = meta.get(SHARD_DIGEST, b"").decode()
+    assumed = json.loads(meta.get(SHARD_CONTEXT, b"null"))
+    settled = (
+        digest
+        and assumed == {"settings": key, "shards": shards}
+        and not recheck
+        and not counts["in_progress"]
+        and _settled(tables, rows)
     )
+    _mark_quiet(state_dir, digest if settled else None)
+    return counts
+
+
+@dataclass
+class ReadPlan:
+    """Which of a shard's images to read, and which rows to keep."""
+
+    #: the manifest rows joined with the previous rows (``_size``, ``_mtime``,
+    #: ``_status``, ``_key``, ``_run``, ``_code``)
+    joined: pa.Table
+    #: images still being written (not read this run)
+    waiting: pa.Array
+    #: of those, the ones with previous rows (kept as they were)
+    wait_kept: pa.Array
+    #: rows of the images whose previous rows are kept without a read
+    kept_now: pa.Table
+    #: (manifest row, previous raw code to re-hash first, or None)
+    work: list[tuple[dict, str | None]]
+    counts: dict[str, int]
+
+
+def decide_reads(
+    rows: pa.Table,
+    before: Mapping[str, pa.Table],
+    key: str,
+    run_id: str,
+    recheck: bool = False,
+) -> ReadPlan:
+    """Decide what to read: an image is kept unread when its previous rows
+    are usable (ok or empty, same settings key, no failed field, no scan
+    error) and its size, mtime (and a fileset's members) are unchanged; one
+    whose size is unchanged is re-hashed first; one still being written
+    waits. On Arrow columns: an unchanged image costs no Python."""
+    columns = ["image_id", "size", "mtime_ns", "status", "settings_key"]
+    prev = before["images"].select([*columns, "run_id", "iscc_code"])
     prev = prev.rename_columns(
         ["image_id", "_size", "_mtime", "_status", "_key", "_run", "_code"]
     )
@@ -713,81 +760,141 @@ def run_shard(
         "in_progress": in_progress,
         "refused": 0,
     }
-    todo = t.filter(pc.and_(pc.invert(keep), pc.invert(waiting)))
+    todo_mask = pc.and_(pc.invert(keep), pc.invert(waiting))
     codes = pc.if_else(rehash, t["_code"], pa.scalar(None, pa.string()))
-    work = []  # (row, previous raw code or None for a full read)
+    work = []
     for row, code in zip(
-        todo.select(rows.column_names).to_pylist(),
-        codes.filter(pc.and_(pc.invert(keep), pc.invert(waiting))).to_pylist(),
+        t.filter(todo_mask).select(rows.column_names).to_pylist(),
+        codes.filter(todo_mask).to_pylist(),
         strict=True,
     ):
         row["abspath"] = os.fsdecode(row["abspath"])
         work.append((row, code))
-    results: dict[str, list[dict]] = {name: [] for name in SHARD_TABLES}
+    return ReadPlan(t, waiting, wait_kept, kept_now, work, counts)
 
-    def take(result: dict) -> None:
+
+@dataclass
+class _Task:
+    """What every image task of a shard is given besides its row."""
+
+    simprints: bool
+    views: ViewOptions | None
+    results_dir: str | None
+    limits: Limits | None
+    plate_fields_per_task: int
+
+
+@dataclass
+class Hashed:
+    """What the cluster gave back: new rows per table, the ids of images
+    re-hashed and found unchanged (rows kept), and their counts."""
+
+    results: dict[str, list[dict]]
+    kept: list[str]
+    counts: dict[str, int]
+
+
+def hash_images(
+    work: list[tuple[dict, str | None]],
+    task: _Task,
+    key: str,
+    run_id: str,
+    cluster: Mapping[str, Any],
+    threads: int,
+) -> Hashed:
+    """Hash on the cluster: one dask task per image (re-hash first where a
+    previous raw code is given), a large plate in pieces of fields; a worker
+    that died is the image's error row. No dask without work: a quiet shard
+    starts in a blink."""
+    hashed = Hashed({name: [] for name in SHARD_TABLES}, [], {})
+    if not work:
+        return hashed
+    from distributed import as_completed
+
+    from biocodes.repository.cluster import dask_client
+
+    def take(result: dict, count: str) -> None:
         for name, items in stamped(result, key, run_id).items():
-            results[name].extend(items)
+            hashed.results[name].extend(items)
+        hashed.counts[count] = hashed.counts.get(count, 0) + 1
 
-    kept_after = []
-    if work:  # dask only when there is work: a quiet shard starts in a blink
-        from distributed import KilledWorker, as_completed
+    with dask_client(cluster, threads) as client:
+        futures = _submit(client, work, task)
+        for future in as_completed(futures):
+            row, _code, plate, fields = futures[future]
+            result = _outcome(client, future, row, plate, fields)
+            future.release()
+            if plate is not None:
+                result = plate.add(result)
+                if result is not None:
+                    take(result, "read")
+            elif result is None:  # re-hashed: same bytes, rows kept
+                hashed.kept.append(row["image_id"])
+                hashed.counts["rehashed"] = hashed.counts.get("rehashed", 0) + 1
+            else:  # read (a re-hash that found other bytes too), or refused
+                take(result, "refused" if row.get("error") else "read")
+    return hashed
 
-        from biocodes.repository.cluster import dask_client
 
-        with dask_client(cluster, threads) as client:
-            futures = {}
-            for row, code in work:
-                pieces = _plate_pieces(row, plate_fields_per_task, limits)
-                if pieces is not None:  # hashed apart; no rehash shortcut
-                    plate = _SplitPlate(row, len(pieces), limits, results_dir)
-                    iid = row["image_id"]
-                    f = client.submit(
-                        plate_raw, row, limits, key=f"raw-{iid}", pure=False
-                    )
-                    futures[f] = (row, None, plate, None)
-                    for r in pieces:
-                        args = (plate_piece, row, r, simprints, views, limits)
-                        name = f"fields-{iid}-{r.start}"
-                        f = client.submit(*args, key=name, pure=False)
-                        futures[f] = (row, None, plate, r)
-                    continue
-                if code is None:
-                    args = (fingerprint_image, row, simprints, views, results_dir)
-                    args += (None, limits)
-                else:
-                    args = (_rehash_or_fingerprint, row, code, simprints, views)
-                    args += (results_dir, limits)
-                f = client.submit(*args, key=f"image-{row['image_id']}", pure=False)
-                futures[f] = (row, code, None, None)
-            for future in as_completed(futures):
-                row, code, plate, fields = futures[future]
-                try:
-                    result = future.result()
-                except KilledWorker as exc:
-                    died = _died(client, exc, row)
-                    if plate is None:
-                        result = error_rows(row, died)
-                    elif fields is None:
-                        result = {"failure": _failure(died, row["abspath"])}
-                    else:  # the fields that worker held, not the plate
-                        result = _failed_fields(fields, died)
-                future.release()
-                if plate is not None:
-                    result = plate.add(result)
-                    if result is not None:
-                        take(result)
-                        counts["read"] += 1
-                    continue
-                if result is None:  # re-hashed: same bytes, rows kept
-                    kept_after.append(row["image_id"])
-                    counts["rehashed"] += 1
-                else:  # read (a re-hash that found other bytes too), or
-                    take(result)  # refused at the scan: no pixels read
-                    counts["refused" if row.get("error") else "read"] += 1
-                future.release()
+def _submit(client: Any, work: list[tuple[dict, str | None]], task: _Task) -> dict:
+    """One future per image (per piece of a split plate), with what its
+    result is taken with: ``(row, code, plate, fields)``."""
+    futures = {}
+    limits = task.limits
+    for row, code in work:
+        iid = row["image_id"]
+        pieces = _plate_pieces(row, task.plate_fields_per_task, limits)
+        if pieces is not None:  # hashed apart; no rehash shortcut
+            plate = _SplitPlate(row, len(pieces), limits, task.results_dir)
+            f = client.submit(plate_raw, row, limits, key=f"raw-{iid}", pure=False)
+            futures[f] = (row, None, plate, None)
+            for r in pieces:
+                args = (plate_piece, row, r, task.simprints, task.views, limits)
+                f = client.submit(*args, key=f"fields-{iid}-{r.start}", pure=False)
+                futures[f] = (row, None, plate, r)
+            continue
+        if code is None:
+            args = (fingerprint_image, row, task.simprints, task.views)
+            args += (task.results_dir, None, limits)
+        else:
+            args = (_rehash_or_fingerprint, row, code, task.simprints, task.views)
+            args += (task.results_dir, limits)
+        f = client.submit(*args, key=f"image-{iid}", pure=False)
+        futures[f] = (row, code, None, None)
+    return futures
+
+
+def _outcome(
+    client: Any, future: Any, row: dict, plate: Any, fields: range | None
+) -> Any:
+    """A future's result, or, if every worker that held it died, its error."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        died = _died(client, exc, row)
+        if plate is None:
+            return error_rows(row, died)
+        if fields is None:
+            return {"failure": _failure(died, row["abspath"])}
+        return _failed_fields(fields, died)  # the fields that worker held
+
+
+def shard_tables(
+    plan: ReadPlan, before: Mapping[str, pa.Table], hashed: Hashed, rows: pa.Table
+) -> dict[str, pa.Table]:
+    """The shard's tables: the kept images' previous rows (with their
+    current size and mtime, and a kept fileset's members as scanned now)
+    and the new rows, each sorted."""
+    from biocodes.repository.tables import sort_table
+
+    t, waiting, wait_kept = plan.joined, plan.waiting, plan.wait_kept
     kept = pa.chunked_array(
-        [kept_now["image_id"].combine_chunks(), pa.array(kept_after, pa.string())]
+        [
+            plan.kept_now["image_id"].combine_chunks(),
+            pa.array(hashed.kept, pa.string()),
+        ]
     )
     # the image's current size and mtime; an image in progress keeps those
     # its rows were read at, so it is read again once it has settled
@@ -817,28 +924,24 @@ def run_shard(
                 ]
             )
         tables[name] = pa.concat_tables(
-            [sort_table(name, table), to_table(name, results[name])]
+            [sort_table(name, table), to_table(name, hashed.results[name])]
         )
-    same = own and not work and len(kept) == before["images"].num_rows
-    if not same:  # a shard where nothing changed keeps its files as they are
-        with atomic_dir(state_dir) as new:
-            for name in SHARD_TABLES:
-                write_atomic(sort_table(name, tables[name]), new / f"{name}.parquet")
-            if shards is not None:
-                (new / "layout.json").write_text(json.dumps({"shards": shards}))
-    # the part's digest covers its rows (these rows) and the settings and
-    # shard count the scan assumed: vouch for it only if they are this job's
-    digest = meta.get(SHARD_DIGEST, b"").decode()
-    assumed = json.loads(meta.get(SHARD_CONTEXT, b"null"))
-    settled = (
-        digest
-        and assumed == {"settings": key, "shards": shards}
-        and not recheck
-        and not in_progress
-        and _settled(tables, rows)
-    )
-    _mark_quiet(state_dir, digest if settled else None)
-    return counts
+    return tables
+
+
+def write_state(
+    state_dir: Path, tables: Mapping[str, pa.Table], shards: int | None
+) -> None:
+    """Write the shard's tables (its partition of the catalogue, before the
+    merge), swapped in at once."""
+    from biocodes.infra.atomic import atomic_dir
+    from biocodes.repository.tables import sort_table
+
+    with atomic_dir(state_dir) as new:
+        for name in SHARD_TABLES:
+            write_atomic(sort_table(name, tables[name]), new / f"{name}.parquet")
+        if shards is not None:
+            (new / "layout.json").write_text(json.dumps({"shards": shards}))
 
 
 #: schema metadata of a shard's part of the manifest: its digest, and the
@@ -858,7 +961,7 @@ def _settled(tables: Mapping[str, pa.Table], rows: pa.Table) -> bool:
     if tables["errors"].num_rows or images.num_rows != rows.num_rows:
         return False
     ok = pc.is_in(images["status"], pa.array(["ok", "empty"])).fill_null(False)
-    if not pc.all(ok).as_py():
+    if not pc.all(ok, min_count=0).as_py():  # an empty shard is settled
         return False
     if rows.num_rows and pc.min(rows["mtime_ns"]).as_py() < 0:
         return False
@@ -937,6 +1040,15 @@ def write_shard_manifests(
         write_atomic(part.replace_schema_metadata({**meta, **extra}), path)
         written.append(k)
     return written
+
+
+def part_shards(part: str | os.PathLike) -> int | None:
+    """The run's shard count, as the scan stamped it on a shard's part."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(part).metadata or {}
+    context = json.loads(meta.get(SHARD_CONTEXT, b"null")) or {}
+    return context.get("shards")
 
 
 def _quiet(part: Path, state_dir: Path, digest: str) -> bool:

@@ -377,7 +377,68 @@ def read_table(
     return pq.read_table(path, schema=schema, columns=schema.names, filters=filter)
 
 
+# The layout: each table is a directory. The shard tables hold one file per
+# shard's partition of the images (``<table>/part-NNNN.parquet``);
+# ``changes`` and ``runs`` grow by one file per run
+# (``<table>/run-<run_id>.parquet``); ``duplicates`` is derived whole
+# (``duplicates/part-0000.parquet``).
+
+
+def part_file(k: int) -> str:
+    """The file name of partition ``k`` (shard ``k``'s images) of a table."""
+    return f"part-{k:04d}.parquet"
+
+
+def run_file(run_id: str) -> str:
+    """The file name of one run's rows of ``changes`` and ``runs``: run ids
+    are start times, so the files sort in the order the runs started."""
+    return f"run-{run_id}.parquet"
+
+
+def table_files(catalogue_dir: str | os.PathLike, name: str) -> list[Path]:
+    """The files of one catalogue table, in order: the Parquet files of its
+    directory (a partitioned catalogue), or its single file (a catalogue
+    written before partitions); none if it does not exist yet."""
+    base = Path(catalogue_dir)
+    folder = base / name
+    if folder.is_dir():
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.suffix == ".parquet" and not p.name.startswith((".", "_"))
+        )
+    single = base / f"{name}.parquet"
+    return [single] if single.is_file() else []
+
+
+def read_catalogue_table(
+    catalogue_dir: str | os.PathLike,
+    name: str,
+    columns: Sequence[str] | None = None,
+    filter: object = None,
+) -> pa.Table:
+    """One table of a catalogue in the current schema (or its ``columns``),
+    whether it is a directory of partitions or an older single file; empty
+    if it does not exist yet. ``filter``: a pyarrow dataset expression."""
+    schema = _schema(name, columns)
+    files = [str(p) for p in table_files(catalogue_dir, name)]
+    if not files:
+        return schema.empty_table()
+    return pq.read_table(
+        files, schema=schema, columns=schema.names, filters=filter, partitioning=None
+    )
+
+
+def is_catalogue(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a catalogue (either layout): its images and runs."""
+    return all(table_files(path, n) for n in ("images", "runs"))
+
+
 def read_catalogue(catalogue_dir: str | os.PathLike, name: str) -> list[dict]:
-    """One table of a catalogue as rows; empty if it does not exist yet."""
-    path = Path(catalogue_dir) / f"{name}.parquet"
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    """One table of a catalogue as rows, each file as it was written (an
+    older file may lack columns added since); empty if it does not exist yet."""
+    return [
+        r
+        for p in table_files(catalogue_dir, name)
+        for r in pq.read_table(p).to_pylist()
+    ]

@@ -24,12 +24,14 @@ class NotACatalogueError(ValueError):
 def catalogue_dir(path: str | os.PathLike) -> Path:
     """The catalogue in ``path`` (a results directory or the catalogue
     itself); :class:`NotACatalogueError` if there is none."""
+    from biocodes.repository.tables import is_catalogue
+
     path = Path(path)
     for where in (path / "catalogue", path):
-        if (where / "images.parquet").is_file() and (where / "runs.parquet").is_file():
+        if is_catalogue(where):
             return where
     raise NotACatalogueError(
-        f"{path}: not a biocodes catalogue (no images.parquet and runs.parquet "
+        f"{path}: not a biocodes catalogue (no images and runs tables "
         "in it or in its catalogue/)"
     )
 
@@ -200,12 +202,10 @@ def _absent_moved(before: list[int | None], result: dict) -> str:
 def unchecked(catalogue: str | os.PathLike) -> int:
     """How many catalogued images :func:`verify` cannot check: they failed
     in the last run, so the catalogue holds no codes for them (their errors
-    are in ``errors.parquet``)."""
-    from biocodes.repository.tables import read_table
+    are in the ``errors`` table)."""
+    from biocodes.repository.tables import read_catalogue_table
 
-    images = read_table(
-        catalogue_dir(catalogue) / "images.parquet", "images", ["status"]
-    )
+    images = read_catalogue_table(catalogue_dir(catalogue), "images", ["status"])
     import pyarrow.compute as pc
 
     return pc.sum(pc.equal(images["status"], "error")).as_py() or 0
