@@ -84,13 +84,13 @@ def synthetic_states(
     image_head = ic.encode_header(
         ic.MT.CONTENT, ic.ST_CC.IMAGE, 0, ic.encode_length(ic.MT.CONTENT, 64)
     )
-    sum_head = bytes([0x5D, 0x00])  # ISCC-SUM wide-ish: only equality matters
+    sum_head = bytes([0x57, 0x00])  # ISCC-SUM (Data + Instance, 128 bits each)
     ids = [image_id("repo", f"d{i // 1000:04d}/img{i:07d}.tif") for i in range(images)]
     n_scenes = rng.choice([1, 2], images, p=[0.8, 0.2])
     total = int(n_scenes.sum())
-    raw = _codes(rng, sum_head, 64, images)
+    raw = _codes(rng, sum_head, 32, images)
     data = _codes(rng, data_head, 32, total)
-    sums = _codes(rng, sum_head, 64, total)
+    sums = _codes(rng, sum_head, 32, total)
     mixed = _codes(rng, mixed_head, 8, total)
     views = _codes(rng, image_head, 8, 2 * total)
     for k in rng.choice(total, total // 200, replace=False):  # exact copies
@@ -103,7 +103,7 @@ def synthetic_states(
     moved = rng.random(images) < changed
     if changed:
         fresh = _codes(np.random.default_rng(seed + 1), data_head, 32, total)
-        fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 64, total)
+        fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 32, total)
         # new pixels give new views too
         fresh_views = _codes(np.random.default_rng(seed + 3), image_head, 8, 2 * total)
     failed = rng.random(images) < 0.01

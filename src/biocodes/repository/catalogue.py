@@ -254,6 +254,7 @@ def merge_run(
     import pyarrow.compute as pc
 
     from biocodes.infra.atomic import atomic_dir
+    from biocodes.repository.codeindex import write_index
     from biocodes.repository.duplicates import duplicate_table
     from biocodes.repository.history import (
         IMAGE_COLUMNS,
@@ -367,6 +368,9 @@ def merge_run(
                 [runs, pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
             ),
         )
+        # the codes `similar` searches, packed (linked when scenes and views
+        # are the previous catalogue's)
+        write_index(new, previous=out if {"scenes", "views"} <= same else None)
         (new / INPUTS_FILE).write_text(json.dumps(inputs, indent=1, sort_keys=True))
     return run
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from biocodes.repository.duplicates import code_bits
-
 
 def _kind_of(code: str) -> str:
     """Which catalogue column a code is compared with."""
@@ -39,11 +37,12 @@ def similar(
     A path is fingerprinted (with views if the catalogue has them) and each of
     its scenes is compared by ISCC-SUM (identical pixels), Data-Code,
     ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the
-    column of its type. Only the catalogue is read, never the repository.
+    column of its type. Only the catalogue's code index is read (see
+    :mod:`biocodes.repository.codeindex`), never the repository.
     """
+    from biocodes.repository import codeindex
     from biocodes.repository.tables import read_catalogue
 
-    scenes = [s for s in read_catalogue(catalogue_dir, "scenes") if s["status"] == "ok"]
     probes: list[tuple[str, str, str]] = []  # (query label, column, code)
     from biocodes.infra.remote import is_remote
 
@@ -76,7 +75,7 @@ def similar(
         runs = read_catalogue(catalogue_dir, "runs")
         config = json.loads(runs[-1].get("config") or "{}") if runs else {}
         views = None
-        if any(s.get("iscc_mixed") for s in scenes):
+        if codeindex.has_codes(catalogue_dir, "iscc_mixed"):
             views = view_options(config.get("views") or {}, None)
         result = biocode(query, views=views)
         for p in result["parts"]:
@@ -89,37 +88,27 @@ def similar(
             # JPEG of a PNG) can be near one view while its mixed code is not
             for v in p.get("views", []):
                 probes.append((label, "iscc_image", v["iscc_image"]))
-    candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
-    by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
+    parts: dict[str, list] = {}  # each column's index, opened once
     best: dict[tuple, dict] = {}
     for label, column, code in probes:
         limit = DEFAULT_DISTANCE[column] if max_distance is None else max_distance
         if column == "iscc_code":
             limit = 0
-        value, bits = code_bits(code) if column != "iscc_code" else (0, 0)
-        for row in candidates.get(column, scenes):
-            other = row.get(column)
-            if not other:
-                continue
-            if column == "iscc_code":
-                d = 0 if other == code else None
-            else:
-                ov, ob = code_bits(other)
-                d = (ov ^ value).bit_count() if ob == bits else None
-            if d is None or d > limit:
-                continue
-            scene = by_scene.get((row["image_id"], row["scene_index"]))
-            if scene is None:
-                continue
-            key = (label, scene["image_id"], scene["scene_index"])
+        if column not in parts:
+            parts[column] = codeindex.open_parts(catalogue_dir, column)
+        for row in codeindex.search(
+            catalogue_dir, column, code, limit, parts=parts[column]
+        ):
+            d = row["distance"]
+            key = (label, row["image_id"], row["scene_index"])
             match = {
                 "query": label,
                 "match": "identical" if column == "iscc_code" else column,
                 "distance": d,
-                "path": scene["path"],
-                "image_id": scene["image_id"],
-                "scene_index": scene["scene_index"],
-                "code": other,
+                "path": row["path"],
+                "image_id": row["image_id"],
+                "scene_index": row["scene_index"],
+                "code": row["code"],
             }
             rank = (d, column != "iscc_code")
             if key not in best or rank < (
