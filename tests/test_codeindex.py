@@ -214,3 +214,56 @@ def test_similar_by_file_and_code_answers_as_before(small, tmp_path):
             assert similar(bare, query, limit) == want, (query, limit)
             checked += len(want)
     assert checked > 50  # the queries did match something
+
+
+def test_the_merge_writes_the_index_and_a_quiet_night_links_it(tmp_path):
+    """The merge writes the index of the live scenes' codes; a night whose
+    scenes and views did not change links it (no byte written), and a
+    night with changes writes what a merge from scratch writes."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from biocodes.repository.catalogue import merge_run
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "scale", root / "benchmarks" / "scale.py"
+    )
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    scale.synthetic_states(tmp_path / "quiet", 300, 2)
+    scale.synthetic_states(tmp_path / "changed", 300, 2, changed=0.05)
+
+    def merge(states, results, run):
+        scale.synthetic_manifest(results / "m.parquet", run)
+        dirs = [tmp_path / states / str(k) for k in range(2)]
+        merge_run(dirs, results / "catalogue", {}, results / "m.parquet")
+        return Path(os.path.realpath(results / "catalogue"))
+
+    results = tmp_path / "results"
+    results.mkdir()
+    first = merge("quiet", results, 1)
+    npy = Path("_index/data_code/all-256.npy")
+    scenes = pq.read_table(first / "scenes.parquet")
+    live = scenes.filter(pc.equal(scenes["status"], "ok"))
+    (part,) = codeindex.open_parts(first, "data_code")
+    assert len(part.words) == live.num_rows
+    indexed = part.rows(np.arange(len(part.words)))
+    want = live.sort_by([("image_id", "ascending"), ("scene_index", "ascending")])
+    assert indexed["code"].to_pylist() == want["data_code"].to_pylist()
+    assert indexed["image_id"].to_pylist() == want["image_id"].to_pylist()
+    second = merge("quiet", results, 2)
+    assert os.stat(first / npy).st_ino == os.stat(second / npy).st_ino
+    third = merge("changed", results, 3)
+    assert os.stat(second / npy).st_ino != os.stat(third / npy).st_ino
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    fresh = merge("changed", scratch, 3)
+    for path in sorted((fresh / "_index").rglob("*")):
+        if path.is_file():
+            other = third / path.relative_to(fresh)
+            assert other.read_bytes() == path.read_bytes(), path
