@@ -369,8 +369,8 @@ def merge_run(
             ),
         )
         # the codes `similar` searches, packed (linked when scenes and views
-        # are the previous catalogue's)
-        write_index(new, previous=out if {"scenes", "views"} <= same else None)
+        # are the previous catalogue's; else only new codes decoded)
+        write_index(new, previous=out, unchanged={"scenes", "views"} <= same)
         (new / INPUTS_FILE).write_text(json.dumps(inputs, indent=1, sort_keys=True))
     return run
 

@@ -121,19 +121,23 @@ def _by_length(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
 def write_index(
     catalogue_dir: str | os.PathLike,
     previous: str | os.PathLike | None = None,
+    unchanged: bool = False,
     part: str = "all",
 ) -> None:
     """Write the catalogue's code index into ``catalogue_dir/_index``.
 
-    With ``previous`` (a catalogue whose ``scenes`` and ``views`` are those of
-    this one), its index files are linked, not rebuilt: a quiet night
-    writes no byte of index."""
+    ``previous``: the catalogue before this merge. If ``unchanged`` (its
+    ``scenes`` and ``views`` are this one's), its index files are linked,
+    not rebuilt: a quiet night writes no byte of index. Otherwise the codes
+    it had are taken from its index, packed, and only new codes are
+    decoded."""
     out = Path(catalogue_dir) / INDEX_DIR
-    if previous is not None:
-        old = Path(previous) / INDEX_DIR
-        if _format_of(old) == INDEX_FORMAT:
-            _link_tree(old, out)
-            return
+    old = None if previous is None else Path(previous) / INDEX_DIR
+    if old is not None and _format_of(old) != INDEX_FORMAT:
+        old = None
+    if old is not None and unchanged:
+        _link_tree(old, out)
+        return
     shutil.rmtree(out, ignore_errors=True)
     scenes_path = table_path(catalogue_dir, "scenes")
     if scenes_path is None:
@@ -149,24 +153,55 @@ def write_index(
         if views_path is not None
         else None
     )
-    write_rows(out, index_rows(scenes, views), part)
+    write_rows(out, index_rows(scenes, views), part, reuse=old)
 
 
-def write_rows(out: Path, rows: dict[str, pa.Table], part: str = "all") -> None:
-    """The index files of ``rows`` (see :func:`index_rows`) under ``out``."""
+def write_rows(
+    out: Path, rows: dict[str, pa.Table], part: str = "all", reuse: Path | None = None
+) -> None:
+    """The index files of ``rows`` (see :func:`index_rows`) under ``out``;
+    codes found in the index at ``reuse`` are copied from it, not decoded."""
     from biocodes.infra.atomic import atomic_path
 
     for column, table in rows.items():
         folder = out / column
         folder.mkdir(parents=True, exist_ok=True)
         for bits, group in _by_length(table):
-            words, _ = code_words(group["code"])
-            with atomic_path(folder / f"{part}-{bits}.npy") as tmp:
+            stem = f"{part}-{bits}"
+            old = None if reuse is None else reuse / column / stem
+            words = _packed(group["code"], old)
+            with atomic_path(folder / f"{stem}.npy") as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, np.ascontiguousarray(words), allow_pickle=False)
-            with atomic_path(folder / f"{part}-{bits}.rows.parquet") as tmp:
+            with atomic_path(folder / f"{stem}.rows.parquet") as tmp:
                 pq.write_table(group, tmp, row_group_size=ROW_GROUP, compression="zstd")
     (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
+
+
+def _packed(codes: pa.ChunkedArray, old: Path | None) -> np.ndarray:
+    """The codes as uint64 words: those in the old index part ``old`` (a
+    path stem) taken from it, the rest decoded (a night decodes its new
+    codes only)."""
+    npy = None if old is None else old.with_name(old.name + ".npy")
+    if npy is None or not npy.is_file():
+        return code_words(codes)[0]
+    known = pq.read_table(old.with_name(old.name + ".rows.parquet"), columns=["code"])[
+        "code"
+    ]
+    where = pc.index_in(codes, known).to_numpy(zero_copy_only=False)
+    fresh = np.isnan(where) if where.dtype.kind == "f" else where < 0
+    previous = np.load(npy, mmap_mode="r")
+    words = np.zeros((len(codes), previous.shape[1]), dtype=np.uint64)
+    have = np.flatnonzero(~fresh)
+    words[have] = previous[where[have].astype(np.int64)]
+    new = np.flatnonzero(fresh)
+    if len(new):
+        words[new] = code_words(
+            pc.take(codes, pa.array(new, pa.int64())).combine_chunks()
+            if isinstance(codes, pa.ChunkedArray)
+            else codes.take(pa.array(new, pa.int64()))
+        )[0]
+    return words
 
 
 def _format_of(index: Path) -> int | None:
