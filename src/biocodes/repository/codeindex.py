@@ -11,7 +11,8 @@ Parquet file mapping each row to its scene (``image_id``, ``path``,
     <catalogue>/_index/<column>/<part>-<bits>.rows.parquet row k -> its scene
 
 A search is exact: XOR and ``np.bitwise_count`` over the memory map in
-blocks (bounded memory, ~5 ms per million 256-bit codes on one core), then
+blocks (bounded memory; ~20-30 ms per million 256-bit codes on this
+loaded 2-core machine, see docs/performance.md), then
 only the row groups holding a hit are read. ``part`` is one name per index
 part (``all`` for a catalogue written as one file per table); a search reads
 every part of a column.
@@ -333,8 +334,10 @@ def search_words(
         hit = np.flatnonzero(keep)
         if k is not None and len(hit) > k:
             # the k nearest of this block (ties by row): all a top k needs
-            order = np.lexsort((hit, d[hit]))[:k]
-            hit = hit[np.sort(order)]
+            kth = np.partition(d[hit], k - 1)[k - 1]
+            below = hit[d[hit] < kth]
+            tied = hit[d[hit] == kth][: k - len(below)]
+            hit = np.sort(np.concatenate([below, tied]))
         rows_found.append(hit + start)
         dist_found.append(d[hit])
     if not rows_found:
