@@ -70,41 +70,40 @@ def table_path(catalogue_dir: str | os.PathLike, name: str) -> Path | None:
 
 
 def index_rows(scenes: pa.Table, views: pa.Table | None) -> dict[str, pa.Table]:
-    """Per indexed column, the rows to index (:data:`ROWS_SCHEMA`): live
-    scenes' codes, and the views of live scenes (with their scene's path),
-    sorted by image, scene (and view), nulls left out."""
+    """Per indexed column, the rows to index (see :func:`column_rows`)."""
+    return {column: column_rows(column, scenes, views) for column in COLUMNS}
+
+
+def column_rows(column: str, scenes: pa.Table, views: pa.Table | None) -> pa.Table:
+    """The rows to index for ``column`` (:data:`ROWS_SCHEMA`): live scenes'
+    codes, or the views of live scenes (with their scene's path), sorted by
+    image, scene (and view), nulls left out."""
     ok = pc.fill_null(
         pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"])),
         False,
     )
-    live = scenes.filter(ok).sort_by(
-        [("image_id", "ascending"), ("scene_index", "ascending")]
-    )
-    out = {}
-    for column, table in COLUMNS.items():
-        if table == "scenes":
-            rows = live.select(["image_id", "path", "scene_index", column])
-        elif views is None or not views.num_rows:
-            out[column] = ROWS_SCHEMA.empty_table()
-            continue
-        else:
-            keys = live.select(["image_id", "scene_index", "path"])
-            rows = (
-                views.select(["image_id", "scene_index", "view_index", column])
-                .join(keys, ["image_id", "scene_index"], join_type="inner")
-                .sort_by(
-                    [
-                        ("image_id", "ascending"),
-                        ("scene_index", "ascending"),
-                        ("view_index", "ascending"),
-                    ]
-                )
-                .select(["image_id", "path", "scene_index", column])
+    keep = ["image_id", "path", "scene_index"]
+    if COLUMNS[column] == "scenes":
+        live = scenes.select([*keep, column]).filter(ok)
+        rows = live.sort_by([("image_id", "ascending"), ("scene_index", "ascending")])
+    elif views is None or not views.num_rows:
+        return ROWS_SCHEMA.empty_table()
+    else:
+        keys = scenes.select(keep).filter(ok)
+        rows = (
+            views.select(["image_id", "scene_index", "view_index", column])
+            .join(keys, ["image_id", "scene_index"], join_type="inner")
+            .sort_by(
+                [
+                    ("image_id", "ascending"),
+                    ("scene_index", "ascending"),
+                    ("view_index", "ascending"),
+                ]
             )
-        rows = rows.filter(pc.is_valid(rows[column]))
-        rows = rows.rename_columns(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
-        out[column] = rows
-    return out
+            .select([*keep, column])
+        )
+    rows = rows.filter(pc.is_valid(rows[column]))
+    return rows.rename_columns(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
 
 
 def _by_length(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
@@ -143,18 +142,21 @@ def write_index(
     scenes_path = table_path(catalogue_dir, "scenes")
     if scenes_path is None:
         return
-    columns = ["image_id", "path", "scene_index", "status", *COLUMNS]
-    columns = [c for c in dict.fromkeys(columns) if c != "iscc_image"]
-    scenes = pq.read_table(scenes_path, columns=columns)
     views_path = table_path(catalogue_dir, "views")
-    views = (
-        pq.read_table(
-            views_path, columns=["image_id", "scene_index", "view_index", "iscc_image"]
-        )
-        if views_path is not None
-        else None
-    )
-    write_rows(out, index_rows(scenes, views), part, reuse=old)
+    base = ["image_id", "path", "scene_index", "status", "iscc_code"]
+    for column, table in COLUMNS.items():  # one column in memory at a time
+        extra = [column] if table == "scenes" and column not in base else []
+        scenes = pq.read_table(scenes_path, columns=[*base, *extra])
+        views = None
+        if table == "views" and views_path is not None:
+            views = pq.read_table(
+                views_path, columns=["image_id", "scene_index", "view_index", column]
+            )
+        rows = {column: column_rows(column, scenes, views)}
+        del scenes, views
+        write_rows(out, rows, part, reuse=old)
+        del rows
+        pa.default_memory_pool().release_unused()
 
 
 def write_rows(
