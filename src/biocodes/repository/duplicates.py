@@ -30,8 +30,10 @@ def code_bits(code: str) -> tuple[int, int]:
 def near_pairs(
     codes: Sequence[tuple[int, int]], max_distance: int
 ) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for all i < j whose codes are within ``max_distance``
-    bits (codes of one length; distance 0 included)."""
+    """(i, j, distance), i < j, of codes within ``max_distance`` bits (codes
+    of one length; distance 0 included): every such pair, except inside a
+    band bucket of more than :data:`BUCKET` codes, where those that connect
+    the same groups (see :func:`_dense_bucket`)."""
     if not codes or max_distance < 0:
         return []
     bits = codes[0][1]
