@@ -195,7 +195,7 @@ def make_corpus(root: Path, outside: Path) -> list[Case]:
     synth.write_ome_zarr(garbled_meta, a, zarr_format=3, levels=1)
     (garbled_meta / "zarr.json").write_text("{ this is not json")
     # zero bytes, text and random bytes under image names
-    bad("zero-bytes.ome.tif", "empty").touch()
+    bad("zero-bytes.ome.tif", "empty", "scan").touch()
     bad("notes.tif", "unreadable").write_text("this is not an image\n" * 50)
     rng = np.random.default_rng(3)
     for name in ("random.ome.tif", "random.png", "random.czi"):

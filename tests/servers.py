@@ -116,7 +116,8 @@ class FlakyProxy:
     held for ``stall`` seconds first if n % ``stall_every`` == 0. One path is
     failed at most ``max_faults_per_path`` times, so retries must succeed.
     ``always`` fails every request (500), for a server that never recovers.
-    It counts requests, faults and the most requests it saw at once.
+    It counts requests, faults and the most requests in flight at once
+    (:attr:`max_in_flight`).
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class FlakyProxy:
         stall: float = 0.0,
         max_faults_per_path: int = 2,
         always: bool = False,
+        client_timeout: float | None = None,
     ) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.fail_every, self.drop_every = fail_every, drop_every
@@ -135,14 +137,33 @@ class FlakyProxy:
         self.max_faults = max_faults_per_path
         self.always = always
         self.lock = threading.Lock()
-        self.requests = self.faults = self.in_flight = self.max_in_flight = 0
+        self.client_timeout = client_timeout
+        self.requests = self.faults = 0
+        self.spans: list[tuple[float, float]] = []
         self.faults_by_path: dict[str, int] = {}
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests in flight at once, as the client saw them.
+
+        A client gives up on a request after ``client_timeout`` seconds and
+        may send the next one while this proxy is still relaying the first
+        to a slow upstream; the proxy would count both. Each request's span
+        is therefore cut at 0.9 × the client's timeout: what is left lies
+        within the time the client itself held the request open."""
+        cut = (self.client_timeout or float("inf")) * 0.9
+        events = []
+        for start, end in self.spans:
+            events += [(start, 1), (min(end, start + cut), -1)]
+        most = now = 0
+        for _, step in sorted(events):  # an end before a start at one instant
+            now += step
+            most = max(most, now)
+        return most
 
     def _plan(self, path: str) -> str:
         with self.lock:
             self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             n = self.requests
             if self.always:
                 self.faults += 1
@@ -160,9 +181,9 @@ class FlakyProxy:
                     return kind
             return "ok"
 
-    def _done(self) -> None:
+    def _done(self, start: float) -> None:
         with self.lock:
-            self.in_flight -= 1
+            self.spans.append((start, time.monotonic()))
 
     def handler(self) -> type:
         proxy = self
@@ -171,6 +192,7 @@ class FlakyProxy:
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
+                start = time.monotonic()
                 plan = proxy._plan(self.path)
                 try:
                     if plan == "fail":
@@ -190,7 +212,7 @@ class FlakyProxy:
                 except OSError:
                     self.close_connection = True
                 finally:
-                    proxy._done()
+                    proxy._done(start)
                 if plan == "stall":  # hold the connection open, not counted
                     time.sleep(proxy.stall)
 

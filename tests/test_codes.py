@@ -85,3 +85,24 @@ def test_biocode_result_keys(tmp_path):
     )
     assert part["dims"] == {"T": 1, "C": 1, "Z": 1, "Y": 8, "X": 8}
     assert part["dtype"] == "uint16"
+
+
+def test_plane_digests_are_xxh3_of_each_plane_in_imagewalk_order(tmp_path):
+    import xxhash
+
+    from biocodes.repository.shard import packed_digests
+
+    a = synth.random_scene((2, 3, 2, 20, 30), "uint16", seed=9)  # T, C, Z
+    path = synth.write_ome_tiff(tmp_path / "d.ome.tif", a)
+    part = biocode(path)["parts"][0]
+    planes = [a[t, c, z] for z in range(2) for c in range(3) for t in range(2)]
+    expected = [xxhash.xxh3_64(canonical_bytes(p)).hexdigest() for p in planes]
+    assert part["plane_digests"] == expected
+    assert packed_digests(part["plane_digests"]) == b"".join(
+        bytes.fromhex(d) for d in expected
+    )
+    assert len(packed_digests(part["plane_digests"])) == 12 * 8
+    # the code does not depend on them
+    plain = biocode(path, plane_digests=False)["parts"][0]
+    assert "plane_digests" not in plain
+    assert plain["iscc_code"] == part["iscc_code"]

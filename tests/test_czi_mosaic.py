@@ -15,7 +15,7 @@ from pylibCZIrw import czi as pyczi
 
 from biocodes import synth
 from biocodes.core.fingerprint import biocode, fingerprint_scene
-from biocodes.infra.errors import UnreadableError
+from biocodes.infra.errors import UnreadableError, UnsupportedError
 from biocodes.sources import open_source
 from biocodes.sources.bioio import BioioSource
 
@@ -105,3 +105,53 @@ def test_an_rgb_mosaic_is_walked_red_green_blue(tmp_path):
     assert [p["dims"]["C"] for p in result["parts"]] == [3, 3]
     truth = synth.expected_biocode([canvas, single])
     assert [p["iscc_code"] for p in result["parts"]] == truth
+
+
+# -- no read of aicspylibczi's that can abort the process -------------------
+
+
+def write_scenes_czi(path, sizes, scenes=None):
+    """Single-tile gray uint8 scenes of ``sizes`` side by side, with the
+    scene indices ``scenes`` (default 0, 1, ...); scene i holds i + 1."""
+    with pyczi.create_czi(str(path), exist_ok=True) as doc:
+        x0 = 0
+        for i, (y, x) in enumerate(sizes):
+            s = i if scenes is None else scenes[i]
+            a = np.full((y, x), i + 1, np.uint8)
+            doc.write(data=a, plane={"T": 0, "C": 0, "Z": 0}, scene=s, location=(x0, 0))
+            x0 += x + 16
+    return path
+
+
+def test_planes_are_read_with_pylibczirw(tmp_path):
+    """aicspylibczi 4.0.1's read_image sizes its buffer from the first
+    subblock: a later, larger scene corrupted the heap and aborted the
+    process. The planes come from pylibCZIrw, which says so in ``decoder``.
+    In its own process, so an abort fails only this test."""
+    import json
+
+    from conftest import run_cli
+
+    sizes = [(4, 4), (8, 8)]
+    path = write_scenes_czi(tmp_path / "s.czi", sizes)
+    proc = run_cli("biocode", "--json", path)
+    assert proc.returncode == 0, proc.stderr[-300:]
+    parts = json.loads(proc.stdout.splitlines()[0])["parts"]
+    want = [np.full((1, 1, 1, y, x), i + 1, np.uint8) for i, (y, x) in enumerate(sizes)]
+    assert [p["iscc_code"] for p in parts] == synth.expected_biocode(want)
+    assert all(p["decoder"].startswith("pylibczirw") for p in parts)
+
+
+def test_a_fallback_that_would_abort_is_refused_by_name(tmp_path):
+    """Scene indices 0 and 2 (not contiguous: the CZI adapter does not map
+    it) of other sizes: the bioio-czi fallback would read them with
+    aicspylibczi's read_image, which overflows on the larger one. Refused
+    before that call, naming why; the check itself says which layouts."""
+    from biocodes.sources.czi import unsafe_for_aicspylibczi
+
+    path = write_scenes_czi(tmp_path / "gap.czi", [(4, 4), (9, 8)], scenes=[0, 2])
+    assert "8x9" in unsafe_for_aicspylibczi(str(path))
+    with pytest.raises(UnsupportedError, match=r"differ in size \(4x4, 8x9\)"):
+        open_source(path)
+    same = write_scenes_czi(tmp_path / "same.czi", [(4, 4), (4, 4)])
+    assert unsafe_for_aicspylibczi(str(same)) is None

@@ -98,11 +98,6 @@ def test_plain_tiff(data):
     run(data, gw.plain_tiff)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known class (branch tiff): a plain multi-page RGB TIFF is walked "
-    "pages-outer, Bio-Formats reads pages as T and samples as C",
-)
 @GENERATIVE
 @given(st.data())
 def test_plain_tiff_rgb_pages(data):
@@ -115,12 +110,6 @@ def test_shaped_tiff(data):
     run(data, gw.shaped_tiff)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="new class (test_shaped_tiff_of_one_pixel_wide_planes): TiffSource "
-    "refuses tifffile's shaped series of planes one pixel wide and the "
-    "bioio-tifffile fallback walks its unnamed axes as T and C",
-)
 @GENERATIVE
 @given(st.data())
 def test_shaped_tiff_one_pixel_wide(data):
@@ -148,11 +137,6 @@ def test_zarr(data):
     run(data, gw.ngff_zarr)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known class (branch zarr): chunks zarr-python 3 leaves out "
-    "(all fill value, write_empty_chunks default) must read as the fill value",
-)
 @GENERATIVE
 @given(st.data())
 def test_zarr_absent_chunks(data):
@@ -165,11 +149,6 @@ def test_bioio_ome_zarr_writer(data):
     run(data, gw.bioio_ome_zarr)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known class (branch zarr): chunks zarr-python 3 leaves out "
-    "(all fill value, write_empty_chunks default) must read as the fill value",
-)
 @GENERATIVE
 @given(st.data())
 def test_bioio_ome_zarr_writer_absent_chunks(data):
@@ -191,22 +170,12 @@ def test_czi(data):
     run(data, gw.czi_file)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known class (branch readers): a CZI with a mosaic scene and other "
-    "scenes loses scenes through bioio-czi",
-)
 @GENERATIVE
 @given(st.data())
 def test_czi_mosaic_scenes(data):
     run(data, gw.czi_file, variant="mosaics")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="new class (test_czi_scenes_of_other_sizes_without_scene_list): "
-    "aicspylibczi corrupts the heap reading a scene larger than the first",
-)
 @GENERATIVE
 @given(st.data())
 def test_czi_scenes_of_other_sizes(data):
@@ -225,19 +194,14 @@ def test_truth_is_the_walk_of_the_arrays_written():
 # -- fixed examples: the classes the generator found ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="new class: aicspylibczi 4.0.1 read_image sizes its buffer from the "
-    "first scene; a later, larger scene overflows it and the process aborts "
-    "(pylibCZIrw reads every scene right)",
-)
 def test_czi_scenes_of_other_sizes_without_scene_list(tmp_path):
-    """Found by test_czi_scenes_of_other_sizes: pylibCZIrw's defaults (no
-    scene list in the metadata), three gray uint8 scenes of 4x4, 8x8 and
-    12x5 pixels side by side. ``biocodes biocode`` dies with SIGABRT
-    (``free(): invalid next size``) in CziSource._read_pixels; a worker
-    would die the same way. In its own process, so the abort fails only
-    this test."""
+    """Found by test_czi_scenes_of_other_sizes (fixed): pylibCZIrw's
+    defaults (no scene list in the metadata), three gray uint8 scenes of
+    4x4, 8x8 and 12x5 pixels side by side. ``biocodes biocode`` died with
+    SIGABRT (``free(): invalid next size``): aicspylibczi 4.0.1's
+    ``read_image`` sizes its buffer from the first subblock; a worker died
+    the same way. Planes are now read with pylibCZIrw. In its own process,
+    so an abort fails only this test."""
     from pylibCZIrw import czi as pyczi
 
     path = tmp_path / "scenes.czi"
@@ -287,23 +251,39 @@ def test_imagej_stack_of_one_pixel_wide_planes_is_refused_by_name(tmp_path):
     assert err.value.kind == "unreadable", err.value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="new class: tifffile's shaped series of planes one pixel wide "
-    "(axes QQYXQ) is refused by TiffSource and read by the bioio-tifffile "
-    "fallback, which names the unnamed axes T and C and walks the pages "
-    "C-outer: a wrong code, exit 0",
-)
 def test_shaped_tiff_of_one_pixel_wide_planes(tmp_path):
-    """Found by test_shaped_tiff (shrunk): ``tifffile.imwrite`` of a uint8
-    (2, 2, 1, 2, 1) array, its default shape description
+    """Found by test_shaped_tiff (shrunk, fixed): ``tifffile.imwrite`` of a
+    uint8 (2, 2, 1, 2, 1) array, its default shape description
     ``{"shape": [2, 2, 1, 2, 1]}``. tifffile stores 4 pages of 1x2 pixels
-    and names the series QQYXQ; biocodes gives format ``tifffile`` (the
-    fallback), dims T=2 C=2 Z=1 Y=1 X=2, and walks page 0, 2, 1, 3 instead
-    of the stored order (README: unknown axes keep the stored order)."""
+    and names the series QQYXQ; TiffSource refused it and the fallback
+    (format ``tifffile``) gave dims T=2 C=2 Z=1 Y=1 X=2 and walked page 0,
+    2, 1, 3 instead of the stored order (README: unknown axes keep the
+    stored order), exit 0. Now TiffSource drops the unnamed unit axis and
+    walks the 4 pages as T, planes as stored (1x2, as tifffile names them
+    and Bio-Formats reads them): the bytes, and so the code, of the array."""
     import tifffile
 
     a = np.arange(1, 9, dtype=np.uint8).reshape(2, 2, 1, 2, 1)
     path = tmp_path / "narrow.tif"
     tifffile.imwrite(path, a, photometric="minisblack")
     check(gw.Case(path, [a.reshape(-1, 1, 1, 2, 1)], {"writer": "tifffile shaped"}))
+    result = biocode(path)
+    assert result["format"] == "tiff"
+    assert result["parts"][0]["dims"] == {"T": 4, "C": 1, "Z": 1, "Y": 1, "X": 2}
+
+
+def test_shaped_tiff_whose_shape_tifffile_cannot_list(tmp_path):
+    """Found by test_shaped_tiff_one_pixel_wide (fixed): ``tifffile.imwrite``
+    of a uint8 (1, 1, 1, 1, 1) array writes one 1x1 page under the shape
+    description ``[1, 1, 1, 1, 1]``, from which tifffile's own series
+    listing raises IndexError; the healthy file was refused ("not a
+    readable TIFF"). A shape tifffile cannot map onto the pages is dropped
+    and the page read as stored, as Bio-Formats reads it."""
+    import tifffile
+
+    a = np.full((1, 1, 1, 1, 1), 7, np.uint8)
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, a, photometric="minisblack")
+    with tifffile.TiffFile(path) as tif, pytest.raises(IndexError):
+        tif.series  # noqa: B018 - the writer's own reader fails on it
+    check(gw.Case(path, [a.reshape(1, 1, 1, 1, 1)], {"writer": "tifffile shaped"}))

@@ -208,7 +208,9 @@ def test_verify_catches_pixels_changed_in_place(nightly, tmp_path):
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # hide the change
     proc = run_cli("verify", results)
     assert proc.returncode == 1
-    assert f"{target}: FAILED (pixels differ in scene(s) 0)" in proc.stdout
+    # the plane is named, from the catalogue's plane digests
+    changed = "pixels differ in scene(s) 0: 1 of 3 planes differs: z=0 c=0 t=1"
+    assert f"{target}: FAILED ({changed})" in proc.stdout
     assert "1 failed, 0 missing of 6 images checked" in proc.stderr
     # the corrupt image has no codes to check: said, not skipped silently
     assert "NOTE: 1 image failed in the last run" in proc.stderr

@@ -172,13 +172,27 @@ def test_flaky_servers_give_the_same_codes(repo, s3, monkeypatch):
     deadline) are retried; never more than the concurrency limit at once."""
     local = {store: summary(biocode(repo / store)) for store in STORES}
     with http_server(repo) as web:
-        flaky = FlakyProxy(web, fail_every=4, drop_every=7, stall_every=37, stall=3)
+        flaky = FlakyProxy(
+            web,
+            fail_every=4,
+            drop_every=7,
+            stall_every=37,
+            stall=3,
+            client_timeout=FAST.remote_timeout,
+        )
         with flaky.running() as url:
             for store in STORES:
                 assert summary(biocode(f"{url}/{store}", limits=FAST)) == local[store]
     assert flaky.faults >= 10, flaky.faults
     assert flaky.max_in_flight <= FAST.remote_concurrency
-    flaky = FlakyProxy(s3, fail_every=5, drop_every=9, stall_every=31, stall=3)
+    flaky = FlakyProxy(
+        s3,
+        fail_every=5,
+        drop_every=9,
+        stall_every=31,
+        stall=3,
+        client_timeout=FAST.remote_timeout,
+    )
     with flaky.running() as url:
         monkeypatch.setenv("AWS_ENDPOINT_URL", url)
         for store in STORES:

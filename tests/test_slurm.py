@@ -8,6 +8,7 @@ Skipped only outside CI, when this machine cannot run SLURM (not root, no apt).
 import os
 import shutil
 import subprocess
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -54,11 +55,12 @@ def test_slurm_run_equals_local_run(slurm, tmp_path):
             "interface": "lo",
             "min_workers": 1,
             "max_workers": 2,
-            "log_directory": str(tmp_path / "workers"),
+            # unset: worker job logs go under results/logs/slurm
         },
     }
     from biocodes.example import make_example
 
+    started = time.time()
     make_example(tmp_path / "local" / "repo")
     no_example = {"example": {"generate": False}, "shards": 2, "threads": 1}
     local = run_workflow(tmp_path / "local", no_example)
@@ -72,9 +74,19 @@ def test_slurm_run_equals_local_run(slurm, tmp_path):
         {"cluster": cluster, **no_example, **same_repo},
         "--profile",
         "profiles/slurm",
+        "--slurm-logdir",
+        str(tmp_path / "slurm/results/logs/snakemake-slurm"),
+        "--slurm-keep-successful-logs",  # (deleted on success by default)
     )
     assert on_slurm.returncode == 0, on_slurm.stderr[-3000:]
     assert "submitted with SLURM jobid" in on_slurm.stdout + on_slurm.stderr
+    # every log under results/logs: the dask worker jobs' and Snakemake's own
+    logs = tmp_path / "slurm/results/logs"
+    assert any((logs / "slurm").iterdir()), "no worker job logs"
+    assert any(p.is_file() for p in (logs / "snakemake-slurm").rglob("*"))
+    assert not [p for p in ROOT.glob("slurm-*.out") if p.stat().st_mtime > started], (
+        "a worker job wrote its log into the checkout"
+    )
 
     slurm_results, local_results = (
         tmp_path / "slurm/results",

@@ -349,3 +349,31 @@ def test_runs_say_when_the_walk_rules_changed():
     assert _walk_rules_changed([], "2") == ""
     assert _walk_rules_changed([{"walk_rules": None}], "2") == "walk rules 1 -> 2"
     assert _walk_rules_changed([{"walk_rules": "2"}], "2") == ""
+
+
+# -- the fallback keeps the stored order or gives no code ------------------
+
+
+def test_unnamed_runs_of_pages_reach_no_fallback_guess(tmp_path):
+    """Two unnamed axes (tifffile's ``QQ``) over pages of depth 2 (a
+    volumetric series, which TiffSource does not map page by page): the
+    bioio-tifffile fallback named them T and C and walked C outer, so the
+    planes came in another order than stored, a wrong code with exit 0.
+    No reader can know which unnamed axis is outer: a named refusal."""
+    a = (np.arange(2 * 3 * 2 * 4 * 5) % 251).astype(np.uint8).reshape(2, 3, 2, 4, 5)
+    path = tmp_path / "volumes.tif"
+    tifffile.imwrite(path, a, photometric="minisblack", volumetric=True, tile=(16, 16))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "QQZYX" and len(tif.pages) == 6
+    with pytest.raises(UnreadableError, match="2 unnamed axes longer than 1"):
+        biocode(path)
+
+
+def test_one_unnamed_axis_over_volumes_is_still_read(tmp_path):
+    """One unnamed axis over volumetric pages: the fallback's walk (depth as
+    Z outer, the pages inner) is the walk of the stored planes with the
+    pages as T, the rule for unnamed pages."""
+    a = (np.arange(3 * 2 * 4 * 5) % 251).astype(np.uint8).reshape(3, 2, 4, 5)
+    path = tmp_path / "volumes.tif"
+    tifffile.imwrite(path, a, photometric="minisblack", volumetric=True, tile=(16, 16))
+    assert codes(path) == synth.expected_biocode([a[:, None]])

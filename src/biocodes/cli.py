@@ -323,12 +323,18 @@ def _show_views(part: dict) -> None:
 @click.option("--max-views", default=5, show_default=True, help="Views per scene.")
 @_out_option("a thumbnail of every view")
 @_size_option
+@click.option(
+    "--plane-images",
+    is_flag=True,
+    help="Also an ISCC-IMAGE of every plane (same pass).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per path.")
 def imagecode(
     paths: tuple[str, ...],
     max_views: int,
     out_dir: str | None,
     size: int,
+    plane_images: bool,
     as_json: bool,
 ) -> None:
     """ISCC-SUM, views with their ISCC-IMAGE, and ISCC-MIXED of every scene.
@@ -336,7 +342,8 @@ def imagecode(
     The views (projections, sharpest and representative planes, a channel
     composite) are computed in the same pass as the hash; ISCC-MIXED combines
     a scene's view codes and stays close for re-saved, cropped or rescaled
-    copies of the same scene.
+    copies of the same scene. With --plane-images every plane gets its own
+    ISCC-IMAGE too (what `biocodes similar picture.png` finds a plane by).
     """
 
     def show(path: str, r: dict) -> None:
@@ -349,8 +356,18 @@ def imagecode(
                 f"mixed {part['iscc_mixed']}"
             )
             _show_views(part)
+            for p in part.get("plane_images", []):
+                click.echo(
+                    f"    plane z={p['z']} c={p['c']} t={p['t']} {p['iscc_image']}"
+                )
 
-    work = _views_work(out_dir, paths, max_views=max_views, thumbnail_size=size)
+    work = _views_work(
+        out_dir,
+        paths,
+        max_views=max_views,
+        thumbnail_size=size,
+        plane_images=plane_images,
+    )
     _run_each(paths, as_json, work, show)
 
 
@@ -437,8 +454,9 @@ def similar(
 
     Reads only the catalogue (and QUERY, if it is a file), never the
     repository. Prints one match per line, nearest first: distance in bits,
-    how it matched (identical pixels, data_code, iscc_mixed, iscc_image), the
-    catalogued path and scene. Exit status 1 if nothing matched.
+    how it matched (identical pixels, data_code, iscc_mixed, iscc_image,
+    plane_image), the catalogued path and scene (and plane, z c t, for a
+    plane_image match). Exit status 1 if nothing matched.
     """
     from biocodes.repository.similar import similar as search
     from biocodes.repository.verify import NotACatalogueError, catalogue_dir
@@ -456,6 +474,8 @@ def similar(
             click.echo(json.dumps(m))
         else:
             where = f"{m['path']}#scene{m['scene_index']}"
+            if "z" in m:  # a plane image: the plane too
+                where += f" z={m['z']} c={m['c']} t={m['t']}"
             click.echo(f"{m['distance']:3d} {m['match']:<10} {where}  ({m['query']})")
     if not matches:
         within = (

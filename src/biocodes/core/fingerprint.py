@@ -75,12 +75,13 @@ def fingerprint_scene(
     views: ViewOptions | None = None,
     progress: Progress | None = None,
     overlap: bool | None = None,
+    plane_digests: bool = True,
 ) -> dict:
-    """ISCC-SUM (and simprints, views, ISCC-MIXED) of one scene, in one pass
-    over its planes. View thumbnails go to ``views.thumbnails`` if set.
-    With ``overlap`` (default :data:`OVERLAP`) the next plane is read in a
-    thread while this one is hashed."""
-    hasher = SceneHasher(simprints)
+    """ISCC-SUM (and simprints, views, ISCC-MIXED, plane digests) of one
+    scene, in one pass over its planes. View thumbnails go to
+    ``views.thumbnails`` if set. With ``overlap`` (default :data:`OVERLAP`)
+    the next plane is read in a thread while this one is hashed."""
+    hasher = SceneHasher(simprints, plane_digests)
     viewer = ViewBuilder(scene, views) if views is not None else None
     done = 0
     planes = _prepared_planes(source, scene, keep_arrays=viewer is not None)
@@ -152,6 +153,7 @@ def biocode(
     limits: Limits | None = None,
     before: tuple[int, int] | None = None,
     reader: str | None = None,
+    plane_digests: bool = True,
 ) -> dict:
     """The biocode of one image: raw-file ISCC-SUM plus one part per scene.
 
@@ -177,7 +179,9 @@ def biocode(
     the location's :meth:`~biocodes.infra.location.Location.state` if the
     caller just took it (a remote store's costs a request per key).
     ``reader="bioformats"`` reads the file with Bio-Formats even if a native
-    reader exists.
+    reader exists. Each part carries ``plane_digests`` (one 16-digit hex
+    xxh3-64 of each plane's canonical bytes, IMAGEWALK order) unless
+    ``plane_digests=False`` (benchmarks measure their cost that way).
     """
     limits = limits or Limits()
     location = locate(path, limits)
@@ -197,6 +201,7 @@ def biocode(
                 limits,
                 before,
                 reader,
+                plane_digests,
             )
     overlap = OVERLAP if overlap is None else overlap
     cancel = threading.Event()
@@ -228,6 +233,7 @@ def biocode(
                     views=views,
                     progress=progress,
                     overlap=overlap,
+                    plane_digests=plane_digests,
                 ),
             )
         except BaseException:

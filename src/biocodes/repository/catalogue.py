@@ -258,17 +258,22 @@ def merge_run(
     from biocodes.repository.duplicates import duplicate_table
     from biocodes.repository.history import (
         IMAGE_COLUMNS,
+        PLANE_COLUMNS,
         SCENE_COLUMNS,
         carry,
+        changed_ids,
         changes_table,
         failing_since,
+        with_planes_changed,
     )
 
     out = Path(out_dir)
 
-    def states(name: str, columns: Sequence[str] | None = None) -> pa.Table:
+    def states(
+        name: str, columns: Sequence[str] | None = None, filter: object = None
+    ) -> pa.Table:
         return read_tables(
-            [Path(d) / f"{name}.parquet" for d in state_dirs], name, columns
+            [Path(d) / f"{name}.parquet" for d in state_dirs], name, columns, filter
         )
 
     def before(
@@ -297,6 +302,13 @@ def merge_run(
         run_id,
         failing_since(failures),
     )
+    if len(changed := changed_ids(change_rows)):  # which planes: digests of those
+        found = pc.field("image_id").isin(changed)
+        change_rows = with_planes_changed(
+            change_rows,
+            before("scenes", PLANE_COLUMNS, found),
+            states("scenes", PLANE_COLUMNS, found),
+        )
     dup = config.get("duplicates", {})
     with atomic_dir(out_dir, keep=3) as new:
         (new / "_merge").mkdir()
@@ -368,9 +380,10 @@ def merge_run(
                 [runs, pa.Table.from_pylist([run], schema=SCHEMAS["runs"])]
             ),
         )
-        # the codes `similar` searches, packed (linked when scenes and views
-        # are the previous catalogue's; else only new codes decoded)
-        write_index(new, previous=out, unchanged={"scenes", "views"} <= same)
+        # the codes `similar` searches, packed (linked when scenes and the
+        # view tables are the previous catalogue's; else new codes decoded)
+        indexed = {"scenes", "views", "plane_images"}
+        write_index(new, previous=out, unchanged=indexed <= same)
         (new / INPUTS_FILE).write_text(json.dumps(inputs, indent=1, sort_keys=True))
     return run
 

@@ -42,7 +42,12 @@ COLUMNS = {
     "data_code": "scenes",
     "iscc_mixed": "scenes",
     "iscc_image": "views",
+    # opt-in (views.plane_images): the ISCC-IMAGE of every plane, found by
+    # a picture; its rows name the plane too
+    "plane_image": "plane_images",
 }
+#: the code column of each indexed table's rows
+SOURCE = {"plane_image": "iscc_image"}
 #: rows per row group of a ``.rows.parquet`` (a hit reads one group)
 ROW_GROUP = 16_384
 #: codes compared per numpy step (bounds a query's memory to a few MiB)
@@ -57,6 +62,15 @@ ROWS_SCHEMA = pa.schema(
         ("code", pa.string()),
     ]
 )
+#: rows of the plane images' index: which plane, too
+PLANE_ROWS_SCHEMA = pa.schema(
+    [*ROWS_SCHEMA, ("z", pa.int64()), ("c", pa.int64()), ("t", pa.int64())]
+)
+
+
+def rows_schema(column: str) -> pa.Schema:
+    """The schema of ``column``'s index rows."""
+    return PLANE_ROWS_SCHEMA if column == "plane_image" else ROWS_SCHEMA
 
 
 def table_path(catalogue_dir: str | os.PathLike, name: str) -> Path | None:
@@ -69,41 +83,35 @@ def table_path(catalogue_dir: str | os.PathLike, name: str) -> Path | None:
     return None
 
 
-def index_rows(scenes: pa.Table, views: pa.Table | None) -> dict[str, pa.Table]:
-    """Per indexed column, the rows to index (see :func:`column_rows`)."""
-    return {column: column_rows(column, scenes, views) for column in COLUMNS}
-
-
 def column_rows(column: str, scenes: pa.Table, views: pa.Table | None) -> pa.Table:
-    """The rows to index for ``column`` (:data:`ROWS_SCHEMA`): live scenes'
-    codes, or the views of live scenes (with their scene's path), sorted by
-    image, scene (and view), nulls left out."""
+    """The rows to index for ``column`` (:func:`rows_schema`): live scenes'
+    codes, or the views (or plane images: ``views``) of live scenes with
+    their scene's path, sorted by image, scene (and view or plane), nulls
+    left out."""
     ok = pc.fill_null(
         pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"])),
         False,
     )
     keep = ["image_id", "path", "scene_index"]
+    schema = rows_schema(column)
+    source = SOURCE.get(column, column)
     if COLUMNS[column] == "scenes":
         live = scenes.select([*keep, column]).filter(ok)
         rows = live.sort_by([("image_id", "ascending"), ("scene_index", "ascending")])
     elif views is None or not views.num_rows:
-        return ROWS_SCHEMA.empty_table()
+        return schema.empty_table()
     else:
         keys = scenes.select(keep).filter(ok)
+        order = ["view_index"] if column == "iscc_image" else ["z", "c", "t"]
+        extra = [] if column == "iscc_image" else ["z", "c", "t"]
         rows = (
-            views.select(["image_id", "scene_index", "view_index", column])
+            views.select(["image_id", "scene_index", *order, source])
             .join(keys, ["image_id", "scene_index"], join_type="inner")
-            .sort_by(
-                [
-                    ("image_id", "ascending"),
-                    ("scene_index", "ascending"),
-                    ("view_index", "ascending"),
-                ]
-            )
-            .select([*keep, column])
+            .sort_by([(k, "ascending") for k in ("image_id", "scene_index", *order)])
+            .select([*keep, source, *extra])
         )
-    rows = rows.filter(pc.is_valid(rows[column]))
-    return rows.rename_columns(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
+    rows = rows.filter(pc.is_valid(rows[source]))
+    return rows.rename_columns(schema.names).cast(schema)
 
 
 def _by_length(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
@@ -142,16 +150,14 @@ def write_index(
     scenes_path = table_path(catalogue_dir, "scenes")
     if scenes_path is None:
         return
-    views_path = table_path(catalogue_dir, "views")
     base = ["image_id", "path", "scene_index", "status", "iscc_code"]
     for column, table in COLUMNS.items():  # one column in memory at a time
         extra = [column] if table == "scenes" and column not in base else []
         scenes = pq.read_table(scenes_path, columns=[*base, *extra])
         views = None
-        if table == "views" and views_path is not None:
-            views = pq.read_table(
-                views_path, columns=["image_id", "scene_index", "view_index", column]
-            )
+        other = None if table == "scenes" else table_path(catalogue_dir, table)
+        if other is not None:
+            views = pq.read_table(other, columns=_other_columns(column))
         rows = {column: column_rows(column, scenes, views)}
         del scenes, views
         write_rows(out, rows, part, reuse=old)
@@ -159,10 +165,18 @@ def write_index(
         pa.default_memory_pool().release_unused()
 
 
+def _other_columns(column: str) -> list[str]:
+    """The columns of a view table that ``column``'s index reads."""
+    if column == "plane_image":
+        return ["image_id", "scene_index", "z", "c", "t", "iscc_image"]
+    return ["image_id", "scene_index", "view_index", column]
+
+
 def write_rows(
     out: Path, rows: dict[str, pa.Table], part: str = "all", reuse: Path | None = None
 ) -> None:
-    """The index files of ``rows`` (see :func:`index_rows`) under ``out``;
+    """The index files of ``rows`` (per column, see :func:`column_rows`)
+    under ``out``;
     codes found in the index at ``reuse`` are copied from it, not decoded."""
     from biocodes.infra.atomic import atomic_path
 
@@ -287,17 +301,10 @@ def _parts_in_memory(catalogue_dir: str | os.PathLike, column: str) -> list[Part
         scene_cols.append(column)
     scenes = pq.read_table(scenes_path, columns=scene_cols)
     views = None
-    if table == "views":
-        views_path = table_path(catalogue_dir, "views")
-        if views_path is not None:
-            views = pq.read_table(
-                views_path, columns=["image_id", "scene_index", "view_index", column]
-            )
-    sub = {c: t for c, t in COLUMNS.items() if c == column or t == "scenes"}
-    for c in list(sub):
-        if c not in scenes.column_names and sub[c] == "scenes":
-            scenes = scenes.append_column(c, pa.nulls(scenes.num_rows, pa.string()))
-    rows = index_rows(scenes, views)[column]
+    other = None if table == "scenes" else table_path(catalogue_dir, table)
+    if other is not None:
+        views = pq.read_table(other, columns=_other_columns(column))
+    rows = column_rows(column, scenes, views)
     return [
         Part(code_words(group["code"])[0], bits, rows_table=group)
         for bits, group in _by_length(rows)

@@ -414,11 +414,13 @@ def _changes(changes: list[dict], cap: int, walk_change: str = "") -> list[str]:
         codes = "CHANGED" if flag else ("same" if c["change"] == "touched" else "")
         if walk_change and c["change"] == "changed" and c["codes_changed"]:
             codes = "walk rules changed"
+        planes = c.get("planes_changed") if c["change"] == "changed" else None
+        where = f"<br>{escape(planes)}" if planes else ""  # which planes
         parts.append(
             f'<tr class="{"integrity" if flag else ""}">'
             f'<td><span class="kind {escape(c["change"])}">{escape(c["change"])}'
             f"</span></td><td>{escape(c['root'] or '')}:{escape(c['path'] or '')}</td>"
-            f"<td>{codes}</td><td><code>{escape(detail)}</code></td></tr>"
+            f"<td>{codes}</td><td><code>{escape(detail)}</code>{where}</td></tr>"
         )
     parts.append("</table>")
     parts.append(_more(min(cap, len(ranked)), len(ranked), "changes.parquet"))

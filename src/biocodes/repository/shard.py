@@ -111,6 +111,8 @@ def settings_key(simprints: bool, views: ViewOptions | None) -> str:
     opts = None if views is None else asdict(views)
     if opts is not None:
         opts["thumbnails"] = views.thumbnails is not None
+        if not opts["plane_images"]:  # the key of catalogues from before it
+            del opts["plane_images"]
     key = {
         "simprints": simprints,
         "views": opts,
@@ -229,6 +231,7 @@ def result_rows(
                 "instance_code": p["units"][1],
                 "iscc_mixed": p.get("iscc_mixed"),
                 "chunks_absent": p.get("chunks_absent"),
+                "plane_digests": packed_digests(p.get("plane_digests")),
                 "status": "ok",
                 "error": None,
                 **scene_metadata_columns(p.get("metadata") or {}),
@@ -245,6 +248,10 @@ def result_rows(
                     "thumbnail": thumb and os.path.relpath(thumb, results_dir or "."),
                 }
             )
+        for pi in p.get("plane_images", []):
+            out["plane_images"].append(
+                {"image_id": row["image_id"], "scene_index": p["scene_index"], **pi}
+            )
         for s in p.get("simprints", {}).get("DATA_NONE_V0", []):
             z, c, t = plane_position(s["offset"], d["C"], d["T"])
             out["simprints"].append(
@@ -260,6 +267,12 @@ def result_rows(
                 }
             )
     return out
+
+
+def packed_digests(digests: list[str] | None) -> bytes | None:
+    """A part's ``plane_digests`` (hex per plane) as the catalogue stores
+    them: one binary value, 8 bytes per plane."""
+    return None if digests is None else bytes.fromhex("".join(digests))
 
 
 def scene_metadata_columns(meta: Mapping[str, Any]) -> dict:

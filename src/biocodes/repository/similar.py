@@ -25,6 +25,35 @@ def _kind_of(code: str) -> str:
 
 
 DEFAULT_DISTANCE = {"iscc_code": 0, "data_code": 24, "iscc_mixed": 8, "iscc_image": 8}
+DEFAULT_DISTANCE["plane_image"] = 8
+
+
+def picture_code(path: str | os.PathLike) -> str | None:
+    """The ISCC-IMAGE of a 2D picture (PNG, JPEG, a one-plane TIFF), made as
+    the catalogue's plane images are (:func:`~biocodes.views.build.plane_code`):
+    its one plane, or the luma (ITU-R 601-2) of its first three samples for
+    RGB(A). None for anything with more planes: a stack is not a picture."""
+    import numpy as np
+
+    from biocodes.sources import open_source
+    from biocodes.views.build import plane_code
+
+    with open_source(path) as source:
+        if len(source.scenes) != 1:
+            return None
+        scene = source.scenes[0]
+        if scene.size_z * scene.size_t != 1:
+            return None
+        if scene.size_c == 1:
+            gray = source.read_plane(scene, 0, 0, 0)
+        elif scene.samples in (3, 4) and scene.size_c == scene.samples:
+            r, g, b = (
+                source.read_plane(scene, 0, c, 0).astype(np.float64) for c in range(3)
+            )
+            gray = 0.299 * r + 0.587 * g + 0.114 * b
+        else:
+            return None
+    return plane_code(gray)
 
 
 def similar(
@@ -36,8 +65,10 @@ def similar(
 
     A path is fingerprinted (with views if the catalogue has them) and each of
     its scenes is compared by ISCC-SUM (identical pixels), Data-Code,
-    ISCC-MIXED and, view by view, ISCC-IMAGE. A code is compared with the
-    column of its type. Only the catalogue's code index is read (see
+    ISCC-MIXED and, view by view, ISCC-IMAGE; a picture is also compared
+    with the catalogue's plane images (``views.plane_images``), and such a
+    match names the plane (``z``, ``c``, ``t``) too. A code is compared with
+    the column of its type. Only the catalogue's code index is read (see
     :mod:`biocodes.repository.codeindex`), never the repository.
     """
     from biocodes.repository import codeindex
@@ -88,6 +119,11 @@ def similar(
             # JPEG of a PNG) can be near one view while its mixed code is not
             for v in p.get("views", []):
                 probes.append((label, "iscc_image", v["iscc_image"]))
+        if len(result["parts"]) == 1 and codeindex.has_codes(
+            catalogue_dir, "plane_image"
+        ):
+            if (code := picture_code(query)) is not None:
+                probes.append(("scene 0", "plane_image", code))
     parts: dict[str, list] = {}  # each column's index, opened once
     best: dict[tuple, dict] = {}
     for label, column, code in probes:
@@ -110,10 +146,13 @@ def similar(
                 "scene_index": row["scene_index"],
                 "code": row["code"],
             }
-            rank = (d, column != "iscc_code")
+            if column == "plane_image":  # where in the scene
+                match.update(z=row["z"], c=row["c"], t=row["t"])
+            rank = (d, column != "iscc_code", column != "plane_image")
             if key not in best or rank < (
                 best[key]["distance"],
                 best[key]["match"] != "identical",
+                best[key]["match"] != "plane_image",
             ):
                 best[key] = match
     return sorted(

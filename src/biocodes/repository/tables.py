@@ -79,6 +79,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             # zarr stores: chunks absent from the store, read as the fill
             # value (null for other formats)
             ("chunks_absent", I64),
+            # xxh3-64 of each plane's canonical bytes, 8 bytes per plane in
+            # IMAGEWALK order (Z outer, C, T inner); null where not computed
+            ("plane_digests", pa.binary()),
         ]
     ),
     "simprints": pa.schema(
@@ -105,6 +108,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("channels", pa.list_(I32)),
             ("iscc_image", S),
             ("thumbnail", S),
+        ]
+    ),
+    # opt-in (views.plane_images): the ISCC-IMAGE of every plane
+    "plane_images": pa.schema(
+        [
+            ("image_id", S),
+            ("scene_index", I32),
+            ("z", I64),
+            ("c", I64),
+            ("t", I64),
+            ("iscc_image", S),
         ]
     ),
     "errors": pa.schema(
@@ -141,6 +155,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             # added later: for failed and still_failing, the run of the first
             # failure in this spell
             ("failing_since", S),
+            # for changed: which planes differ ("1 of 8 planes differs: z=2
+            # c=1 t=0"), from the scenes' plane digests
+            ("planes_changed", S),
         ]
     ),
     "duplicates": pa.schema(
@@ -199,6 +216,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "scenes": ["image_id", "scene_index"],
     "simprints": ["image_id", "scene_index", "offset"],
     "views": ["image_id", "scene_index", "view_index"],
+    "plane_images": ["image_id", "scene_index", "z", "c", "t"],
     "errors": ["image_id", "scene_index", "stage", "message"],
     "files": ["image_id", "path"],
     "changes": ["run_id", "root", "path"],
@@ -210,6 +228,7 @@ SORT_KEYS: dict[str, list[str]] = {
 TABLES = tuple(SCHEMAS)
 #: tables each shard computes; the merge adds changes, duplicates and runs
 SHARD_TABLES = ("images", "scenes", "simprints", "views", "errors", "files")
+SHARD_TABLES += ("plane_images",)
 
 
 def to_table(name: str, rows: Iterable[dict]) -> pa.Table:
@@ -321,16 +340,22 @@ def sort_table(name: str, table: pa.Table) -> pa.Table:
 
 
 def read_tables(
-    paths: Sequence[str | os.PathLike], name: str, columns: Sequence[str] | None = None
+    paths: Sequence[str | os.PathLike],
+    name: str,
+    columns: Sequence[str] | None = None,
+    filter: object = None,
 ) -> pa.Table:
     """Concatenate one table from several shard files (missing files are
     empty; columns added since a file was written are null), in their order.
-    One dataset read: files are read in parallel."""
+    One dataset read: files are read in parallel. ``filter``: a pyarrow
+    dataset expression."""
     schema = _schema(name, columns)
     found = [str(p) for p in paths if Path(p).exists()]
     if not found:
         return schema.empty_table()
-    return pq.read_table(found, schema=schema, columns=schema.names, partitioning=None)
+    return pq.read_table(
+        found, schema=schema, columns=schema.names, partitioning=None, filters=filter
+    )
 
 
 def _schema(name: str, columns: Sequence[str] | None) -> pa.Schema:

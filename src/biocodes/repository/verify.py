@@ -110,9 +110,11 @@ def verify(
         )
     scenes: dict[str, list[str]] = {}
     absent: dict[str, list[int | None]] = {}
+    rows: dict[str, list[dict]] = {}
     for s in read_catalogue(cat, "scenes"):
         scenes.setdefault(s["image_id"], []).append(s["iscc_code"])
         absent.setdefault(s["image_id"], []).append(s.get("chunks_absent"))
+        rows.setdefault(s["image_id"], []).append(s)
     for image in images:
         base = where.get(image["root"])
         if base is None:
@@ -133,6 +135,9 @@ def verify(
                 if i >= len(now) or i >= len(before) or now[i] != before[i]
             ]
             detail = f"pixels differ in scene(s) {', '.join(map(str, differ))}"
+            planes = _planes_differ(rows.get(image["image_id"], []), result)
+            if planes:
+                detail += f": {planes}"
             yield {"path": path, "status": "FAILED", "detail": detail}
         elif moved := _absent_moved(absent.get(image["image_id"], []), result):
             yield {"path": path, "status": "FAILED", "detail": moved}
@@ -148,6 +153,30 @@ def verify(
             yield {"path": path, "status": "OK", "detail": detail}
         else:
             yield {"path": path, "status": "OK", "detail": ""}
+
+
+def _planes_differ(before: list[dict], result: dict) -> str:
+    """Which planes differ (:func:`biocodes.core.planediff.image_difference`)
+    between the catalogue's scenes rows and a re-read's parts."""
+    from biocodes.core.planediff import image_difference
+    from biocodes.repository.shard import packed_digests
+
+    now = []
+    for p in result["parts"]:
+        if "error" in p:
+            now.append({"scene_index": p["scene_index"], "iscc_code": None})
+            continue
+        d = p["dims"]
+        now.append(
+            {
+                "scene_index": p["scene_index"],
+                "iscc_code": p["iscc_code"],
+                "dtype": p["dtype"],
+                "plane_digests": packed_digests(p.get("plane_digests")),
+                **{f"size_{k.lower()}": d[k] for k in "ZCTYX"},
+            }
+        )
+    return image_difference(before, now)
 
 
 def _absent_moved(before: list[int | None], result: dict) -> str:

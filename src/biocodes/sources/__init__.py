@@ -3,7 +3,7 @@
 The choice of access path is made here, once, from the file's content where
 its first bytes name the container: TIFF (any suffix: .svs, .lsm, .ndpi ...)
 page by page with tifffile, PNG with a decoder that keeps the stored samples,
-CZI plane by plane with aicspylibczi; zarr stores slice by slice with zarr
+CZI plane by plane with pylibCZIrw; zarr stores slice by slice with zarr
 (also over ``s3://`` and ``http(s)://``). Everything else goes through the
 bioio plugins and Bio-Formats whose own suffix lists claim the file's name.
 """
@@ -145,12 +145,22 @@ def _open(location: Location, limits: Limits, reader: str | None) -> PlaneSource
         limits.check(name, declared_scene(name))
         return PngSource(name)
     if kind == "czi":
-        from biocodes.sources.czi import CziSource, NotPlaneMappable, check_fallback
+        from biocodes.sources.czi import (
+            CziSource,
+            NotPlaneMappable,
+            check_fallback,
+            check_fallback_safe,
+        )
 
         try:
             return CziSource(name)
         except NotPlaneMappable as refused:
-            source = _fallback(name, reader, kind, getattr(refused, "container", None))
+            container = getattr(refused, "container", None)
+            why = str(refused)
+        # bioio-czi reads with aicspylibczi, which aborts the process on some
+        # layouts: refused by name before it is called
+        check_fallback_safe(name, why)
+        source = _fallback(name, reader, kind, container)
         try:  # a fallback is a reader too: every scene of the directory
             check_fallback(name, source)
         except BaseException:

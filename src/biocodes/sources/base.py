@@ -183,11 +183,22 @@ class Container:
     #: what the metadata the native parse refused declares ("ImageJ
     #: description says 4 images"), for the message
     declared: str = ""
+    #: why no reader can know the order of the stored planes ("series 0
+    #: has 2 unnamed axes longer than 1"), or "": then every reader is refused
+    unordered: str = ""
 
     def check(self, path: str, scenes: Sequence[SceneInfo], reader: str) -> None:
         """Refuse ``reader``'s ``scenes`` unless their planes are exactly the
         stored ones (count and shape per plane shape): a reader that reads
-        fewer pages, or reads on past the last one, gives no code."""
+        fewer pages, or reads on past the last one, gives no code. Where the
+        file names no axis for several runs of planes (``unordered``), a
+        reader can only guess which is outer, so it gives no code either."""
+        if self.unordered:
+            raise UnreadableError(
+                path,
+                f"{self.unordered}: {reader} would name them by a guess and "
+                "walk the stored planes in another order",
+            )
         got: Counter[tuple[int, int, int]] = Counter()
         for s in scenes:
             got[(s.size_y, s.size_x, s.dtype.itemsize)] += s.planes

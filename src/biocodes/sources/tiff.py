@@ -68,9 +68,16 @@ def inventory(tif, series: list) -> Container:  # noqa: ANN001
     planes: Counter[tuple[int, int, int]] = Counter()
     units = 0
     declared = []
+    unordered = ""
     size = tif.filehandle.size
-    for s in series:
+    for i, s in enumerate(series):
         kf = s.keyframe
+        unnamed = [a for a, n in zip(s.axes, s.shape) if a in UNKNOWN_AXES and n > 1]
+        if len(unnamed) > 1 and not unordered:
+            unordered = (
+                f"series {i} ({s.axes}, shape {tuple(s.shape)}) has "
+                f"{len(unnamed)} unnamed axes longer than 1"
+            )
         key = (kf.imagelength, kf.imagewidth, np.dtype(s.dtype).itemsize)
         # a series' pages share its keyframe's shape (tifffile builds them
         # so); a missing page (None) is damage tifffile reported already
@@ -84,7 +91,7 @@ def inventory(tif, series: list) -> Container:  # noqa: ANN001
             if pages == 1 and offset is not None and offset + s.nbytes <= size:
                 held = said  # contiguous data after the one page
         planes[key] += held
-    return Container("pages", dict(planes), units, "; ".join(declared))
+    return Container("pages", dict(planes), units, "; ".join(declared), unordered)
 
 
 def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN001
@@ -96,12 +103,14 @@ def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN0
     Bio-Formats and ImageJ itself read them; never a subset of the pages,
     never planes read on past the last page. A description over a single
     page is kept: contiguous data after one IFD is how ImageJ writes files
-    over 4 GB (the fallback's check guards that route)."""
+    over 4 GB (the fallback's check guards that route), unless it is a
+    tifffile shape from which tifffile cannot list a series at all (it
+    raises on the shape ``[1, 1, 1, 1, 1]`` of one 1x1 page)."""
     if not (tif.is_imagej or tif.is_shaped):
         return ""
     pages = len(tif.pages)
-    if pages == 1:
-        return ""
+    if pages == 1 and not (tif.is_shaped and isinstance(series, Exception)):
+        return ""  # (a shape tifffile cannot map onto one page is dropped)
     if tif.is_imagej:
         ij = tif.imagej_metadata or {}
         keys = ("channels", "slices", "frames")
@@ -112,6 +121,8 @@ def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN0
             said += f" and channels x slices x frames = {csf}"
     else:
         said = "tifffile shape description does not fit"
+        if isinstance(series, Exception):
+            said += f" (tifffile: {series})"
     if not (isinstance(series, Exception) or damage):
         # a series' pages share its keyframe's shape; never touch each page
         # (materialising 20 000 ImageJ frames takes seconds)
@@ -123,6 +134,16 @@ def _description_disagrees(tif, series, damage: list[str]) -> str:  # noqa: ANN0
         if not tif.is_imagej:
             said = f"tifffile shape description says {declared} planes"
     return f"{said}, the file holds {pages} pages"
+
+
+def _named_or_long(axes: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """A series' axes without the unnamed ones of size 1, wherever they
+    stand. tifffile names a shaped description's trailing unit axis (an
+    array of planes one pixel wide, ``(..., Y, 1)``) ``Q`` after ``YX``
+    (``QQYXQ``): its pages are the last two axes that are not 1, which is
+    how the file stores them and how Bio-Formats reads them."""
+    kept = [(a, n) for a, n in zip(axes, shape) if not (a in UNKNOWN_AXES and n == 1)]
+    return "".join(a for a, _ in kept), tuple(n for _, n in kept)
 
 
 def stored_order(
@@ -204,7 +225,7 @@ class _Series:
     ) -> None:
         kf = series.keyframe
         page_axes = kf.axes
-        axes, shape = series.axes, tuple(series.shape)
+        axes, shape = _named_or_long(series.axes, tuple(series.shape))
         if kf.shaped[1] != 1 or not axes.endswith(page_axes):
             raise NotPageMappable(f"series {index} axes {axes} / page {page_axes}")
         n_outer = len(axes) - len(page_axes)
