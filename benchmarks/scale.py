@@ -84,13 +84,13 @@ def synthetic_states(
     image_head = ic.encode_header(
         ic.MT.CONTENT, ic.ST_CC.IMAGE, 0, ic.encode_length(ic.MT.CONTENT, 64)
     )
-    sum_head = bytes([0x5D, 0x00])  # ISCC-SUM wide-ish: only equality matters
+    sum_head = bytes([0x57, 0x00])  # ISCC-SUM (Data + Instance, 128 bits each)
     ids = [image_id("repo", f"d{i // 1000:04d}/img{i:07d}.tif") for i in range(images)]
     n_scenes = rng.choice([1, 2], images, p=[0.8, 0.2])
     total = int(n_scenes.sum())
-    raw = _codes(rng, sum_head, 64, images)
+    raw = _codes(rng, sum_head, 32, images)
     data = _codes(rng, data_head, 32, total)
-    sums = _codes(rng, sum_head, 64, total)
+    sums = _codes(rng, sum_head, 32, total)
     mixed = _codes(rng, mixed_head, 8, total)
     views = _codes(rng, image_head, 8, 2 * total)
     for k in rng.choice(total, total // 200, replace=False):  # exact copies
@@ -103,7 +103,7 @@ def synthetic_states(
     moved = rng.random(images) < changed
     if changed:
         fresh = _codes(np.random.default_rng(seed + 1), data_head, 32, total)
-        fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 64, total)
+        fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 32, total)
         # new pixels give new views too
         fresh_views = _codes(np.random.default_rng(seed + 3), image_head, 8, 2 * total)
     failed = rng.random(images) < 0.01
@@ -202,8 +202,19 @@ def synthetic_manifest(path: Path, run: int) -> None:
     )
 
 
-MERGE_CHILD = """
-import json, resource, sys, time
+#: the peak memory of the process itself: VmHWM is reset by exec, while
+#: ru_maxrss of a child carries its parent's high-water mark across exec
+PEAK = """
+def peak_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+MERGE_CHILD = (
+    PEAK
+    + """
+import json, sys, time
 from pathlib import Path
 from biocodes.repository.catalogue import merge_run
 states, out, manifest, shards = sys.argv[1:5]
@@ -211,47 +222,120 @@ dirs = [Path(states) / str(k) for k in range(int(shards))]
 t0 = time.perf_counter()
 run = merge_run(dirs, out, {}, manifest)
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "rss_mib":
-    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": dt, "rss_mib": peak_mib(),
     "images": run["images"], "scenes": run["scenes"],
     "added": run["images_added"], "changed": run["images_changed"]}))
 """
+)
+
+SIMILAR_CHILD = (
+    PEAK
+    + """
+import json, sys, time
+from biocodes.repository.similar import similar
+catalogue, codes = sys.argv[1], sys.argv[2:]
+times, found = [], []
+for code in codes:
+    t0 = time.perf_counter()
+    found.append(len(similar(catalogue, code)))
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"first": times[0], "warm": sorted(times[1:])[len(times[1:]) // 2]
+    if len(times) > 1 else None, "rss_mib": peak_mib(), "found": found}))
+"""
+)
+
+BUILD_CHILD = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from scale import synthetic_states
+base, images, shards = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+synthetic_states(base / "states", images, shards)
+synthetic_states(base / "states-1pct", images, shards, changed=0.01)
+"""
 
 
-def merge_child(src: Path, states: Path, out: Path, manifest: Path, shards: int):
+def child(src: Path, script: str, *args: object) -> dict:
+    """Run ``script`` in a fresh interpreter (its own peak memory)."""
     proc = subprocess.run(
-        [PY, "-c", MERGE_CHILD, str(states), str(out), str(manifest), str(shards)],
+        [PY, "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(src)},
     )
     if proc.returncode:
-        sys.exit(f"merge failed:\n{proc.stderr[-3000:]}")
+        sys.exit(f"benchmark step failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_merge(data: Path, images: int, baseline: Path | None) -> list[str]:
+def merge_child(src: Path, states: Path, out: Path, manifest: Path, shards: int):
+    return child(src, MERGE_CHILD, states, out, manifest, shards)
+
+
+def figure(measure: str, step: str, images: int, seconds: float, rss: float) -> str:
+    """One figure as a JSON line, for comparing runs mechanically."""
+    return json.dumps(
+        {
+            "measure": measure,
+            "step": step,
+            "images": images,
+            "seconds": round(seconds, 4),
+            "rss_mib": round(rss, 1),
+        }
+    )
+
+
+def query_codes(catalogue: Path, count: int) -> list[str]:
+    """Data-Codes of ``count`` scenes spread over the catalogue, read from a
+    few row groups only (the parent stays small)."""
+    import pyarrow.parquet as pq
+
+    from biocodes.repository.codeindex import table_path
+
+    path = table_path(catalogue, "scenes")
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    codes = []
+    for k in range(count):
+        f = pq.ParquetFile(files[k % len(files)])
+        group = (k * 7919) % f.num_row_groups
+        column = f.read_row_group(group, columns=["data_code"])["data_code"]
+        codes.append(column[(k * 104729) % len(column)].as_py())
+    return codes
+
+
+def bench_merge(
+    data: Path,
+    images: int,
+    baseline: Path | None,
+    queries: int = 11,
+    hnsw: bool = False,
+) -> tuple[list[str], list[str]]:
     shards = max(1, images // 8000)
     base = data / f"merge-{images}"
     states, states2 = base / "states", base / "states-1pct"
     if not (base / "done").exists():
         shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
         t0 = time.perf_counter()
-        synthetic_states(states, images, shards)
-        synthetic_states(states2, images, shards, changed=0.01)
+        proc = subprocess.run(
+            [PY, "-c", BUILD_CHILD]
+            + [str(x) for x in (Path(__file__).parent, base, images, shards)],
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
+        if proc.returncode:
+            sys.exit("building the synthetic catalogue failed")
         (base / "done").write_text("")
         print(
             f"built {images:,} images in {time.perf_counter() - t0:.0f} s",
             file=sys.stderr,
         )
-    lines = []
+    lines, figures = [], []
     for label, src in (("before", baseline), ("after", ROOT / "src")):
         if src is None:
             continue
         results = base / f"results-{label}"
         shutil.rmtree(results, ignore_errors=True)
         results.mkdir()
-        figures = []
         for run, (what, st) in enumerate(
             (("first", states), ("no-change", states), ("1% changed", states2)), 1
         ):
@@ -259,13 +343,93 @@ def bench_merge(data: Path, images: int, baseline: Path | None) -> list[str]:
             r = merge_child(
                 src, st, results / "catalogue", results / "m.parquet", shards
             )
-            figures.append(r)
             lines.append(
                 f"merge {label:6s} {what:10s}: {r['seconds']:6.1f} s, peak RSS "
                 f"{r['rss_mib']:6.0f} MiB ({r['images']:,} images, "
                 f"{r['scenes']:,} scenes, {r['changed']:,} changed)"
             )
-    return lines
+            figures.append(
+                figure(
+                    "merge" if label == "after" else "merge (before)",
+                    what,
+                    images,
+                    r["seconds"],
+                    r["rss_mib"],
+                )
+            )
+        catalogue = results / "catalogue"
+        codes = query_codes(catalogue, queries if label == "after" else 2)
+        r = child(src, SIMILAR_CHILD, catalogue, *codes)
+        warm = r["warm"] if r["warm"] is not None else r["first"]
+        lines.append(
+            f"similar {label:6s} by code: first query {r['first']:.3f} s, then "
+            f"{warm:.3f} s per query (median of {len(codes) - 1}), peak RSS "
+            f"{r['rss_mib']:.0f} MiB, matches {r['found']}"
+        )
+        name = "similar" if label == "after" else "similar (before)"
+        figures.append(figure(name, "by code, first", images, r["first"], r["rss_mib"]))
+        figures.append(figure(name, "by code, warm", images, warm, r["rss_mib"]))
+        if label == "after" and hnsw:
+            lines += bench_hnsw(catalogue, images, figures)
+    return lines, figures
+
+
+HNSW_CHILD = (
+    PEAK
+    + """
+import json, sys, time
+import numpy as np
+from usearch.index import Index
+from biocodes.repository.codeindex import open_parts, search_words
+(part,) = open_parts(sys.argv[1], "data_code")
+words = np.ascontiguousarray(part.words)
+packed = words.astype(">u8").view(np.uint8).reshape(len(words), -1)
+t0 = time.perf_counter()
+index = Index(ndim=256, metric="hamming", dtype="b1")
+index.add(np.arange(len(words)), packed)
+build = time.perf_counter() - t0
+rng = np.random.default_rng(0)
+queries = rng.choice(len(words), 100, replace=False)
+out = {"build": build, "rss_mib": peak_mib(), "n": len(words)}
+t0 = time.perf_counter()
+exact = [search_words(part.words, words[q], k=10)[1] for q in queries]
+out["exact_s"] = (time.perf_counter() - t0) / len(queries)
+for ef in (None, 1024):
+    if ef:
+        index.expansion_search = ef
+    t0 = time.perf_counter()
+    found = index.search(packed[queries], 10)
+    out[f"hnsw_s_{ef}"] = (time.perf_counter() - t0) / len(queries)
+    hits = 0
+    for k, q in enumerate(queries):
+        got = np.sort(found.distances[k].astype(np.int64))
+        want = np.sort(exact[k])
+        # recall@10 by distance (ties are interchangeable): the true
+        # distances the answer holds
+        hits += int(np.minimum(np.bincount(got, minlength=257),
+                               np.bincount(want, minlength=257)).sum())
+    out[f"recall_{ef}"] = hits / (10 * len(queries))
+print(json.dumps(out))
+"""
+)
+
+
+def bench_hnsw(catalogue: Path, images: int, figures: list[str]) -> list[str]:
+    """The exact search beside usearch's HNSW (only if usearch is installed:
+    it is not a dependency), recall@10 counted by distance (ties)."""
+    try:
+        import usearch  # noqa: F401
+    except ImportError:
+        return ["hnsw: usearch not installed, not compared"]
+    r = child(ROOT / "src", HNSW_CHILD, catalogue)
+    figures.append(figure("hnsw build", "first", images, r["build"], r["rss_mib"]))
+    return [
+        f"hnsw (usearch) over {r['n']:,} Data-Codes: build {r['build']:.0f} s, "
+        f"peak RSS {r['rss_mib']:.0f} MiB; exact top-10 {r['exact_s'] * 1e3:.1f} ms "
+        f"per query; HNSW default ef {r['hnsw_s_None'] * 1e3:.2f} ms, recall@10 "
+        f"{r['recall_None']:.3f}; ef=1024 {r['hnsw_s_1024'] * 1e3:.2f} ms, recall@10 "
+        f"{r['recall_1024']:.3f}"
+    ]
 
 
 # -------------------------------------------------------------- repository
@@ -386,6 +550,9 @@ def main() -> int:
     parser.add_argument("--merge-images", type=int, default=1_000_000)
     parser.add_argument("--skip-repo", action="store_true")
     parser.add_argument("--skip-merge", action="store_true")
+    parser.add_argument(
+        "--hnsw", action="store_true", help="compare with usearch's HNSW if installed"
+    )
     parser.add_argument("--baseline", type=Path, help="another checkout's src/")
     parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "scale")
     parser.add_argument("--config", default="{}", help="JSON config overrides")
@@ -395,12 +562,14 @@ def main() -> int:
     args = parser.parse_args()
     if args.baseline_tree:
         TREE["root"] = args.baseline_tree.resolve()
-    lines = []
+    lines, figures = [], []
     if not args.skip_merge:
-        lines += bench_merge(args.data, args.merge_images, args.baseline)
+        found = bench_merge(args.data, args.merge_images, args.baseline, hnsw=args.hnsw)
+        lines += found[0]
+        figures += found[1]
     if not args.skip_repo:
         lines += bench_repo(args.data, args.images, json.loads(args.config))
-    print("\n".join(lines))
+    print("\n".join(lines + figures))
     return 0
 
 

@@ -276,6 +276,7 @@ def merge_run(
         (new / "_merge").mkdir()
         merged = merge_partitions(plan, out, new, state_dirs, run_id)
         index_duplicates(plan, out, new, state_dirs, config)
+        index_codes(plan, out, new)
         run = record_run(out, new, run_id, started, config, manifest, merged, counts)
         plan.save(new, merged.figures)
         link_old_names(new)
@@ -622,6 +623,20 @@ def index_duplicates(
     pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
     del pairs
     write_atomic(sorted_batches("duplicates", duplicates), target)
+
+
+def index_codes(plan: MergePlan, out: Path, new: Path) -> None:
+    """The codes ``similar`` searches, packed (see
+    :mod:`biocodes.repository.codeindex`): linked when every partition of
+    the tables it indexes is the previous catalogue's; else written, with
+    only new codes decoded."""
+    from biocodes.repository.codeindex import write_index
+
+    indexed = ("scenes", "views", "plane_images")
+    unchanged = plan.partitioned and all(
+        (name, k) in plan.same for name in indexed for k in range(plan.shards)
+    )
+    write_index(new, previous=out, unchanged=unchanged)
 
 
 def merged_already(out: Path, run_id: str) -> dict | None:

@@ -30,8 +30,10 @@ def code_bits(code: str) -> tuple[int, int]:
 def near_pairs(
     codes: Sequence[tuple[int, int]], max_distance: int
 ) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for all i < j whose codes are within ``max_distance``
-    bits (codes of one length; distance 0 included)."""
+    """(i, j, distance), i < j, of codes within ``max_distance`` bits (codes
+    of one length; distance 0 included): every such pair, except inside a
+    band bucket of more than :data:`BUCKET` codes, where those that connect
+    the same groups (see :func:`_dense_bucket`)."""
     if not codes or max_distance < 0:
         return []
     bits = codes[0][1]
@@ -145,18 +147,30 @@ def _plan(
 
 
 def _pairs_within(
-    words: np.ndarray, bits: int, max_distance: int, query: np.ndarray | None = None
+    words: np.ndarray,
+    bits: int,
+    max_distance: int,
+    query: np.ndarray | None = None,
+    stats: dict[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (i < j, distance) with Hamming distance <= max_distance, exactly;
-    with ``query`` (a boolean mask), only pairs with a queried member, at a
-    cost that follows the number queried."""
+    """(i < j, distance) with Hamming distance <= max_distance: every such
+    pair, except inside a band bucket of more than :data:`BUCKET` codes,
+    where enough pairs to connect exactly what the pairs connect (see
+    :func:`_dense_bucket`), so the groups are exact and the cost stays
+    linear in a bucket of many near-identical codes; with ``query`` (a
+    boolean mask), only pairs with a queried member, at a cost that follows
+    the number queried. ``stats["candidates"]`` counts the code pairs
+    compared."""
+    if stats is None:
+        stats = {}
+    stats.setdefault("candidates", 0)
     n = len(words)
     empty = np.zeros(0, dtype=np.int64)
     asked = None if query is None else np.flatnonzero(query)
     if n < 2 or max_distance < 0 or (asked is not None and not len(asked)):
         return empty, empty, empty
     if asked is not None:
-        found = _query_search(words, bits, max_distance, asked)
+        found = _query_search(words, bits, max_distance, asked, stats)
     else:
         found = []
         bands, radius = _plan(n, bits, max_distance, n * n / 2)
@@ -164,7 +178,7 @@ def _pairs_within(
             weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
             for masked in combinations(range(width), radius):
                 mask = ~sum(int(weights[m]) for m in masked)
-                found.extend(_equal_key_pairs(keys & mask, words, max_distance))
+                found.extend(_equal_key_pairs(keys & mask, words, max_distance, stats))
     if not found:
         return empty, empty, empty
     pairs_found = np.unique(np.concatenate(found))
@@ -223,7 +237,11 @@ def _query_plan(n: int, m: int, bits: int, max_distance: int) -> tuple[int, int]
 
 
 def _query_search(
-    words: np.ndarray, bits: int, max_distance: int, asked: np.ndarray
+    words: np.ndarray,
+    bits: int,
+    max_distance: int,
+    asked: np.ndarray,
+    stats: dict[str, int],
 ) -> list[np.ndarray]:
     """Pairs (as i * n + j, i < j) with a queried member (``asked``: row
     numbers) and codes within ``max_distance`` bits. Codes within ``d`` bits
@@ -252,7 +270,7 @@ def _query_search(
             first = np.searchsorted(ordered, near, "left")
             count = np.searchsorted(ordered, near, "right") - first
             owner = np.repeat(rows, len(flips))
-            out.extend(_checked(owner, first, count, order, words, max_distance))
+            out.extend(_checked(owner, first, count, order, words, max_distance, stats))
         del keys, order, ordered
     return out
 
@@ -264,20 +282,38 @@ def _checked(
     order: np.ndarray,
     words: np.ndarray,
     max_distance: int,
+    stats: dict[str, int],
 ) -> list[np.ndarray]:
     """Candidate pairs (``owner[k]`` with rows ``order[first[k]:][:count[k]]``)
     within ``max_distance``, as i * n + j (i < j), expanded and checked in
-    batches of at most :data:`PAIR_BATCH` candidates (bounded memory)."""
+    batches of at most :data:`PAIR_BATCH` candidates (bounded memory). A
+    bucket of more than :data:`BUCKET` rows is searched once with all the
+    queried codes that reach it (:func:`_dense_bucket`), never once per
+    queried code."""
     n = len(words)
     hit = np.flatnonzero(count)
     if not len(hit):
         return []
     owner, first, count = owner[hit], first[hit], count[hit]
+    out = []
+    big = count > BUCKET
+    if big.any():
+        for start in np.unique(first[big]):
+            reach = big & (first == start)
+            members = order[start : start + int(count[reach][0])]
+            out.extend(
+                _dense_bucket(
+                    np.unique(np.concatenate([members, owner[reach]])),
+                    words,
+                    max_distance,
+                    stats,
+                )
+            )
+        owner, first, count = owner[~big], first[~big], count[~big]
     edges = np.searchsorted(
         np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
     )
-    out = []
-    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(hit)], strict=True):
+    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(owner)], strict=True):
         if h1 <= h0:
             continue
         c = count[h0:h1]
@@ -286,6 +322,98 @@ def _checked(
         other = order[np.repeat(first[h0:h1], c) + offset]
         keep = rows != other
         rows, other = rows[keep], other[keep]
+        stats["candidates"] += len(rows)
+        keep = _distance(words, rows, other) <= max_distance
+        a, b = rows[keep], other[keep]
+        out.append(np.minimum(a, b) * n + np.maximum(a, b))
+    return out
+
+
+#: leaders near nothing in a row before a dense bucket is searched pair by pair
+LONERS = 16
+#: a band bucket larger than this is searched by :func:`_dense_bucket`
+#: instead of pair by pair (all its pairs would be quadratic in its size)
+BUCKET = 128
+
+
+def _dense_bucket(
+    members: np.ndarray, words: np.ndarray, max_distance: int, stats: dict[str, int]
+) -> list[np.ndarray]:
+    """Pairs within ``max_distance`` among ``members`` (rows of ``words``)
+    that connect them exactly as all such pairs would, at a cost linear in
+    the bucket when its codes are near-identical (constant or all-black
+    images: the case that made a first merge quadratic).
+
+    A leader's ball (the members within the distance of it) is connected
+    through the leader; a member outside the ball can be within the
+    distance of a ball member only if its distance to the leader is at most
+    the ball member's plus the limit (triangle inequality), so only those
+    pairs are compared; the rest is searched again with a new leader. A
+    leader near nothing is dropped; after :data:`LONERS` of them in a row
+    (codes spread out, not clustered) the rest is compared pair by pair, as
+    a small bucket is."""
+    n = len(words)
+    out = []
+    rest = members
+    alone = 0  # leaders in a row with nothing near them
+    while len(rest) > BUCKET and alone < LONERS:
+        lead = rest[0]
+        d = _distance(words, np.full(len(rest), lead), rest)
+        stats["candidates"] += len(rest) - 1
+        inside = d <= max_distance
+        ball, near = rest[inside], d[inside]
+        if len(ball) == 1:  # near nothing left: drop it
+            alone += 1
+            rest = rest[1:]
+            continue
+        alone = 0
+        others, far = rest[~inside], d[~inside]
+        peers = ball[ball != lead]
+        out.append(np.minimum(lead, peers) * n + np.maximum(lead, peers))
+        if len(others):
+            out.extend(_across(ball, near, others, far, words, max_distance, stats))
+        rest = others
+    if len(rest) > 1:
+        out.extend(
+            _equal_key_pairs(
+                np.zeros(len(rest), np.int64), words, max_distance, stats, rest, True
+            )
+        )
+    return out
+
+
+def _across(
+    ball: np.ndarray,
+    near: np.ndarray,
+    others: np.ndarray,
+    far: np.ndarray,
+    words: np.ndarray,
+    max_distance: int,
+    stats: dict[str, int],
+) -> list[np.ndarray]:
+    """Pairs within ``max_distance`` between a ball (distances ``near`` to
+    its leader) and the codes outside it (``far``), comparing only pairs
+    the triangle inequality allows: ``near >= far - max_distance``."""
+    n = len(words)
+    by = np.argsort(-near, kind="stable")  # farthest from the leader first
+    ball, near = ball[by], near[by]
+    # per outside code: how many ball members are far enough from the leader
+    count = np.searchsorted(-near, -(far - max_distance), side="right")
+    has = np.flatnonzero(count)
+    if not len(has):
+        return []
+    others, count = others[has], count[has]
+    out = []
+    edges = np.searchsorted(
+        np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
+    )
+    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(others)], strict=True):
+        if h1 <= h0:
+            continue
+        c = count[h0:h1]
+        rows = np.repeat(others[h0:h1], c)
+        other = ball[np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)]
+        stats["candidates"] += len(rows)
         keep = _distance(words, rows, other) <= max_distance
         a, b = rows[keep], other[keep]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
@@ -293,24 +421,41 @@ def _checked(
 
 
 def _equal_key_pairs(
-    keys: np.ndarray, words: np.ndarray, max_distance: int
+    keys: np.ndarray,
+    words: np.ndarray,
+    max_distance: int,
+    stats: dict[str, int],
+    rows: np.ndarray | None = None,
+    pairwise: bool = False,
 ) -> list[np.ndarray]:
     """Pairs (as i * n + j, i < j) of rows with equal keys and codes within
-    ``max_distance``, generated and checked in bounded batches."""
-    n = len(keys)
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
+    ``max_distance``, generated and checked in bounded batches; a bucket of
+    more than :data:`BUCKET` rows goes to :func:`_dense_bucket` (unless
+    ``pairwise``). ``rows``: the rows of ``words`` the keys belong to
+    (default: all)."""
+    n = len(words)
+    if rows is None:
+        rows = np.arange(len(keys))
+    order = rows[np.argsort(keys, kind="stable")]
+    ordered = np.sort(keys, kind="stable")
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sizes = np.diff(np.r_[starts, n])
+    sizes = np.diff(np.r_[starts, len(keys)])
     multi = sizes > 1
     starts, sizes = starts[multi], sizes[multi]
     if not len(starts):
         return []
+    out = []
+    dense = sizes > BUCKET
+    if dense.any() and not pairwise:
+        for st, sz in zip(starts[dense], sizes[dense], strict=True):
+            out.extend(_dense_bucket(order[st : st + sz], words, max_distance, stats))
+        starts, sizes = starts[~dense], sizes[~dense]
+        if not len(starts):
+            return out
     work = sizes * (sizes - 1) // 2
     cut = np.searchsorted(
         np.cumsum(work), np.arange(1, 1 + work.sum() // PAIR_BATCH) * PAIR_BATCH
     )
-    out = []
     for s0, s1 in zip(np.r_[0, cut], np.r_[cut, len(starts)]):
         st, sz = starts[s0 : s1 + 1], sizes[s0 : s1 + 1]
         if not len(st):
@@ -325,6 +470,7 @@ def _equal_key_pairs(
             + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
         )
         a, b = order[left], order[right]
+        stats["candidates"] += len(a)
         keep = _distance(words, a, b) <= max_distance
         a, b = a[keep], b[keep]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
@@ -476,12 +622,16 @@ def duplicate_table(
         else:
             searched, pairs = before
             fresh = pc.invert(pc.is_in(unique, searched)).to_numpy(zero_copy_only=False)
+            fresh |= _lost_a_member(unique, searched, pairs)
             i, j, _ = _pairs_within(words, bits, limit, query=fresh)
             a = pc.index_in(pairs["a"], unique)
             b = pc.index_in(pairs["b"], unique)
             still = pc.and_(pc.is_valid(a), pc.is_valid(b))
             i = np.concatenate([i, a.filter(still).to_numpy().astype(np.int64)])
             j = np.concatenate([j, b.filter(still).to_numpy().astype(np.int64)])
+            # a group searched again finds some of last night's pairs again
+            both = np.unique(np.minimum(i, j) * len(words) + np.maximum(i, j))
+            i, j = both // len(words), both % len(words)
         found_pairs.append(
             pa.table(
                 {
@@ -508,6 +658,29 @@ def duplicate_table(
         emit(kind, have, group[index[have]], column, dist)
     table = pa.concat_tables(parts) if parts else DUPLICATES_SCHEMA.empty_table()
     return table, pa.concat_tables(found_pairs)
+
+
+def _lost_a_member(unique: pa.Array, searched: pa.Array, pairs: pa.Table) -> np.ndarray:
+    """Which of ``unique`` (this night's codes) were in a group, by last
+    night's pairs, with a code now gone. A dense bucket keeps only the pairs
+    that connect it (see :func:`_dense_bucket`), so a group that lost a
+    member may hang together through pairs never kept: its codes are
+    searched again."""
+    none = np.zeros(len(unique), bool)
+    gone = pc.filter(searched, pc.invert(pc.is_in(searched, unique)))
+    if not len(gone) or not len(pairs):
+        return none
+    ends = pc.unique(
+        pa.concat_arrays([pairs["a"].combine_chunks(), pairs["b"].combine_chunks()])
+    )
+    a = pc.index_in(pairs["a"], ends).to_numpy(zero_copy_only=False)
+    b = pc.index_in(pairs["b"], ends).to_numpy(zero_copy_only=False)
+    label = _components(len(ends), a, b)
+    lost = pc.index_in(gone, ends).drop_null().to_numpy(zero_copy_only=False)
+    if not len(lost):
+        return none
+    touched = ends.filter(pa.array(np.isin(label, label[lost])))
+    return pc.is_in(unique, touched).to_numpy(zero_copy_only=False)
 
 
 def _encoded(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

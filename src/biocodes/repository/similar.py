@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from biocodes.repository.duplicates import code_bits
-
 
 def _kind_of(code: str) -> str:
     """Which catalogue column a code is compared with."""
@@ -70,11 +68,12 @@ def similar(
     ISCC-MIXED and, view by view, ISCC-IMAGE; a picture is also compared
     with the catalogue's plane images (``views.plane_images``), and such a
     match names the plane (``z``, ``c``, ``t``) too. A code is compared with
-    the column of its type. Only the catalogue is read, never the repository.
+    the column of its type. Only the catalogue's code index is read (see
+    :mod:`biocodes.repository.codeindex`), never the repository.
     """
+    from biocodes.repository import codeindex
     from biocodes.repository.tables import read_catalogue
 
-    scenes = [s for s in read_catalogue(catalogue_dir, "scenes") if s["status"] == "ok"]
     probes: list[tuple[str, str, str]] = []  # (query label, column, code)
     from biocodes.infra.remote import is_remote
 
@@ -107,7 +106,7 @@ def similar(
         runs = read_catalogue(catalogue_dir, "runs")
         config = json.loads(runs[-1].get("config") or "{}") if runs else {}
         views = None
-        if any(s.get("iscc_mixed") for s in scenes):
+        if codeindex.has_codes(catalogue_dir, "iscc_mixed"):
             views = view_options(config.get("views") or {}, None)
         result = biocode(query, views=views)
         for p in result["parts"]:
@@ -120,43 +119,32 @@ def similar(
             # JPEG of a PNG) can be near one view while its mixed code is not
             for v in p.get("views", []):
                 probes.append((label, "iscc_image", v["iscc_image"]))
-        planes = read_catalogue(catalogue_dir, "plane_images")
-        if planes and len(result["parts"]) == 1:
+        if len(result["parts"]) == 1 and codeindex.has_codes(
+            catalogue_dir, "plane_image"
+        ):
             if (code := picture_code(query)) is not None:
                 probes.append(("scene 0", "plane_image", code))
-    candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
-    if any(column == "plane_image" for _, column, _ in probes):
-        candidates["plane_image"] = planes
-    by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
+    parts: dict[str, list] = {}  # each column's index, opened once
     best: dict[tuple, dict] = {}
     for label, column, code in probes:
         limit = DEFAULT_DISTANCE[column] if max_distance is None else max_distance
         if column == "iscc_code":
             limit = 0
-        value, bits = code_bits(code) if column != "iscc_code" else (0, 0)
-        for row in candidates.get(column, scenes):
-            other = row.get("iscc_image" if column == "plane_image" else column)
-            if not other:
-                continue
-            if column == "iscc_code":
-                d = 0 if other == code else None
-            else:
-                ov, ob = code_bits(other)
-                d = (ov ^ value).bit_count() if ob == bits else None
-            if d is None or d > limit:
-                continue
-            scene = by_scene.get((row["image_id"], row["scene_index"]))
-            if scene is None:
-                continue
-            key = (label, scene["image_id"], scene["scene_index"])
+        if column not in parts:
+            parts[column] = codeindex.open_parts(catalogue_dir, column)
+        for row in codeindex.search(
+            catalogue_dir, column, code, limit, parts=parts[column]
+        ):
+            d = row["distance"]
+            key = (label, row["image_id"], row["scene_index"])
             match = {
                 "query": label,
                 "match": "identical" if column == "iscc_code" else column,
                 "distance": d,
-                "path": scene["path"],
-                "image_id": scene["image_id"],
-                "scene_index": scene["scene_index"],
-                "code": other,
+                "path": row["path"],
+                "image_id": row["image_id"],
+                "scene_index": row["scene_index"],
+                "code": row["code"],
             }
             if column == "plane_image":  # where in the scene
                 match.update(z=row["z"], c=row["c"], t=row["t"])
