@@ -131,7 +131,10 @@ def test_quiet_partitions_are_linked_and_equal_a_merge_from_scratch(
     merge(scale, states, results, 3)
     third = files(results / "catalogue")
     rewritten = {n for n in second if inode(second[n]) != inode(third[n])}
-    assert rewritten == {"views/part-0001.parquet", INPUTS_FILE}
+    # the code index is written again when a partition it reads changed
+    # (tests/test_codeindex.py checks what it holds)
+    tables = {n for n in rewritten if not n.startswith("_index/")}
+    assert tables == {"views/part-0001.parquet", INPUTS_FILE}
 
     fresh = tmp_path / "fresh"
     merge(scale, states, fresh, 3)
@@ -149,9 +152,12 @@ def _one_image_changed(state: Path) -> str:
     shard job would write them: new files."""
     images = read_table(state / "images.parquet", "images")
     scenes = read_table(state / "scenes.parquet", "scenes")
-    iid = scenes.filter(pc.equal(scenes["status"], "ok"))["image_id"][0].as_py()
+    ok = scenes.filter(pc.equal(scenes["status"], "ok"))
+    iid = ok["image_id"][0].as_py()
+    codes = ok["iscc_code"].to_pylist()
+    other = next(c for c in codes if c != codes[0])
     mine = pc.equal(scenes["image_id"], iid)
-    code = pc.if_else(mine, "ISCC:KACZZZZZZZZZZZZZ", scenes["iscc_code"])
+    code = pc.if_else(mine, other, scenes["iscc_code"])  # a valid, other code
     scenes = scenes.set_column(
         scenes.schema.get_field_index("iscc_code"), "iscc_code", code
     )
@@ -171,6 +177,7 @@ def test_a_one_image_change_rewrites_its_partitions_only(synthetic, tmp_path):
     run = merge(scale, states, results, 2)
     after = files(results / "catalogue")
     rewritten = {n for n in before if inode(before[n]) != inode(after[n])}
+    rewritten = {n for n in rewritten if not n.startswith("_index/")}  # derived
     # shard 2's tables that carry images (all but errors), and the derived
     assert rewritten == {
         *(f"{n}/part-0002.parquet" for n in SHARD_TABLES if n != "errors"),
