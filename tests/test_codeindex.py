@@ -100,7 +100,7 @@ def old_similar(catalogue_dir, query, max_distance=None):
     import os
 
     from biocodes.core.fingerprint import biocode
-    from biocodes.repository.similar import DEFAULT_DISTANCE, _kind_of
+    from biocodes.repository.similar import DEFAULT_DISTANCE, _kind_of, part_probes
     from biocodes.repository.tables import read_catalogue
     from biocodes.views.build import view_options
 
@@ -115,14 +115,7 @@ def old_similar(catalogue_dir, query, max_distance=None):
         views = None
         if any(s.get("iscc_mixed") for s in scenes):
             views = view_options(config.get("views") or {}, None)
-        for p in biocode(query, views=views)["parts"]:
-            label = f"scene {p['scene_index']}"
-            probes.append((label, "iscc_code", p["iscc_code"]))
-            probes.append((label, "data_code", p["units"][0]))
-            if p.get("iscc_mixed"):
-                probes.append((label, "iscc_mixed", p["iscc_mixed"]))
-            for v in p.get("views", []):
-                probes.append((label, "iscc_image", v["iscc_image"]))
+        probes += part_probes(biocode(query, views=views)["parts"])
     candidates = {"iscc_image": read_catalogue(catalogue_dir, "views")}
     by_scene = {(s["image_id"], s["scene_index"]): s for s in scenes}
     best = {}

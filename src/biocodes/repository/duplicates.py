@@ -310,12 +310,7 @@ def _checked(
                 )
             )
         owner, first, count = owner[~big], first[~big], count[~big]
-    edges = np.searchsorted(
-        np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
-    )
-    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(owner)], strict=True):
-        if h1 <= h0:
-            continue
+    for h0, h1 in _batches(count):
         c = count[h0:h1]
         rows = np.repeat(owner[h0:h1], c)
         offset = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
@@ -334,6 +329,17 @@ LONERS = 16
 #: a band bucket larger than this is searched by :func:`_dense_bucket`
 #: instead of pair by pair (all its pairs would be quadratic in its size)
 BUCKET = 128
+
+
+def _batches(count: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Ranges [h0, h1) of ``count`` whose sums are about :data:`PAIR_BATCH`:
+    a ragged expansion (``np.repeat`` by ``count``) in bounded memory."""
+    edges = np.searchsorted(
+        np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
+    )
+    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(count)], strict=True):
+        if h1 > h0:
+            yield int(h0), int(h1)
 
 
 def _dense_bucket(
@@ -404,12 +410,7 @@ def _across(
         return []
     others, count = others[has], count[has]
     out = []
-    edges = np.searchsorted(
-        np.cumsum(count), np.arange(PAIR_BATCH, count.sum(), PAIR_BATCH)
-    )
-    for h0, h1 in zip(np.r_[0, edges], np.r_[edges, len(others)], strict=True):
-        if h1 <= h0:
-            continue
+    for h0, h1 in _batches(count):
         c = count[h0:h1]
         rows = np.repeat(others[h0:h1], c)
         other = ball[np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)]

@@ -56,6 +56,23 @@ def picture_code(path: str | os.PathLike) -> str | None:
     return plane_code(gray)
 
 
+def part_probes(parts: list[dict]) -> list[tuple[str, str, str]]:
+    """(label, catalogue column, code) to search for each scene of a query
+    image (``biocode()``'s parts): its ISCC-SUM, Data-Code, ISCC-MIXED and
+    each view's ISCC-IMAGE (a lossy copy, a JPEG of a PNG, can be near one
+    view while its mixed code is not)."""
+    probes = []
+    for p in parts:
+        label = f"scene {p['scene_index']}"
+        probes.append((label, "iscc_code", p["iscc_code"]))
+        probes.append((label, "data_code", p["units"][0]))
+        if p.get("iscc_mixed"):
+            probes.append((label, "iscc_mixed", p["iscc_mixed"]))
+        for v in p.get("views", []):
+            probes.append((label, "iscc_image", v["iscc_image"]))
+    return probes
+
+
 def similar(
     catalogue_dir: str | os.PathLike,
     query: str,
@@ -109,16 +126,7 @@ def similar(
         if codeindex.has_codes(catalogue_dir, "iscc_mixed"):
             views = view_options(config.get("views") or {}, None)
         result = biocode(query, views=views)
-        for p in result["parts"]:
-            label = f"scene {p['scene_index']}"
-            probes.append((label, "iscc_code", p["iscc_code"]))
-            probes.append((label, "data_code", p["units"][0]))
-            if p.get("iscc_mixed"):
-                probes.append((label, "iscc_mixed", p["iscc_mixed"]))
-            # each view against the catalogue's view codes: a lossy copy (a
-            # JPEG of a PNG) can be near one view while its mixed code is not
-            for v in p.get("views", []):
-                probes.append((label, "iscc_image", v["iscc_image"]))
+        probes += part_probes(result["parts"])
         if len(result["parts"]) == 1 and codeindex.has_codes(
             catalogue_dir, "plane_image"
         ):

@@ -312,13 +312,18 @@ class CziSource(PlaneSource):
             else:
                 data, _ = self._czi.read_image(S=scene.index, T=t, C=channel, Z=z)
         except Exception as exc:
-            raise UnreadableError(
-                self.path,
-                f"cannot read scene {scene.index} plane z={z} c={channel} t={t}: {exc}",
-            ) from None
+            raise self._plane_error(scene, z, channel, t, exc) from None
         if scene.samples > 1:
             return data.reshape(data.shape[-3:])[..., ::-1]  # BGR -> RGB
         return data.reshape(data.shape[-2:])
+
+    def _plane_error(
+        self, scene: SceneInfo, z: int, channel: int, t: int, exc: Exception
+    ) -> UnreadableError:
+        return UnreadableError(
+            self.path,
+            f"cannot read scene {scene.index} plane z={z} c={channel} t={t}: {exc}",
+        )
 
     def _read_pylibczirw(
         self, scene: SceneInfo, z: int, channel: int, t: int
@@ -333,10 +338,7 @@ class CziSource(PlaneSource):
                 scene=scene.index if has_scenes else None,
             )
         except Exception as exc:
-            raise UnreadableError(
-                self.path,
-                f"cannot read scene {scene.index} plane z={z} c={channel} t={t}: {exc}",
-            ) from None
+            raise self._plane_error(scene, z, channel, t, exc) from None
         if scene.samples > 1:
             return data[..., ::-1]  # BGR -> RGB
         return data[..., 0]
