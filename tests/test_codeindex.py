@@ -210,9 +210,9 @@ def test_similar_by_file_and_code_answers_as_before(small, tmp_path):
 
 
 def test_the_merge_writes_the_index_and_a_quiet_night_links_it(tmp_path):
-    """The merge writes the index of the live scenes' codes; a night whose
-    scenes and views did not change links it (no byte written), and a
-    night with changes writes what a merge from scratch writes."""
+    """The merge writes one index part per partition of the live scenes'
+    codes; a night links the parts of the partitions it did not rewrite (no
+    byte written), and writes the others as a merge from scratch does."""
     import importlib.util
     import os
     from pathlib import Path
@@ -240,23 +240,35 @@ def test_the_merge_writes_the_index_and_a_quiet_night_links_it(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     first = merge("quiet", results, 1)
-    npy = Path("_index/data_code/all-256.npy")
+    npy = [Path(f"_index/data_code/part-{k:04d}-256.npy") for k in range(2)]
     scenes = pq.read_table(first / "scenes.parquet")
     live = scenes.filter(pc.equal(scenes["status"], "ok"))
-    (part,) = codeindex.open_parts(first, "data_code")
-    assert len(part.words) == live.num_rows
-    indexed = part.rows(np.arange(len(part.words)))
+    parts = codeindex.open_parts(first, "data_code")
+    assert [len(p.words) for p in parts] == [
+        pq.read_table(first / "scenes" / f"part-{k:04d}.parquet")
+        .filter(pc.field("status") == "ok")
+        .num_rows
+        for k in range(2)
+    ]
+    indexed = pa.concat_tables(p.rows(np.arange(len(p.words))) for p in parts)
     want = live.sort_by([("image_id", "ascending"), ("scene_index", "ascending")])
-    assert indexed["code"].to_pylist() == want["data_code"].to_pylist()
-    assert indexed["image_id"].to_pylist() == want["image_id"].to_pylist()
+    assert sorted(indexed["code"].to_pylist()) == sorted(want["data_code"].to_pylist())
     second = merge("quiet", results, 2)
-    assert os.stat(first / npy).st_ino == os.stat(second / npy).st_ino
-    third = merge("changed", results, 3)
-    assert os.stat(second / npy).st_ino != os.stat(third / npy).st_ino
+    for path in npy:
+        assert os.stat(first / path).st_ino == os.stat(second / path).st_ino
+    # a night where only shard 1 changed: shard 0 keeps its files
+    shutil.rmtree(tmp_path / "quiet" / "1")
+    shutil.copytree(tmp_path / "changed" / "1", tmp_path / "quiet" / "1")
+    third = merge("quiet", results, 3)
+    assert os.stat(second / npy[0]).st_ino == os.stat(third / npy[0]).st_ino
+    assert os.stat(second / npy[1]).st_ino != os.stat(third / npy[1]).st_ino
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    fresh = merge("changed", scratch, 3)
+    fresh = merge("quiet", scratch, 3)
+    compared = 0
     for path in sorted((fresh / "_index").rglob("*")):
         if path.is_file():
             other = third / path.relative_to(fresh)
             assert other.read_bytes() == path.read_bytes(), path
+            compared += 1
+    assert compared > 10

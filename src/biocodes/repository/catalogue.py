@@ -627,16 +627,19 @@ def index_duplicates(
 
 def index_codes(plan: MergePlan, out: Path, new: Path) -> None:
     """The codes ``similar`` searches, packed (see
-    :mod:`biocodes.repository.codeindex`): linked when every partition of
-    the tables it indexes is the previous catalogue's; else written, with
-    only new codes decoded."""
+    :mod:`biocodes.repository.codeindex`), one index part per partition:
+    a part whose partitions of the tables it indexes are the previous
+    catalogue's is linked; the others are written, with only new codes
+    decoded."""
     from biocodes.repository.codeindex import write_index
 
     indexed = ("scenes", "views", "plane_images")
-    unchanged = plan.partitioned and all(
-        (name, k) in plan.same for name in indexed for k in range(plan.shards)
-    )
-    write_index(new, previous=out, unchanged=unchanged)
+    same = {
+        Path(part_file(k)).stem
+        for k in range(plan.shards)
+        if plan.partitioned and all((name, k) in plan.same for name in indexed)
+    }
+    write_index(new, previous=out, same=same.__contains__)
 
 
 def merged_already(out: Path, run_id: str) -> dict | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +53,7 @@ ROW_GROUP = 16_384
 #: codes compared per numpy step (bounds a query's memory to a few MiB)
 BLOCK = 262_144
 #: bumped when the index layout changes: an older index is rebuilt
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 ROWS_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -129,40 +129,81 @@ def _by_length(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
 def write_index(
     catalogue_dir: str | os.PathLike,
     previous: str | os.PathLike | None = None,
-    unchanged: bool = False,
-    part: str = "all",
+    same: Callable[[str], bool] | None = None,
 ) -> None:
-    """Write the catalogue's code index into ``catalogue_dir/_index``.
+    """Write the catalogue's code index into ``catalogue_dir/_index``: one
+    index part per partition of its tables (``part-NNNN``), or one part
+    (``all``) for a catalogue of single-file tables.
 
-    ``previous``: the catalogue before this merge. If ``unchanged`` (its
-    ``scenes`` and ``views`` are this one's), its index files are linked,
-    not rebuilt: a quiet night writes no byte of index. Otherwise the codes
-    it had are taken from its index, packed, and only new codes are
-    decoded."""
+    ``previous``: the catalogue before this merge. A part for which
+    ``same(part)`` holds (its partitions of ``scenes``, ``views`` and
+    ``plane_images`` are the previous catalogue's) is linked from the
+    previous index, not read: a night writes the index parts of the
+    partitions it rewrote. In the others, codes the previous part held are
+    taken from it, packed, and only new codes are decoded."""
     out = Path(catalogue_dir) / INDEX_DIR
     old = None if previous is None else Path(previous) / INDEX_DIR
     if old is not None and _format_of(old) != INDEX_FORMAT:
         old = None
-    if old is not None and unchanged:
-        _link_tree(old, out)
-        return
     shutil.rmtree(out, ignore_errors=True)
-    scenes_path = table_path(catalogue_dir, "scenes")
-    if scenes_path is None:
+    out.mkdir()
+    if old is not None:  # the catalogue is swapped in whole: no half index
+        _link_file(old / "FORMAT", out / "FORMAT")
+    else:
+        (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
+    for part, files in _partitions(Path(catalogue_dir)):
+        if old is not None and same is not None and same(part):
+            _link_part(old, out, part)
+            continue
+        write_part(out, part, files, reuse=old)
+
+
+def _partitions(catalogue: Path) -> Iterator[tuple[str, dict[str, Path | None]]]:
+    """(index part name, the table files it indexes) of a catalogue: one per
+    partition of ``scenes``, or ``all`` for single-file tables."""
+    tables = sorted({*COLUMNS.values()})
+    folder = catalogue / "scenes"
+    if not folder.is_dir():
+        if table_path(catalogue, "scenes") is not None:
+            yield "all", {t: table_path(catalogue, t) for t in tables}
         return
+    for path in sorted(folder.glob("part-*.parquet")):
+        files = {t: catalogue / t / path.name for t in tables}
+        yield path.stem, {t: f if f.is_file() else None for t, f in files.items()}
+
+
+def write_part(
+    out: Path,
+    part: str,
+    files: dict[str, Path | None],
+    reuse: Path | None = None,
+) -> None:
+    """Index part ``part`` of every column from one partition's table files
+    (``files``: table name -> file, None if absent), one column in memory
+    at a time."""
     base = ["image_id", "path", "scene_index", "status", "iscc_code"]
-    for column, table in COLUMNS.items():  # one column in memory at a time
+    for column, table in COLUMNS.items():
+        if files.get("scenes") is None:
+            return
         extra = [column] if table == "scenes" and column not in base else []
-        scenes = pq.read_table(scenes_path, columns=[*base, *extra])
+        scenes = pq.read_table(files["scenes"], columns=[*base, *extra])
         views = None
-        other = None if table == "scenes" else table_path(catalogue_dir, table)
+        other = None if table == "scenes" else files.get(table)
         if other is not None:
             views = pq.read_table(other, columns=_other_columns(column))
         rows = {column: column_rows(column, scenes, views)}
         del scenes, views
-        write_rows(out, rows, part, reuse=old)
+        write_rows(out, rows, part, reuse=reuse)
         del rows
-        pa.default_memory_pool().release_unused()
+    pa.default_memory_pool().release_unused()
+
+
+def _link_part(old: Path, out: Path, part: str) -> None:
+    """Every file of index part ``part`` hard-linked from ``old``."""
+    for column in COLUMNS:
+        for path in sorted((old / column).glob(f"{part}-*")):
+            (out / column).mkdir(exist_ok=True)
+            _link_file(path, out / column / path.name)
 
 
 def _other_columns(column: str) -> list[str]:
@@ -192,7 +233,8 @@ def write_rows(
                     np.save(f, np.ascontiguousarray(words), allow_pickle=False)
             with atomic_path(folder / f"{stem}.rows.parquet") as tmp:
                 pq.write_table(group, tmp, row_group_size=ROW_GROUP, compression="zstd")
-    (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
+    if not (out / "FORMAT").exists():
+        (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
 
 
 def _packed(codes: pa.ChunkedArray, old: Path | None) -> np.ndarray:
@@ -228,19 +270,12 @@ def _format_of(index: Path) -> int | None:
         return None
 
 
-def _link_tree(source: Path, dest: Path) -> None:
-    """Every file of an index folder hard-linked (copied where links fail)."""
-    source = Path(os.path.realpath(source))
-    for path in sorted(source.rglob("*")):
-        target = dest / path.relative_to(source)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copyfile(path, target)
+def _link_file(source: Path, dest: Path) -> None:
+    """A hard link (a copy where links fail)."""
+    try:
+        os.link(os.path.realpath(source), dest)
+    except OSError:
+        shutil.copyfile(source, dest)
 
 
 # ---------------------------------------------------------------- search
