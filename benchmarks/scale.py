@@ -72,7 +72,7 @@ def synthetic_states(
     from biocodes.repository.tables import (
         SCHEMAS,
         SHARD_TABLES,
-        sort_table,
+        sorted_batches,
         write_atomic,
     )
 
@@ -186,7 +186,7 @@ def synthetic_states(
         where = np.array([shard_of(x, shards) for x in ids_col], dtype=np.int64)
         for k in range(shards):
             part = table.filter(pa.array(where == k)) if len(where) else table
-            write_atomic(sort_table(name, part), out / str(k) / f"{name}.parquet")
+            write_atomic(sorted_batches(name, part), out / str(k) / f"{name}.parquet")
 
 
 def synthetic_manifest(path: Path, run: int) -> None:

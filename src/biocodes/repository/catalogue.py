@@ -27,6 +27,7 @@ from biocodes.repository.tables import (
     SCHEMAS,
     SHARD_TABLES,
     TABLES,
+    is_partition,
     part_file,
     read_catalogue,
     read_catalogue_table,
@@ -297,7 +298,7 @@ PAIRS_FILE = "_merge/near_pairs.parquet"
 INPUTS_FILE = "_merge/inputs.json"
 #: bumped whenever the merge would write a partition from the same inputs
 #: differently: a file from before is then never taken for this merge's
-MERGE_FORMAT = 2
+MERGE_FORMAT = 3
 #: the ``runs`` figures that are sums over the partitions (the rest come
 #: from the run's changes and the shard jobs' counts)
 PARTITION_FIGURES = (
@@ -521,8 +522,13 @@ def merge_partitions(
             if (name, k) in plan.same:
                 _link(out / name / part_file(k), new / name / part_file(k))
                 continue
-            table = read_table(Path(state_dirs[k]) / f"{name}.parquet", name)
-            if name != "errors" and len(gone[k]):  # a gone file's errors are moot
+            state = Path(state_dirs[k]) / f"{name}.parquet"
+            carries = name != "errors" and len(gone[k])
+            if not carries and is_partition(state, name):
+                _link(state, new / name / part_file(k))  # the shard wrote it so
+                continue
+            table = read_table(state, name)
+            if carries:  # a gone file's errors are moot
                 carried = previous.rows(
                     name, k, filter=pc.field("image_id").isin(gone[k])
                 )

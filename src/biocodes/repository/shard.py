@@ -933,13 +933,14 @@ def write_state(
     state_dir: Path, tables: Mapping[str, pa.Table], shards: int | None
 ) -> None:
     """Write the shard's tables (its partition of the catalogue, before the
-    merge), swapped in at once."""
+    merge), swapped in at once, exactly as the merge writes a partition: a
+    file the merge need not rewrite is linked into the catalogue."""
     from biocodes.infra.atomic import atomic_dir
-    from biocodes.repository.tables import sort_table
+    from biocodes.repository.tables import sorted_batches
 
     with atomic_dir(state_dir) as new:
         for name in SHARD_TABLES:
-            write_atomic(sort_table(name, tables[name]), new / f"{name}.parquet")
+            write_atomic(sorted_batches(name, tables[name]), new / f"{name}.parquet")
         if shards is not None:
             (new / "layout.json").write_text(json.dumps({"shards": shards}))
 

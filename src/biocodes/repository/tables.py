@@ -282,6 +282,7 @@ def sorted_batches(name: str, table: pa.Table) -> pa.RecordBatchReader:
 
     schema = SCHEMAS[name]
     table = table.select(schema.names).cast(schema)
+    schema = schema.with_metadata({PARTITION_MARK: name})
     columns = []
     while table.num_columns:  # taking from one chunk is ~10x faster
         columns.append(table.column(0).combine_chunks())
@@ -300,29 +301,22 @@ def sorted_batches(name: str, table: pa.Table) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def rebatch(schema: pa.Schema, parts: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
-    """Batches already in order, cut into :data:`ROW_GROUP` rows each (the
-    layout :func:`sorted_batches` writes), holding one row group at a time."""
+#: schema metadata of a file written by :func:`sorted_batches`: a partition
+#: as the merge writes it (the fixed schema, sorted, in row groups of
+#: :data:`ROW_GROUP` rows), which the merge may link instead of rewriting
+PARTITION_MARK = "biocodes.partition"
 
-    def batches() -> Iterable[pa.RecordBatch]:
-        pending: list[pa.RecordBatch] = []
-        count = 0
 
-        def flush() -> list[pa.RecordBatch]:
-            return pa.Table.from_batches(pending, schema).combine_chunks().to_batches()
-
-        for batch in parts:
-            while batch.num_rows:
-                take = min(ROW_GROUP - count, batch.num_rows)
-                pending.append(batch.slice(0, take))
-                batch, count = batch.slice(take), count + take
-                if count == ROW_GROUP:
-                    yield from flush()
-                    pending, count = [], 0
-        if count:
-            yield from flush()
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
+def is_partition(path: str | os.PathLike, name: str) -> bool:
+    """Whether the Parquet file at ``path`` is a partition of table ``name``
+    exactly as the merge would write it from its rows (see
+    :data:`PARTITION_MARK`): only its footer is read."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid):
+        return False
+    mark = (schema.metadata or {}).get(PARTITION_MARK.encode())
+    return mark == name.encode() and schema.remove_metadata().equals(SCHEMAS[name])
 
 
 def sort_table(name: str, table: pa.Table) -> pa.Table:
