@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--images N] [--merge-images M]
         [--skip-repo] [--skip-merge] [--data DIR] [--baseline SRC]
+        [--steps first,no-change,1pct,similar]
 
 Two measurements, each printed as ratios against a baseline measured in the
 same run (never a timed test):
@@ -16,6 +17,10 @@ same run (never a timed test):
   codes, views and mtimes for 1% of the images, spread over every shard),
   each in a fresh process, with time and peak RSS. ``--baseline SRC`` runs the same
   merges with another checkout's ``src`` (e.g. the code before a change).
+  The states are built once per M under ``--data`` (numpy, shard by shard:
+  ~4 min and ~1 GiB for both copies at 10M); ``--steps`` picks the merges
+  to run (without ``first``, they go on from the catalogue already there;
+  ``--steps ""`` only builds).
 """
 
 from __future__ import annotations
@@ -284,7 +289,8 @@ def _constant(value: object, n: int, type_) -> object:
 
 
 def _shard_tables(repo: dict, k: int, seed: int, changed: float) -> dict:
-    """The rows of shard ``k``'s tables, as Arrow tables in their schemas."""
+    """The rows of shard ``k``'s tables, as Arrow tables in their schemas,
+    already sorted by their keys (images by path, the rest by image id)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -320,7 +326,9 @@ def _shard_tables(repo: dict, k: int, seed: int, changed: float) -> dict:
         "run_id": _constant("run0", n, S),
     }
     # errors: one per failed image
-    bad = np.flatnonzero(failed)
+    # scenes, views and errors are sorted by image id: take images in that order
+    by_id = np.argsort(repo["ids"][index], kind="stable")
+    bad = by_id[failed[by_id]]
     bad_paths = paths.take(pa.array(bad))
     errors = {
         "image_id": ids.take(pa.array(bad)),
@@ -333,7 +341,7 @@ def _shard_tables(repo: dict, k: int, seed: int, changed: float) -> dict:
         ),
     }
     # scenes of the images that did not fail, in image order
-    good = np.flatnonzero(ok)
+    good = by_id[ok[by_id]]
     per = counts[good]
     row_image = np.repeat(good, per)  # row in this shard's images
     within = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
@@ -404,12 +412,29 @@ def synthetic_states(
     as the fingerprint jobs write them, one shard at a time (memory bounded
     by a shard). With ``changed``, that fraction of the images, spread over
     every shard, has new codes, views and mtimes."""
-    from biocodes.repository.tables import sort_table, write_atomic
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    def write(k: int, tables: dict) -> None:
+        # as write_atomic writes, without its fsync (bench_merge marks the
+        # states done once all are written)
+        for name, table in tables.items():
+            path = out / str(k) / f"{name}.parquet"
+            pq.write_table(table, path, compression="zstd", write_statistics=True)
 
     repo = _repository(images, shards, seed)
-    for k in range(shards):
-        for name, table in _shard_tables(repo, k, seed, changed).items():
-            write_atomic(sort_table(name, table), out / str(k) / f"{name}.parquet")
+    # Parquet writes release the GIL: one shard is written while the next
+    # is made (two at most in flight, so memory stays a few shards)
+    with ThreadPoolExecutor(1) as pool:
+        pending = []
+        for k in range(shards):
+            (out / str(k)).mkdir(parents=True, exist_ok=True)
+            pending.append(pool.submit(write, k, _shard_tables(repo, k, seed, changed)))
+            if len(pending) > 2:
+                pending.pop(0).result()
+        for job in pending:
+            job.result()
 
 
 def synthetic_manifest(path: Path, run: int) -> None:
@@ -467,15 +492,22 @@ print(json.dumps({"first": times[0], "warm": sorted(times[1:])[len(times[1:]) //
 """
 )
 
-BUILD_CHILD = """
-import sys
+BUILD_CHILD = (
+    PEAK
+    + """
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from scale import synthetic_states
 base, images, shards = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t0 = time.perf_counter()
 synthetic_states(base / "states", images, shards)
+t1 = time.perf_counter()
 synthetic_states(base / "states-1pct", images, shards, changed=0.01)
+print(json.dumps({"states": t1 - t0, "states-1pct": time.perf_counter() - t1,
+    "rss_mib": peak_mib()}))
 """
+)
 
 
 def child(src: Path, script: str, *args: object) -> dict:
@@ -526,13 +558,21 @@ def query_codes(catalogue: Path, count: int) -> list[str]:
     return codes
 
 
+#: the steps of the merge benchmark, in the order they run
+STEPS = ("first", "no-change", "1pct", "similar")
+
+
 def bench_merge(
     data: Path,
     images: int,
     baseline: Path | None,
     queries: int = 11,
     hnsw: bool = False,
+    steps: tuple[str, ...] = STEPS,
 ) -> tuple[list[str], list[str]]:
+    """Build the synthetic states once (``done`` marks them built), then run
+    the chosen ``steps``: without ``first``, the merges go on from the
+    catalogue an earlier run left in ``results-*``."""
     shards = max(1, images // 8000)
     base = data / f"merge-{images}"
     states, states2 = base / "states", base / "states-1pct"
@@ -540,16 +580,14 @@ def bench_merge(
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            [PY, "-c", BUILD_CHILD]
-            + [str(x) for x in (Path(__file__).parent, base, images, shards)],
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        r = child(
+            ROOT / "src", BUILD_CHILD, Path(__file__).parent, base, images, shards
         )
-        if proc.returncode:
-            sys.exit("building the synthetic catalogue failed")
         (base / "done").write_text("")
         print(
-            f"built {images:,} images in {time.perf_counter() - t0:.0f} s",
+            f"built {images:,} images in {time.perf_counter() - t0:.0f} s "
+            f"(states {r['states']:.0f} s, states-1pct {r['states-1pct']:.0f} s), "
+            f"peak RSS {r['rss_mib']:.0f} MiB",
             file=sys.stderr,
         )
     lines, figures = [], []
@@ -557,11 +595,19 @@ def bench_merge(
         if src is None:
             continue
         results = base / f"results-{label}"
-        shutil.rmtree(results, ignore_errors=True)
-        results.mkdir()
-        for run, (what, st) in enumerate(
-            (("first", states), ("no-change", states), ("1% changed", states2)), 1
+        if "first" in steps:
+            shutil.rmtree(results, ignore_errors=True)
+        results.mkdir(exist_ok=True)
+        for run, (step, what, st) in enumerate(
+            (
+                ("first", "first", states),
+                ("no-change", "no-change", states),
+                ("1pct", "1% changed", states2),
+            ),
+            1,
         ):
+            if step not in steps:
+                continue
             synthetic_manifest(results / "m.parquet", run)
             r = merge_child(
                 src, st, results / "catalogue", results / "m.parquet", shards
@@ -581,6 +627,8 @@ def bench_merge(
                 )
             )
         catalogue = results / "catalogue"
+        if "similar" not in steps:
+            continue
         codes = query_codes(catalogue, queries if label == "after" else 2)
         r = child(src, SIMILAR_CHILD, catalogue, *codes)
         warm = r["warm"] if r["warm"] is not None else r["first"]
@@ -782,12 +830,23 @@ def main() -> int:
     parser.add_argument(
         "--baseline-tree", type=Path, help="run the repository part with this checkout"
     )
+    parser.add_argument(
+        "--steps",
+        default=",".join(STEPS),
+        help="merge benchmark steps to run, comma-separated, of "
+        f"{','.join(STEPS)} (none: only build the synthetic states)",
+    )
     args = parser.parse_args()
+    steps = tuple(s for s in args.steps.split(",") if s)
+    if set(steps) - set(STEPS):
+        parser.error(f"--steps: unknown {sorted(set(steps) - set(STEPS))}")
     if args.baseline_tree:
         TREE["root"] = args.baseline_tree.resolve()
     lines, figures = [], []
     if not args.skip_merge:
-        found = bench_merge(args.data, args.merge_images, args.baseline, hnsw=args.hnsw)
+        found = bench_merge(
+            args.data, args.merge_images, args.baseline, hnsw=args.hnsw, steps=steps
+        )
         lines += found[0]
         figures += found[1]
     if not args.skip_repo:

@@ -17,7 +17,7 @@ import pytest
 from iscc_lib import SumHasher
 
 from biocodes.repository.manifest import image_id, shard_of
-from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, read_table
+from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, read_table, sort_table
 
 #: main type and subtype of the wide ISCC-SUM the shard jobs write
 WIDE_SUM = ic.iscc_decode(SumHasher().finalize(256, wide=True, add_units=True)["iscc"])[
@@ -71,6 +71,7 @@ def test_states_have_the_manifests_ids_and_shards(built):
         for name in SHARD_TABLES:
             t = read_table(base / "quiet" / str(k) / f"{name}.parquet", name)
             assert t.schema == SCHEMAS[name], name
+            assert t.equals(sort_table(name, t)), name
             assert all(shard_of(i, SHARDS) == k for i in t["image_id"].to_pylist())
     images = table(base, "quiet", "images")
     assert images.num_rows == IMAGES
