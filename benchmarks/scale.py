@@ -85,13 +85,13 @@ def b32(raw: np.ndarray) -> np.ndarray:
     n, length = raw.shape
     padded = np.zeros((n, -(-length // 5) * 5), dtype=np.uint64)
     padded[:, :length] = raw
-    groups = padded.reshape(n, -1, 5)
+    groups = padded.reshape(n, padded.shape[1] // 5, 5)
     value = np.zeros(groups.shape[:2], dtype=np.uint64)
     for j in range(5):
         value = (value << np.uint64(8)) | groups[:, :, j]
     shifts = np.arange(35, -1, -5, dtype=np.uint64)
     digits = (value[:, :, None] >> shifts) & np.uint64(31)
-    return B32[digits.reshape(n, -1)[:, : -(-length * 8 // 5)]]
+    return B32[digits.reshape(n, 8 * value.shape[1])[:, : -(-length * 8 // 5)]]
 
 
 def _strings(fixed: np.ndarray):

@@ -164,3 +164,17 @@ def test_the_same_seed_writes_the_same_bytes(built, tmp_path):
             a = base / "changed" / str(k) / f"{name}.parquet"
             b = tmp_path / "again" / str(k) / f"{name}.parquet"
             assert a.read_bytes() == b.read_bytes(), (k, name)
+
+
+def test_shards_without_images_have_empty_tables(tmp_path):
+    scale = _scale()
+    scale.synthetic_states(tmp_path / "few", 5, 8, changed=0.5)
+    counts = []
+    for k in range(8):
+        for name in SHARD_TABLES:
+            t = read_table(tmp_path / "few" / str(k) / f"{name}.parquet", name)
+            assert t.schema == SCHEMAS[name], name
+        counts.append(
+            read_table(tmp_path / "few" / str(k) / "images.parquet", "images").num_rows
+        )
+    assert sum(counts) == 5 and 0 in counts
