@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--images N] [--merge-images M]
         [--skip-repo] [--skip-merge] [--data DIR] [--baseline SRC]
+        [--steps first,no-change,1pct,similar]
 
 Two measurements, each printed as ratios against a baseline measured in the
 same run (never a timed test):
@@ -16,11 +17,16 @@ same run (never a timed test):
   codes, views and mtimes for 1% of the images, spread over every shard),
   each in a fresh process, with time and peak RSS. ``--baseline SRC`` runs the same
   merges with another checkout's ``src`` (e.g. the code before a change).
+  The states are built once per M under ``--data`` (numpy, shard by shard:
+  both copies in 17 s at 1M, 6 min and 614 MiB at 10M under load 3-10);
+  ``--steps`` picks the steps to run (without ``first``, the merges go on
+  from the catalogue already there; ``--steps ""`` only builds).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -35,158 +41,408 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 # ------------------------------------------------------- synthetic catalogue
+#
+# Built with numpy, shard by shard: a code's body is a counter-based hash of
+# (seed, field, row), so any scene's code (a copy's source in another shard)
+# is computed where it is needed, never held for the whole repository.
+
+#: base32 alphabet of ISCC codes (RFC 4648, no padding)
+B32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
+HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: fields of :func:`_bodies`, each its own stream of random bodies
+RAW, DATA, INSTANCE, MIXED, VIEW = range(5)
+FRESH = 8  # added to a field: the body after the image changed
 
 
-def _codes(rng: np.random.Generator, prefix: bytes, nbytes: int, n: int) -> list:
-    """n random ISCC-like codes: a fixed header, then a random body (base32)."""
-    import base64
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: uint64 counters to independent random words
+    (multiplication wraps modulo 2**64)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
-    body = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
-    return [
-        "ISCC:" + base64.b32encode(prefix + b.tobytes()).decode().rstrip("=")
-        for b in body
-    ]
+
+def _bodies(seed: int, field: np.ndarray | int, rows: np.ndarray, nbytes: int):
+    """Random code bodies (``len(rows)`` x ``nbytes`` uint8) of ``rows`` in a
+    ``field`` (one per row, or one for all): the same row and field always
+    give the same body, so a body is computed where it is needed."""
+    words = nbytes // 8
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as meant
+        key = np.asarray(field, dtype=np.uint64) + np.uint64(seed) * np.uint64(64)
+        base = _mix(key * GOLDEN + np.uint64(1))
+        counter = rows.astype(np.uint64)[:, None] * np.uint64(words)
+        counter = counter + np.arange(words, dtype=np.uint64)
+        x = _mix(counter * GOLDEN + np.reshape(base, (-1, 1)))
+    return x.view(np.uint8).reshape(len(rows), nbytes)
 
 
-def _flip(code: str, bits: int, rng: np.random.Generator) -> str:
-    """A near copy of a code: ``bits`` random bits of its body flipped."""
-    import base64
+def b32(raw: np.ndarray) -> np.ndarray:
+    """Base32 (RFC 4648, no padding) of each row of ``raw`` (n x L uint8),
+    as ASCII bytes (n x ceil(8L/5)): ``base64.b32encode(row).rstrip(b"=")``."""
+    n, length = raw.shape
+    padded = np.zeros((n, -(-length // 5) * 5), dtype=np.uint64)
+    padded[:, :length] = raw
+    groups = padded.reshape(n, padded.shape[1] // 5, 5)
+    value = np.zeros(groups.shape[:2], dtype=np.uint64)
+    for j in range(5):
+        value = (value << np.uint64(8)) | groups[:, :, j]
+    shifts = np.arange(35, -1, -5, dtype=np.uint64)
+    digits = (value[:, :, None] >> shifts) & np.uint64(31)
+    return B32[digits.reshape(n, 8 * value.shape[1])[:, : -(-length * 8 // 5)]]
 
-    text = code[5:]
-    raw = bytearray(base64.b32decode(text + "=" * (-len(text) % 8)))
-    for b in rng.choice((len(raw) - 2) * 8, bits, replace=False):
-        raw[2 + b // 8] ^= 1 << (b % 8)
-    return "ISCC:" + base64.b32encode(bytes(raw)).decode().rstrip("=")
+
+def _strings(fixed: np.ndarray):
+    """An Arrow string array from rows of fixed-width ASCII (n x W uint8)."""
+    import pyarrow as pa
+
+    n, width = fixed.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    data = np.ascontiguousarray(fixed)
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def _codes(head: bytes, bodies: np.ndarray):
+    """ISCC codes (``ISCC:`` + base32 of header and body) as an Arrow array."""
+    raw = np.empty((len(bodies), len(head) + bodies.shape[1]), dtype=np.uint8)
+    raw[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    raw[:, len(head) :] = bodies
+    text = b32(raw)
+    out = np.empty((len(text), 5 + text.shape[1]), dtype=np.uint8)
+    out[:, :5] = np.frombuffer(b"ISCC:", dtype=np.uint8)
+    out[:, 5:] = text
+    return _strings(out)
+
+
+def _decimal(values: np.ndarray, width: int) -> np.ndarray:
+    """Zero-padded decimal ASCII of values below 10**width (n x width)."""
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    return (values[:, None] // powers % 10 + ord("0")).astype(np.uint8)
+
+
+def _paths(index: np.ndarray):
+    """Image paths ``d{i // 1000:04d}/img{i:07d}.tif`` as an Arrow array."""
+    import pyarrow as pa
+
+    if len(index) and index.max() >= 10**7:  # wider numbers: not fixed width
+        return pa.array([f"d{i // 1000:04d}/img{i:07d}.tif" for i in index.tolist()])
+    out = np.empty((len(index), 20), dtype=np.uint8)
+    out[:, 0] = ord("d")
+    out[:, 1:5] = _decimal(index // 1000, 4)
+    out[:, 5:9] = np.frombuffer(b"/img", dtype=np.uint8)
+    out[:, 9:16] = _decimal(index, 7)
+    out[:, 16:] = np.frombuffer(b".tif", dtype=np.uint8)
+    return _strings(out)
+
+
+def _image_ids(images: int) -> np.ndarray:
+    """``manifest.image_id`` of every image as its 64-bit value (the id is
+    its 16 hex digits; ``manifest.shard_of`` takes it modulo the shards)."""
+    import hashlib
+
+    out = np.empty(images, dtype=">u8")
+    step = 1 << 20
+    for a in range(0, images, step):
+        digests = b"".join(
+            hashlib.sha256(b"repo\0d%04d/img%07d.tif" % (i // 1000, i)).digest()[:8]
+            for i in range(a, min(a + step, images))
+        )
+        out[a : a + step] = np.frombuffer(digests, dtype=">u8")
+    return out.astype(np.uint64)
+
+
+def _hex_ids(ids: np.ndarray):
+    """Image ids (uint64) as their 16 lowercase hex digits, an Arrow array."""
+    raw = ids.astype(">u8").view(np.uint8).reshape(len(ids), 8)
+    out = np.empty((len(ids), 16), dtype=np.uint8)
+    out[:, 0::2] = HEX[raw >> 4]
+    out[:, 1::2] = HEX[raw & 15]
+    return _strings(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _repository(images: int, shards: int, seed: int) -> dict:
+    """What every copy of a synthetic repository shares: image ids, shards,
+    scene counts, failures, and which scenes copy which (exact and near)."""
+    rng = np.random.default_rng(seed)
+    ids = _image_ids(images)
+    shard = (ids % np.uint64(shards)).astype(np.int64)
+    order = np.argsort(shard, kind="stable")  # by shard, then by index (path)
+    bounds = np.searchsorted(shard[order], np.arange(shards + 1))
+    n_scenes = rng.choice(np.array([1, 2], dtype=np.int8), images, p=[0.8, 0.2])
+    first = np.zeros(images + 1, dtype=np.int64)
+    np.cumsum(n_scenes, out=first[1:])
+    total = int(first[-1])
+    failed = rng.random(images) < 0.01
+    draw = rng.random(images)  # an image changes where draw < changed
+    # copies: targets and sources are scenes of images that did not fail,
+    # a source is never a target itself (its code is its own)
+    live = np.flatnonzero(np.repeat(~failed, n_scenes))
+    copies = total // 200
+    targets = rng.choice(live, min(2 * copies, len(live)), replace=False)
+    is_target = np.zeros(total, dtype=bool)
+    is_target[targets] = True
+    sources = rng.choice(live, len(targets))
+    while len(live) > len(targets) and is_target[sources].any():
+        again = is_target[sources]
+        sources[again] = rng.choice(live, int(again.sum()))
+    kind = np.zeros(len(targets), dtype=np.int8)  # 0 exact, 1 near
+    kind[copies:] = 1
+    # near copies: 1-19 distinct bits of the Data-Code, 1-5 of ISCC-MIXED
+    near = int((kind == 1).sum())
+    data_bits = rng.integers(1, 20, near)
+    mixed_bits = rng.integers(1, 6, near)
+    data_mask = _bit_masks(rng, data_bits, 256)
+    mixed_mask = _bit_masks(rng, mixed_bits, 64)
+    by_target = np.argsort(targets)
+    return {
+        "ids": ids,
+        "order": order,
+        "bounds": bounds,
+        "n_scenes": n_scenes,
+        "first": first,
+        "failed": failed,
+        "draw": draw,
+        "targets": targets[by_target],
+        "sources": sources[by_target],
+        "kind": kind[by_target],
+        "near_row": np.cumsum(kind, dtype=np.int64)[by_target] - 1,
+        "data_mask": data_mask,
+        "mixed_mask": mixed_mask,
+    }
+
+
+def _bit_masks(rng: np.random.Generator, bits: np.ndarray, width: int):
+    """Per row, a mask of ``bits[row]`` distinct random bits of ``width``."""
+    mask = np.zeros((len(bits), width // 8), dtype=np.uint8)
+    for start in range(0, len(bits), 4096):
+        chunk = bits[start : start + 4096]
+        picks = np.argsort(rng.random((len(chunk), width)), axis=1)
+        keep = np.arange(width) < chunk[:, None]
+        rows = np.repeat(np.arange(len(chunk)), chunk) + start
+        chosen = picks[keep]
+        np.bitwise_or.at(
+            mask, (rows, chosen // 8), (1 << (chosen % 8)).astype(np.uint8)
+        )
+    return mask
+
+
+def _scene_codes(repo: dict, seed: int, scene: np.ndarray, fresh: np.ndarray):
+    """Data-, Instance-, ISCC-MIXED bodies and the 2 view bodies of scenes
+    (global scene numbers), with the copies applied; ``fresh`` rows take the
+    bodies of their changed pixels instead."""
+    field = np.where(fresh, FRESH, 0)
+    # a copy takes its source's original bodies (flipped bits for near ones)
+    at = np.searchsorted(repo["targets"], scene).clip(max=len(repo["targets"]) - 1)
+    copy = (repo["targets"][at] == scene) & ~fresh if len(repo["targets"]) else None
+    source = scene.copy()
+    if copy is not None:
+        source[copy] = repo["sources"][at[copy]]
+        field = np.where(copy, 0, field)
+    data = _bodies(seed, DATA + field, source, 32)
+    instance = _bodies(seed, INSTANCE + field, source, 32)
+    mixed = _bodies(seed, MIXED + field, source, 8)
+    views = [_bodies(seed, VIEW + field, 2 * source + v, 8) for v in range(2)]
+    if copy is not None:
+        near = copy & (repo["kind"][at] == 1)
+        rows = repo["near_row"][at[near]]
+        data[near] ^= repo["data_mask"][rows]
+        mixed[near] ^= repo["mixed_mask"][rows]
+        # a near copy has other bytes: its own instance and views
+        instance[near] = _bodies(seed, INSTANCE, scene[near], 32)
+        for v in range(2):
+            views[v][near] = _bodies(seed, VIEW, 2 * scene[near] + v, 8)
+    return data, instance, mixed, views
+
+
+def _heads() -> dict[str, bytes]:
+    import iscc_core as ic
+
+    return {
+        "data": ic.encode_header(ic.MT.DATA, 0, 0, ic.encode_length(ic.MT.DATA, 256)),
+        "instance": ic.encode_header(
+            ic.MT.INSTANCE, 0, 0, ic.encode_length(ic.MT.INSTANCE, 256)
+        ),
+        "mixed": ic.encode_header(
+            ic.MT.CONTENT, ic.ST_CC.MIXED, 0, ic.encode_length(ic.MT.CONTENT, 64)
+        ),
+        "image": ic.encode_header(
+            ic.MT.CONTENT, ic.ST_CC.IMAGE, 0, ic.encode_length(ic.MT.CONTENT, 64)
+        ),
+        # ISCC-SUM: Data- and Instance-Code units of 128 bits each
+        "sum": bytes([0x57, 0x00]),
+    }
+
+
+def _constant(value: object, n: int, type_) -> object:
+    import pyarrow as pa
+
+    return (
+        pa.repeat(pa.scalar(value, type_), n)
+        if value is not None
+        else pa.nulls(n, type_)
+    )
+
+
+def _shard_tables(repo: dict, k: int, seed: int, changed: float) -> dict:
+    """The rows of shard ``k``'s tables, as Arrow tables in their schemas,
+    already sorted by their keys (images by path, the rest by image id)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from biocodes.repository.tables import SCHEMAS, SHARD_TABLES
+
+    heads = _heads()
+    index = repo["order"][repo["bounds"][k] : repo["bounds"][k + 1]]  # ascending
+    n = len(index)
+    ids = _hex_ids(repo["ids"][index])
+    paths = _paths(index)
+    moved = repo["draw"][index] < changed
+    failed = repo["failed"][index]
+    counts = repo["n_scenes"][index].astype(np.int64)
+    S, I32, I64 = pa.string(), pa.int32(), pa.int64()
+    ok = ~failed
+    raw = _bodies(seed, np.where(moved, RAW + FRESH, RAW), index, 32)
+    images = {
+        "image_id": ids,
+        "root": _constant("repo", n, S),
+        "path": paths,
+        "size": pa.array(4096 + index),
+        "mtime_ns": pa.array(10**18 + index + np.where(moved, 10**9, 0)),
+        "format": pa.array(np.where(ok, "tiff", None).tolist(), S)
+        if failed.any()
+        else _constant("tiff", n, S),
+        "scene_count": pa.array(np.where(ok, counts, 0).astype(np.int32)),
+        "iscc_code": _with_nulls(_codes(heads["sum"], raw), failed),
+        "datahash": _with_nulls(_constant("x", n, S), failed),
+        "status": pa.array(np.where(ok, "ok", "error").tolist(), S),
+        "error": _with_nulls(_constant("truncated", n, S), ok),
+        "settings_key": _constant("k", n, S),
+        "worker": _constant("node", n, S),
+        "run_id": _constant("run0", n, S),
+    }
+    # errors: one per failed image
+    # scenes, views and errors are sorted by image id: take images in that order
+    by_id = np.argsort(repo["ids"][index], kind="stable")
+    bad = by_id[failed[by_id]]
+    bad_paths = paths.take(pa.array(bad))
+    errors = {
+        "image_id": ids.take(pa.array(bad)),
+        "path": bad_paths,
+        "stage": _constant("read", len(bad), S),
+        "run_id": _constant("run0", len(bad), S),
+        "error_type": _constant("truncated", len(bad), S),
+        "message": pc.binary_join_element_wise(
+            bad_paths, _constant(": truncated", len(bad), S), ""
+        ),
+    }
+    # scenes of the images that did not fail, in image order
+    good = by_id[ok[by_id]]
+    per = counts[good]
+    row_image = np.repeat(good, per)  # row in this shard's images
+    within = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+    scene = repo["first"][index[row_image]] + within
+    data, instance, mixed, views = _scene_codes(repo, seed, scene, moved[row_image])
+    sums = np.concatenate([data[:, :16], instance[:, :16]], axis=1)
+    m = len(scene)
+    take = pa.array(row_image)
+    scenes = {
+        "image_id": ids.take(take),
+        "path": paths.take(take),
+        "scene_index": pa.array(within.astype(np.int32)),
+        "scene_name": pa.array(np.where(within == 0, "s0", "s1").tolist(), S),
+        **{f"size_{a}": _constant(1, m, I64) for a in "tcz"},
+        "size_y": _constant(64, m, I64),
+        "size_x": _constant(64, m, I64),
+        "dtype": _constant("uint16", m, S),
+        "planes": _constant(1, m, I64),
+        "nbytes": _constant(8192, m, I64),
+        "iscc_code": _codes(heads["sum"], sums),
+        "data_code": _codes(heads["data"], data),
+        "instance_code": _codes(heads["instance"], instance),
+        "iscc_mixed": _codes(heads["mixed"], mixed),
+        "status": _constant("ok", m, S),
+    }
+    # two views per scene, (image, scene, view) in order
+    vtake = pa.array(np.repeat(np.arange(m), 2))
+    both = np.stack(views, axis=1).reshape(2 * m, 8)
+    view_rows = {
+        "image_id": scenes["image_id"].take(vtake),
+        "scene_index": scenes["scene_index"].take(vtake),
+        "view_index": pa.array(np.tile(np.array([0, 1], dtype=np.int32), m)),
+        "strategy": _constant("mip", 2 * m, S),
+        "t": _constant(0, 2 * m, I64),
+        "channels": pa.ListArray.from_arrays(
+            pa.array(np.arange(2 * m + 1, dtype=np.int32)),
+            _constant(0, 2 * m, I32),
+        ),
+        "iscc_image": _codes(heads["image"], both),
+    }
+    given = {"images": images, "scenes": scenes, "views": view_rows, "errors": errors}
+    out = {}
+    for name in SHARD_TABLES:
+        schema = SCHEMAS[name]
+        columns = given.get(name, {})
+        rows = len(next(iter(columns.values()))) if columns else 0
+        out[name] = pa.table(
+            [columns.get(f.name, pa.nulls(rows, f.type)) for f in schema], schema=schema
+        )
+    return out
+
+
+def _with_nulls(array, null: np.ndarray):
+    """``array`` with nulls where ``null`` is set."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not null.any():
+        return array
+    return pc.if_else(pa.array(null), pa.nulls(len(array), array.type), array)
 
 
 def synthetic_states(
     out: Path, images: int, shards: int, seed: int = 0, changed: float = 0.0
 ) -> None:
     """Shard states of ``images`` images x 1.2 scenes (2 views each, 1% failed,
-    0.5% exact and 0.5% near copies), as the fingerprint jobs write them.
-    With ``changed``, that fraction of the images has new codes and mtimes."""
-    import iscc_core as ic
-    import pyarrow as pa
+    0.5% exact and 0.5% near copies of scenes anywhere in the repository),
+    as the fingerprint jobs write them, one shard at a time (memory bounded
+    by a shard). With ``changed``, that fraction of the images, spread over
+    every shard, has new codes, views and mtimes."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from biocodes.repository.manifest import image_id, shard_of
-    from biocodes.repository.tables import (
-        SCHEMAS,
-        SHARD_TABLES,
-        sorted_batches,
-        write_atomic,
-    )
+    import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(seed)
-    data_head = ic.encode_header(ic.MT.DATA, 0, 0, ic.encode_length(ic.MT.DATA, 256))
-    mixed_head = ic.encode_header(
-        ic.MT.CONTENT, ic.ST_CC.MIXED, 0, ic.encode_length(ic.MT.CONTENT, 64)
-    )
-    image_head = ic.encode_header(
-        ic.MT.CONTENT, ic.ST_CC.IMAGE, 0, ic.encode_length(ic.MT.CONTENT, 64)
-    )
-    sum_head = bytes([0x57, 0x00])  # ISCC-SUM (Data + Instance, 128 bits each)
-    ids = [image_id("repo", f"d{i // 1000:04d}/img{i:07d}.tif") for i in range(images)]
-    n_scenes = rng.choice([1, 2], images, p=[0.8, 0.2])
-    total = int(n_scenes.sum())
-    raw = _codes(rng, sum_head, 32, images)
-    data = _codes(rng, data_head, 32, total)
-    sums = _codes(rng, sum_head, 32, total)
-    mixed = _codes(rng, mixed_head, 8, total)
-    views = _codes(rng, image_head, 8, 2 * total)
-    for k in rng.choice(total, total // 200, replace=False):  # exact copies
-        other = int(rng.integers(total))
-        data[k], sums[k], mixed[k] = data[other], sums[other], mixed[other]
-    for k in rng.choice(total, total // 200, replace=False):  # near copies
-        other = int(rng.integers(total))
-        data[k] = _flip(data[other], int(rng.integers(1, 20)), rng)
-        mixed[k] = _flip(mixed[other], int(rng.integers(1, 6)), rng)
-    moved = rng.random(images) < changed
-    if changed:
-        fresh = _codes(np.random.default_rng(seed + 1), data_head, 32, total)
-        fresh_sum = _codes(np.random.default_rng(seed + 2), sum_head, 32, total)
-        # new pixels give new views too
-        fresh_views = _codes(np.random.default_rng(seed + 3), image_head, 8, 2 * total)
-    failed = rng.random(images) < 0.01
-    rows = {name: {f: [] for f in SCHEMAS[name].names} for name in SHARD_TABLES}
-    shard = []
-    s = 0
+    from biocodes.repository.tables import sorted_batches
 
-    def add(name: str, **values: object) -> None:
-        for f in SCHEMAS[name].names:
-            rows[name][f].append(values.get(f))
+    def write(k: int, tables: dict) -> None:
+        # as a shard job writes them (write_atomic of sorted_batches: a
+        # partition the merge links), without its fsync (bench_merge marks
+        # the states done once all are written)
+        for name, table in tables.items():
+            path = out / str(k) / f"{name}.parquet"
+            batches = sorted_batches(name, table)
+            with pq.ParquetWriter(
+                path, batches.schema, compression="zstd", write_statistics=True
+            ) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
 
-    for i, iid in enumerate(ids):
-        path = f"d{i // 1000:04d}/img{i:07d}.tif"
-        common = {"image_id": iid, "root": "repo", "path": path, "size": 4096 + i}
-        common["mtime_ns"] = 10**18 + i + (10**9 if moved[i] else 0)
-        common.update(settings_key="k", worker="node", run_id="run0")
-        if failed[i]:
-            add("images", **common, status="error", error="truncated", scene_count=0)
-            add(
-                "errors",
-                image_id=iid,
-                path=path,
-                stage="read",
-                run_id="run0",
-                error_type="truncated",
-                message=f"{path}: truncated",
-            )
-        else:
-            add(
-                "images",
-                **common,
-                status="ok",
-                scene_count=int(n_scenes[i]),
-                format="tiff",
-                iscc_code=raw[i],
-                datahash="x",
-            )
-            for si in range(int(n_scenes[i])):
-                dc, sc = data[s], sums[s]
-                if moved[i]:
-                    dc, sc = fresh[s], fresh_sum[s]
-                add(
-                    "scenes",
-                    image_id=iid,
-                    path=path,
-                    scene_index=si,
-                    scene_name=f"s{si}",
-                    size_t=1,
-                    size_c=1,
-                    size_z=1,
-                    size_y=64,
-                    size_x=64,
-                    dtype="uint16",
-                    planes=1,
-                    nbytes=8192,
-                    iscc_code=sc,
-                    data_code=dc,
-                    instance_code="ISCC:IAD",
-                    iscc_mixed=mixed[s],
-                    status="ok",
-                )
-                for v in range(2):
-                    add(
-                        "views",
-                        image_id=iid,
-                        scene_index=si,
-                        view_index=v,
-                        strategy="mip",
-                        t=0,
-                        channels=[0],
-                        iscc_image=(fresh_views if moved[i] else views)[2 * s + v],
-                    )
-                s += 1
-        shard.append(shard_of(iid, shards))
-        if failed[i]:
-            s += int(n_scenes[i])
-    for name in SHARD_TABLES:
-        table = pa.table(rows[name], schema=SCHEMAS[name])
-        ids_col = np.array(table["image_id"].to_pylist(), dtype=object)
-        where = np.array([shard_of(x, shards) for x in ids_col], dtype=np.int64)
+    repo = _repository(images, shards, seed)
+    # Parquet writes release the GIL: one shard is written while the next
+    # is made (two at most in flight, so memory stays a few shards)
+    with ThreadPoolExecutor(1) as pool:
+        pending = []
         for k in range(shards):
-            part = table.filter(pa.array(where == k)) if len(where) else table
-            write_atomic(sorted_batches(name, part), out / str(k) / f"{name}.parquet")
+            (out / str(k)).mkdir(parents=True, exist_ok=True)
+            pending.append(pool.submit(write, k, _shard_tables(repo, k, seed, changed)))
+            if len(pending) > 2:
+                pending.pop(0).result()
+        for job in pending:
+            job.result()
 
 
 def synthetic_manifest(path: Path, run: int) -> None:
@@ -244,15 +500,22 @@ print(json.dumps({"first": times[0], "warm": sorted(times[1:])[len(times[1:]) //
 """
 )
 
-BUILD_CHILD = """
-import sys
+BUILD_CHILD = (
+    PEAK
+    + """
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from scale import synthetic_states
 base, images, shards = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t0 = time.perf_counter()
 synthetic_states(base / "states", images, shards)
+t1 = time.perf_counter()
 synthetic_states(base / "states-1pct", images, shards, changed=0.01)
+print(json.dumps({"states": t1 - t0, "states-1pct": time.perf_counter() - t1,
+    "rss_mib": peak_mib()}))
 """
+)
 
 
 def child(src: Path, script: str, *args: object) -> dict:
@@ -303,13 +566,21 @@ def query_codes(catalogue: Path, count: int) -> list[str]:
     return codes
 
 
+#: the steps of the merge benchmark, in the order they run
+STEPS = ("first", "no-change", "1pct", "similar")
+
+
 def bench_merge(
     data: Path,
     images: int,
     baseline: Path | None,
     queries: int = 11,
     hnsw: bool = False,
+    steps: tuple[str, ...] = STEPS,
 ) -> tuple[list[str], list[str]]:
+    """Build the synthetic states once (``done`` marks them built), then run
+    the chosen ``steps``: without ``first``, the merges go on from the
+    catalogue an earlier run left in ``results-*``."""
     shards = max(1, images // 8000)
     base = data / f"merge-{images}"
     states, states2 = base / "states", base / "states-1pct"
@@ -317,28 +588,34 @@ def bench_merge(
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            [PY, "-c", BUILD_CHILD]
-            + [str(x) for x in (Path(__file__).parent, base, images, shards)],
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        r = child(
+            ROOT / "src", BUILD_CHILD, Path(__file__).parent, base, images, shards
         )
-        if proc.returncode:
-            sys.exit("building the synthetic catalogue failed")
         (base / "done").write_text("")
         print(
-            f"built {images:,} images in {time.perf_counter() - t0:.0f} s",
+            f"built {images:,} images in {time.perf_counter() - t0:.0f} s "
+            f"(states {r['states']:.0f} s, states-1pct {r['states-1pct']:.0f} s), "
+            f"peak RSS {r['rss_mib']:.0f} MiB",
             file=sys.stderr,
         )
     lines, figures = [], []
     for label, src in (("before", baseline), ("after", ROOT / "src")):
-        if src is None:
+        if src is None or not steps:
             continue
         results = base / f"results-{label}"
-        shutil.rmtree(results, ignore_errors=True)
-        results.mkdir()
-        for run, (what, st) in enumerate(
-            (("first", states), ("no-change", states), ("1% changed", states2)), 1
+        if "first" in steps:
+            shutil.rmtree(results, ignore_errors=True)
+        results.mkdir(exist_ok=True)
+        for run, (step, what, st) in enumerate(
+            (
+                ("first", "first", states),
+                ("no-change", "no-change", states),
+                ("1pct", "1% changed", states2),
+            ),
+            1,
         ):
+            if step not in steps:
+                continue
             synthetic_manifest(results / "m.parquet", run)
             r = merge_child(
                 src, st, results / "catalogue", results / "m.parquet", shards
@@ -358,6 +635,8 @@ def bench_merge(
                 )
             )
         catalogue = results / "catalogue"
+        if "similar" not in steps:
+            continue
         codes = query_codes(catalogue, queries if label == "after" else 2)
         r = child(src, SIMILAR_CHILD, catalogue, *codes)
         warm = r["warm"] if r["warm"] is not None else r["first"]
@@ -559,12 +838,23 @@ def main() -> int:
     parser.add_argument(
         "--baseline-tree", type=Path, help="run the repository part with this checkout"
     )
+    parser.add_argument(
+        "--steps",
+        default=",".join(STEPS),
+        help="merge benchmark steps to run, comma-separated, of "
+        f"{','.join(STEPS)} (none: only build the synthetic states)",
+    )
     args = parser.parse_args()
+    steps = tuple(s for s in args.steps.split(",") if s)
+    if set(steps) - set(STEPS):
+        parser.error(f"--steps: unknown {sorted(set(steps) - set(STEPS))}")
     if args.baseline_tree:
         TREE["root"] = args.baseline_tree.resolve()
     lines, figures = [], []
     if not args.skip_merge:
-        found = bench_merge(args.data, args.merge_images, args.baseline, hnsw=args.hnsw)
+        found = bench_merge(
+            args.data, args.merge_images, args.baseline, hnsw=args.hnsw, steps=steps
+        )
         lines += found[0]
         figures += found[1]
     if not args.skip_repo:
