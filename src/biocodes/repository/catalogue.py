@@ -32,7 +32,6 @@ from biocodes.repository.tables import (
     read_catalogue,
     read_catalogue_table,
     read_table,
-    read_tables,
     run_file,
     sorted_batches,
     table_files,
@@ -276,8 +275,8 @@ def merge_run(
     with atomic_dir(out_dir, keep=3) as new:
         (new / "_merge").mkdir()
         merged = merge_partitions(plan, out, new, state_dirs, run_id)
-        index_duplicates(plan, out, new, state_dirs, config)
         index_codes(plan, out, new)
+        index_duplicates(plan, out, new, config)
         run = record_run(out, new, run_id, started, config, manifest, merged, counts)
         plan.save(new, merged.figures)
         link_old_names(new)
@@ -591,16 +590,14 @@ def _partition_figures(state: Path, run_id: str, removed: int) -> dict[str, int]
     return {k: found[k] for k in PARTITION_FIGURES}
 
 
-def index_duplicates(
-    plan: MergePlan,
-    out: Path,
-    new: Path,
-    state_dirs: Sequence[str | os.PathLike],
-    config: dict,
-) -> None:
+def index_duplicates(plan: MergePlan, out: Path, new: Path, config: dict) -> None:
     """The ``duplicates`` table (derived: one partition) and the near pairs
-    behind it: linked when no partition changed, else searched again with
-    the previous pairs (see :func:`biocodes.repository.duplicates.duplicate_table`)."""
+    behind it: linked when no partition changed; else the scenes that can
+    be in a group are found on the new code index, searching only codes the
+    previous catalogue did not hold (see
+    :mod:`biocodes.repository.candidates`), and grouped by
+    :func:`biocodes.repository.duplicates.duplicate_table`."""
+    from biocodes.repository.candidates import candidate_scenes
     from biocodes.repository.duplicates import duplicate_table
 
     (new / "duplicates").mkdir()
@@ -610,20 +607,18 @@ def index_duplicates(
             _link(f, new / "duplicates" / f.name)
         _link(out / PAIRS_FILE, new / PAIRS_FILE)
         return
-
-    def files(name: str) -> list[Path]:
-        return [Path(d) / f"{name}.parquet" for d in state_dirs]
-
-    images = read_tables(files("images"), "images", ["image_id", "root", "format"])
-    codes = ["path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
-    scenes = read_tables(files("scenes"), "scenes", ["image_id", "status", *codes])
     dup = config.get("duplicates", {})
+    known = pq.read_table(out / PAIRS_FILE) if (out / PAIRS_FILE).is_file() else None
+    found = candidate_scenes(new, out, dup, known)
+    if found is None:  # no index (cannot happen after index_codes)
+        raise RuntimeError(f"{new}: the code index was not written")
+    scenes, images, given = found
     duplicates, pairs = duplicate_table(
         scenes,
         images,
         data_distance=dup.get("data_distance", 24),
         mixed_distance=dup.get("mixed_distance", 8),
-        known=_known_pairs(out),
+        given=given,
     )
     del scenes, images
     pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
@@ -737,28 +732,6 @@ def _link(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:
         shutil.copyfile(source, dest)
-
-
-def _known_pairs(out_dir: Path) -> dict[str, tuple[pa.Array, pa.Table]]:
-    """Per near kind: the codes the previous merge searched (its live scenes'
-    codes) and the pairs it found, if it kept them."""
-    path = out_dir / PAIRS_FILE
-    if not path.exists():
-        return {}
-    pairs = pq.read_table(path)
-    scenes = read_catalogue_table(
-        out_dir, "scenes", ["status", "iscc_code", "data_code", "iscc_mixed"]
-    )
-    live = scenes.filter(
-        pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
-    )
-    return {
-        kind: (
-            pc.unique(live[column].drop_null()),
-            pairs.filter(pc.equal(pairs["kind"], kind)),
-        )
-        for kind, column in (("near_data", "data_code"), ("near_mixed", "iscc_mixed"))
-    }
 
 
 def run_row(

@@ -519,6 +519,7 @@ def duplicate_table(
     data_distance: int = 24,
     mixed_distance: int = 8,
     known: Mapping[str, tuple[pa.Array, pa.Table]] | None = None,
+    given: Mapping[str, pa.Table] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """The ``duplicates`` table (one row per scene per group, unsorted) and
     the near pairs behind it (:data:`PAIRS_SCHEMA`).
@@ -531,7 +532,9 @@ def duplicate_table(
     ``known`` maps a kind to the codes searched last time and the pairs found
     then: those pairs still hold among codes still present, so only codes
     not searched before are compared with all (a night's cost follows what
-    changed). Pairs found with another limit are not used.
+    changed). Pairs found with another limit are not used. ``given`` maps a
+    kind to all its pairs (:data:`PAIRS_SCHEMA`), found elsewhere (see
+    :mod:`biocodes.repository.candidates`): nothing is searched.
     """
     cols = ["image_id", "path", "scene_index", "iscc_code", "data_code", "iscc_mixed"]
     ok = pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
@@ -618,7 +621,11 @@ def duplicate_table(
         if before is not None and len(before[1]):
             if before[1]["limit"][0].as_py() != limit:
                 before = None
-        if before is None:
+        if given is not None:
+            a = pc.index_in(given[kind]["a"], unique).to_numpy(zero_copy_only=False)
+            b = pc.index_in(given[kind]["b"], unique).to_numpy(zero_copy_only=False)
+            i, j = a.astype(np.int64), b.astype(np.int64)
+        elif before is None:
             i, j, _ = _pairs_within(words, bits, limit)
         else:
             searched, pairs = before

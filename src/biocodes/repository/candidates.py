@@ -1,0 +1,376 @@
+"""The scenes that can be in a duplicate group, found on the code index.
+
+A night's ``duplicates`` table is made by
+:func:`biocodes.repository.duplicates.duplicate_table` from these scenes
+only: those whose ISCC-SUM another live scene shares, and those whose
+Data-Code or ISCC-MIXED is within the distance of another live scene's.
+Every member of a group is one of them, so the groups are those of all live
+scenes. They are found on the packed codes of the code index
+(:mod:`biocodes.repository.codeindex`: no code decoded, no string read);
+near pairs are searched for the codes the previous catalogue did not hold,
+and last night's pairs are kept where both codes are still there. Then only
+the candidates' rows are taken from the catalogue's partitions.
+
+Memory: the index's words of one column at a time (32 bytes per scene for a
+Data-Code), a 64-bit key and a few integers per code, and the candidates'
+rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from biocodes.repository.codeindex import INDEX_DIR, INDEX_FORMAT, _format_of
+from biocodes.repository.duplicates import (
+    PAIRS_SCHEMA,
+    _components,
+    _pairs_within,
+    code_words,
+)
+
+#: the near kinds, the column each compares, and its config key and default
+NEAR = {
+    "near_data": ("data_code", "data_distance", 24),
+    "near_mixed": ("iscc_mixed", "mixed_distance", 8),
+}
+SCENE_COLUMNS = ["image_id", "path", "scene_index", "status"]
+SCENE_COLUMNS += ["iscc_code", "data_code", "iscc_mixed"]
+IMAGE_COLUMNS = ["image_id", "root", "format"]
+
+
+@dataclass
+class Codes:
+    """One column's codes of one length, as the index packs them: row ``r``
+    is the ``local[r]``-th code of that length in index part ``part[r]``."""
+
+    words: np.ndarray
+    bits: int
+    part: np.ndarray
+    local: np.ndarray
+
+
+def index_codes(index: Path, column: str) -> list[Codes]:
+    """The index's codes of ``column``, one :class:`Codes` per length, read
+    from its memory-mapped parts (the words are copied, once)."""
+    by_bits: dict[int, list[tuple[str, np.ndarray]]] = {}
+    for npy in sorted((index / column).glob("*.npy")):
+        part, bits = npy.stem.rsplit("-", 1)
+        by_bits.setdefault(int(bits), []).append((part, np.load(npy, mmap_mode="r")))
+    found = []
+    for bits, parts in sorted(by_bits.items()):
+        sizes = [len(w) for _p, w in parts]
+        words = np.concatenate([np.asarray(w) for _p, w in parts]) if parts else None
+        names = np.array([p for p, _w in parts])
+        part = np.repeat(np.arange(len(parts)), sizes)
+        local = np.arange(sum(sizes)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        found.append(Codes(words, bits, names[part], local))
+    return found
+
+
+def keys(words: np.ndarray, bits: int) -> np.ndarray:
+    """A 64-bit key per code (its words mixed): equal codes, equal keys."""
+    key = np.full(len(words), np.uint64(bits), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for w in range(words.shape[1]):
+            key = (key ^ words[:, w]) * np.uint64(0x9E3779B97F4A7C15)
+            key ^= key >> np.uint64(29)
+    return key
+
+
+def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct code, each row's distinct number):
+    rows sorted by key, a new number where the key or the words change; a
+    run of equal keys holding other words (a key collision) is sorted by
+    its words, so equal codes always share a number."""
+    n = len(words)
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    key = keys(words, bits)
+    order = np.argsort(key, kind="stable")
+    same_key = key[order][1:] == key[order][:-1]
+    same = same_key & (words[order][1:] == words[order][:-1]).all(axis=1)
+    clash = np.flatnonzero(same_key & ~same)
+    if len(clash):  # a run of one key with other codes in it: sort it by words
+        runs = np.flatnonzero(np.r_[True, ~same_key])
+        for start in np.unique(runs[np.searchsorted(runs, clash, "right") - 1]):
+            end = runs[np.searchsorted(runs, start, "right")] if start < runs[-1] else n
+            rows = order[start:end]
+            sub = np.lexsort(words[rows].T[::-1])
+            order[start:end] = rows[sub]
+        same = same_key & (words[order][1:] == words[order][:-1]).all(axis=1)
+    start = np.r_[True, ~same]
+    number = np.empty(n, np.int64)
+    number[order] = np.cumsum(start) - 1
+    return order[start], number
+
+
+def present(
+    words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
+) -> np.ndarray:
+    """Which of ``words`` (distinct codes) are among the codes ``among``."""
+    found = np.zeros(len(words), bool)
+    if among is None or not len(among) or among_bits != bits or not len(words):
+        return found
+    theirs = keys(among, bits)
+    order = np.argsort(theirs, kind="stable")
+    ordered = theirs[order]
+    mine = keys(words, bits)
+    lo = np.searchsorted(ordered, mine, "left")
+    hi = np.searchsorted(ordered, mine, "right")
+    for k in np.flatnonzero(hi > lo):  # the same key: the same words?
+        rows = order[lo[k] : hi[k]]
+        found[k] = bool((among[rows] == words[k]).all(axis=1).any())
+    return found
+
+
+def _known(
+    pairs: pa.Table | None, kind: str, limit: int, bits: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Last night's pairs of ``kind`` as words (a, b), if found with this
+    limit and codes of this length."""
+    if pairs is None:
+        return None
+    mine = pairs.filter(pc.equal(pairs["kind"], kind))
+    if not len(mine):
+        return None
+    if mine["limit"][0].as_py() != limit:
+        return None
+    a, a_bits = code_words(mine["a"])
+    b, _ = code_words(mine["b"])
+    if a_bits != bits:
+        return None
+    return a, b
+
+
+def near_pairs(
+    codes: Codes,
+    limit: int,
+    before: list[Codes],
+    known: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first rows of the distinct codes, each row's distinct number, the
+    pairs (i, j) of distinct numbers within ``limit`` bits).
+
+    Only codes the previous catalogue (``before``: its index's codes of the
+    same column) did not hold, and codes whose group lost a member, are
+    compared with all; last night's pairs (``known``) hold where both codes
+    are still here."""
+    first, number = unique(codes.words, codes.bits)
+    words = codes.words[first]
+    old = next((c for c in before if c.bits == codes.bits), None)
+    old_first = None if old is None else unique(old.words, old.bits)[0]
+    old_words = None if old is None else old.words[old_first]
+    if known is None or old_words is None:
+        fresh = np.ones(len(words), bool)
+        kept = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    else:
+        fresh = ~present(words, codes.bits, old_words, codes.bits)
+        kept, lost = _kept_pairs(words, codes.bits, known)
+        fresh |= lost
+    i, j, _ = _pairs_within(words, codes.bits, limit, query=fresh)
+    i = np.concatenate([i, kept[0]])
+    j = np.concatenate([j, kept[1]])
+    # a group searched again finds some of last night's pairs again
+    both = np.unique(np.minimum(i, j) * len(words) + np.maximum(i, j))
+    return first, number, np.stack([both // len(words), both % len(words)])
+
+
+def _kept_pairs(
+    words: np.ndarray, bits: int, known: tuple[np.ndarray, np.ndarray]
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Last night's pairs whose codes are both still here (as distinct
+    numbers of ``words``), and which codes to search again: those of a
+    group (by last night's pairs) that lost a code. A dense bucket keeps
+    only the pairs that connect it, so such a group may hang together
+    through pairs never kept."""
+    a, b = known
+    ends, end_number = unique(np.concatenate([a, b]), bits)
+    end_words = np.concatenate([a, b])[ends]
+    n = len(a)
+    pa_, pb_ = end_number[:n], end_number[n:]
+    here = present(end_words, bits, words, bits)
+    # each end's number among this night's codes
+    at = np.full(len(end_words), -1, np.int64)
+    mine = keys(words, bits)
+    order = np.argsort(mine, kind="stable")
+    hit = np.flatnonzero(here)
+    if len(hit):
+        theirs = keys(end_words[hit], bits)
+        lo = np.searchsorted(mine[order], theirs, "left")
+        hi = np.searchsorted(mine[order], theirs, "right")
+        for k, l0, h0 in zip(hit, lo, hi, strict=True):
+            rows = order[l0:h0]
+            at[k] = rows[(words[rows] == end_words[k]).all(axis=1)][0]
+    still = here[pa_] & here[pb_]
+    kept = (at[pa_[still]], at[pb_[still]])
+    lost = np.zeros(len(words), bool)
+    gone = np.flatnonzero(~here)
+    if len(gone):
+        label = _components(len(end_words), pa_, pb_)
+        touched = np.isin(label, label[gone]) & here
+        lost[at[touched]] = True
+    return kept, lost
+
+
+def exact_rows(codes: Codes) -> np.ndarray:
+    """Rows of codes another row shares (an exact group's candidates)."""
+    _first, number = unique(codes.words, codes.bits)
+    return np.bincount(number)[number] >= 2
+
+
+def candidate_scenes(
+    catalogue: Path,
+    previous: Path | None,
+    config: Mapping,
+    known_pairs: pa.Table | None,
+) -> tuple[pa.Table, pa.Table, dict[str, pa.Table]] | None:
+    """(scenes, images, pairs per near kind): the live scenes that can be in
+    a duplicate group (:data:`SCENE_COLUMNS`), their images' ``image_id``,
+    ``root`` and ``format``, and every near pair, for
+    :func:`~biocodes.repository.duplicates.duplicate_table`. None if the
+    catalogue has no code index of this format."""
+    index = catalogue / INDEX_DIR
+    if _format_of(index) != INDEX_FORMAT:
+        return None
+    old_index = None if previous is None else previous / INDEX_DIR
+    if old_index is not None and _format_of(old_index) != INDEX_FORMAT:
+        old_index = None
+    take: dict[str, dict[tuple[str, int], list[np.ndarray]]] = {}
+    found: dict[str, list[tuple[Codes, np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+    def mark(column: str, codes: Codes, rows: np.ndarray) -> None:
+        for part in np.unique(codes.part[rows]):
+            mine = rows[codes.part[rows] == part]
+            key = (str(part), codes.bits)
+            take.setdefault(column, {}).setdefault(key, []).append(codes.local[mine])
+
+    for codes in index_codes(index, "iscc_code"):  # one column at a time
+        mark("iscc_code", codes, np.flatnonzero(exact_rows(codes)))
+    for kind, (column, setting, default) in NEAR.items():
+        limit = int(config.get(setting, default))
+        before = [] if old_index is None else index_codes(old_index, column)
+        for codes in index_codes(index, column):
+            known = _known(known_pairs, kind, limit, codes.bits)
+            first, number, pairs = near_pairs(codes, limit, before, known)
+            paired = np.zeros(len(first), bool)
+            paired[pairs.ravel()] = True
+            rows = np.flatnonzero(paired[number])
+            mark(column, codes, rows)
+            found.setdefault(kind, []).append((codes, first, number, pairs))
+        del before
+    scenes, images = _rows_of(catalogue, take)
+    return scenes, images, _pair_codes(scenes, found, config)
+
+
+def _rows_of(
+    catalogue: Path, take: dict[str, dict[tuple[str, int], list[np.ndarray]]]
+) -> tuple[pa.Table, pa.Table]:
+    """The candidates' rows, from each partition that holds one: its live
+    scenes are the index part's rows in the same order (both sorted by
+    image and scene; a column's index part holds its codes of one length)."""
+    from biocodes.repository.tables import SCHEMAS
+
+    parts = sorted({p for column in take.values() for p, _b in column})
+    scene_parts = [SCHEMAS["scenes"].empty_table().select(SCENE_COLUMNS)]
+    image_parts = [SCHEMAS["images"].empty_table().select(IMAGE_COLUMNS)]
+    for part in parts:
+        scenes = pq.read_table(
+            catalogue / "scenes" / f"{part}.parquet", columns=SCENE_COLUMNS
+        )
+        ok = pc.and_(pc.equal(scenes["status"], "ok"), pc.is_valid(scenes["iscc_code"]))
+        live = scenes.filter(pc.fill_null(ok, False))
+        del scenes
+        chosen = np.zeros(live.num_rows, bool)
+        for column, wanted in take.items():
+            lengths = pc.utf8_length(live[column]).to_numpy(zero_copy_only=False)
+            valid = live[column].is_valid().to_numpy(zero_copy_only=False)
+            for (p, bits), rows in wanted.items():
+                if p == part:
+                    length = _text_length(live[column], valid, lengths, bits)
+                    at = np.flatnonzero(valid & (lengths == length))
+                    chosen[at[np.concatenate(rows)]] = True
+        scene_parts.append(live.filter(pa.array(chosen)))
+        ids = pc.unique(scene_parts[-1]["image_id"])
+        image_parts.append(
+            pq.read_table(
+                catalogue / "images" / f"{part}.parquet",
+                columns=IMAGE_COLUMNS,
+                filters=pc.field("image_id").isin(ids),
+            )
+        )
+    return pa.concat_tables(scene_parts), pa.concat_tables(image_parts)
+
+
+def _text_length(
+    column: pa.ChunkedArray, valid: np.ndarray, lengths: np.ndarray, bits: int
+) -> int:
+    """The text length of the column's codes of ``bits`` bits."""
+    from biocodes.repository.duplicates import code_bits
+
+    for length in np.unique(lengths[valid]):
+        row = int(np.flatnonzero(valid & (lengths == length))[0])
+        if code_bits(column[row].as_py())[1] == bits:
+            return int(length)
+    raise ValueError(f"no code of {bits} bits in the partition: index out of date")
+
+
+def _pair_codes(
+    scenes: pa.Table,
+    found: dict[str, list[tuple[Codes, np.ndarray, np.ndarray, np.ndarray]]],
+    config: Mapping,
+) -> dict[str, pa.Table]:
+    """Each near kind's pairs as code strings (:data:`PAIRS_SCHEMA`): the
+    candidates' codes, decoded, matched to the distinct codes' words."""
+    out = {}
+    for kind, (column, setting, default) in NEAR.items():
+        limit = int(config.get(setting, default))
+        texts = pc.unique(scenes[column].drop_null())
+        tables = [PAIRS_SCHEMA.empty_table()]
+        for codes, first, _number, pairs in found.get(kind, []):
+            if not pairs.shape[1]:
+                continue
+            mine, words = _words_of(texts, codes.bits)
+            order = np.argsort(keys(words, codes.bits), kind="stable")
+            ordered = keys(words, codes.bits)[order]
+            needed = np.unique(pairs.ravel())
+            wanted = codes.words[first[needed]]
+            lo = np.searchsorted(ordered, keys(wanted, codes.bits), "left")
+            at = np.empty(len(needed), np.int64)
+            for k, start in enumerate(lo):  # the same key: the same words
+                run = order[start:]
+                at[k] = run[np.argmax((words[run[:8]] == wanted[k]).all(axis=1))]
+                if not (words[at[k]] == wanted[k]).all():
+                    raise ValueError("a near pair's code is not among the rows")
+            text = mine.take(pa.array(at))
+            where = np.searchsorted(needed, pairs)
+            tables.append(
+                pa.table(
+                    {
+                        "kind": pa.array([kind] * pairs.shape[1], pa.string()),
+                        "a": text.take(pa.array(where[0])),
+                        "b": text.take(pa.array(where[1])),
+                        "limit": pa.array([limit] * pairs.shape[1], pa.int32()),
+                    },
+                    schema=PAIRS_SCHEMA,
+                )
+            )
+        out[kind] = pa.concat_tables(tables)
+    return out
+
+
+def _words_of(texts: pa.Array, bits: int) -> tuple[pa.Array, np.ndarray]:
+    """The codes of ``bits`` bits among ``texts``, and their words."""
+    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+    for length in np.unique(lengths):
+        part = texts.filter(pa.array(lengths == length))
+        words, found = code_words(part)
+        if found == bits:
+            return part, words
+    raise ValueError(f"no code of {bits} bits among the candidates")
