@@ -174,7 +174,8 @@ def near_pairs(
         fresh = ~present(words, codes.bits, old_words, codes.bits)
         kept, lost = _kept_pairs(words, codes.bits, known)
         fresh |= lost
-    i, j, _ = _pairs_within(words, codes.bits, limit, query=fresh)
+    query = None if fresh.all() else fresh  # a first night: all pairs
+    i, j, _ = _pairs_within(words, codes.bits, limit, query=query)
     i = np.concatenate([i, kept[0]])
     j = np.concatenate([j, kept[1]])
     # a group searched again finds some of last night's pairs again
