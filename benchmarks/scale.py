@@ -473,14 +473,40 @@ MERGE_CHILD = (
 import json, sys, time
 from pathlib import Path
 from biocodes.repository.catalogue import merge_run
-states, out, manifest, shards = sys.argv[1:5]
+states, out, manifest, shards, config = sys.argv[1:6]
 dirs = [Path(states) / str(k) for k in range(int(shards))]
 t0 = time.perf_counter()
-run = merge_run(dirs, out, {}, manifest)
+run = merge_run(dirs, out, json.loads(config), manifest)
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "rss_mib": peak_mib(),
     "images": run["images"], "scenes": run["scenes"],
     "added": run["images_added"], "changed": run["images_changed"]}))
+"""
+)
+
+NEAR_CHILD = (
+    PEAK
+    + """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from biocodes.repository.candidates import index_codes, present, unique
+from biocodes.repository.duplicates import _pairs_within
+new, old = Path(sys.argv[1]) / "_index", Path(sys.argv[2]) / "_index"
+out = {"seconds": 0.0, "fresh": 0, "codes": 0, "pairs": 0}
+for column, limit in (("data_code", 24), ("iscc_mixed", 8)):
+    (now,), (before,) = index_codes(new, column), index_codes(old, column)
+    first, _ = unique(now.words, now.bits)
+    words = now.words[first]
+    t0 = time.perf_counter()
+    fresh = ~present(words, now.bits, before.words, before.bits)
+    i, j, _ = _pairs_within(words, now.bits, limit, query=fresh)
+    out["seconds"] += time.perf_counter() - t0
+    out["fresh"] += int(fresh.sum())
+    out["codes"] += len(words)
+    out["pairs"] += len(i)
+out["rss_mib"] = peak_mib()
+print(json.dumps(out))
 """
 )
 
@@ -531,8 +557,10 @@ def child(src: Path, script: str, *args: object) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def merge_child(src: Path, states: Path, out: Path, manifest: Path, shards: int):
-    return child(src, MERGE_CHILD, states, out, manifest, shards)
+def merge_child(
+    src: Path, states: Path, out: Path, manifest: Path, shards: int, config: dict
+):
+    return child(src, MERGE_CHILD, states, out, manifest, shards, json.dumps(config))
 
 
 def figure(measure: str, step: str, images: int, seconds: float, rss: float) -> str:
@@ -568,6 +596,25 @@ def query_codes(catalogue: Path, count: int) -> list[str]:
 
 #: the steps of the merge benchmark, in the order they run
 STEPS = ("first", "no-change", "1pct", "similar")
+#: steps run only when asked for (``near``: the near-duplicate search of the
+#: 1% night's new codes alone, e.g. where the merges ran without it)
+EXTRA_STEPS = ("near",)
+
+
+def bench_near(src: Path, results: Path, images: int, figures: list[str]) -> list[str]:
+    """The near-duplicate search a 1%-changed night does (its new Data-Codes
+    and ISCC-MIXED codes against all, as the merge searches them), on the
+    indexes of the last two catalogues, in a fresh process."""
+    versions = sorted((results / "catalogue.versions").iterdir())
+    r = child(src, NEAR_CHILD, versions[-1], versions[-2])
+    figures.append(
+        figure("near search", "1% changed", images, r["seconds"], r["rss_mib"])
+    )
+    return [
+        f"near search of the 1% night's new codes: {r['seconds']:.1f} s, peak RSS "
+        f"{r['rss_mib']:.0f} MiB ({r['fresh']:,} new of {r['codes']:,} distinct "
+        f"codes, {r['pairs']:,} pairs)"
+    ]
 
 
 def bench_merge(
@@ -577,11 +624,13 @@ def bench_merge(
     queries: int = 11,
     hnsw: bool = False,
     steps: tuple[str, ...] = STEPS,
+    config: dict | None = None,
 ) -> tuple[list[str], list[str]]:
     """Build the synthetic states once (``done`` marks them built), then run
     the chosen ``steps``: without ``first``, the merges go on from the
     catalogue an earlier run left in ``results-*``."""
     shards = max(1, images // 8000)
+    config = config or {}
     base = data / f"merge-{images}"
     states, states2 = base / "states", base / "states-1pct"
     if not (base / "done").exists():
@@ -618,7 +667,7 @@ def bench_merge(
                 continue
             synthetic_manifest(results / "m.parquet", run)
             r = merge_child(
-                src, st, results / "catalogue", results / "m.parquet", shards
+                src, st, results / "catalogue", results / "m.parquet", shards, config
             )
             lines.append(
                 f"merge {label:6s} {what:10s}: {r['seconds']:6.1f} s, peak RSS "
@@ -635,6 +684,8 @@ def bench_merge(
                 )
             )
         catalogue = results / "catalogue"
+        if "near" in steps and label == "after":
+            lines += bench_near(src, results, images, figures)
         if "similar" not in steps:
             continue
         codes = query_codes(catalogue, queries if label == "after" else 2)
@@ -660,8 +711,7 @@ import json, sys, time
 import numpy as np
 from usearch.index import Index
 from biocodes.repository.codeindex import open_parts, search_words
-(part,) = open_parts(sys.argv[1], "data_code")
-words = np.ascontiguousarray(part.words)
+words = np.concatenate([p.words for p in open_parts(sys.argv[1], "data_code")])
 packed = words.astype(">u8").view(np.uint8).reshape(len(words), -1)
 t0 = time.perf_counter()
 index = Index(ndim=256, metric="hamming", dtype="b1")
@@ -671,7 +721,7 @@ rng = np.random.default_rng(0)
 queries = rng.choice(len(words), 100, replace=False)
 out = {"build": build, "rss_mib": peak_mib(), "n": len(words)}
 t0 = time.perf_counter()
-exact = [search_words(part.words, words[q], k=10)[1] for q in queries]
+exact = [search_words(words, words[q], k=10)[1] for q in queries]
 out["exact_s"] = (time.perf_counter() - t0) / len(queries)
 for ef in (None, 1024):
     if ef:
@@ -836,24 +886,36 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT / ".cache" / "scale")
     parser.add_argument("--config", default="{}", help="JSON config overrides")
     parser.add_argument(
+        "--merge-config",
+        default="{}",
+        help='JSON config of the synthetic merges, e.g. {"duplicates": '
+        '{"data_distance": -1, "mixed_distance": -1}} (no near search)',
+    )
+    parser.add_argument(
         "--baseline-tree", type=Path, help="run the repository part with this checkout"
     )
     parser.add_argument(
         "--steps",
         default=",".join(STEPS),
         help="merge benchmark steps to run, comma-separated, of "
-        f"{','.join(STEPS)} (none: only build the synthetic states)",
+        f"{','.join(STEPS + EXTRA_STEPS)} (none: only build the synthetic states)",
     )
     args = parser.parse_args()
     steps = tuple(s for s in args.steps.split(",") if s)
-    if set(steps) - set(STEPS):
-        parser.error(f"--steps: unknown {sorted(set(steps) - set(STEPS))}")
+    if set(steps) - set(STEPS + EXTRA_STEPS):
+        unknown = sorted(set(steps) - set(STEPS + EXTRA_STEPS))
+        parser.error(f"--steps: unknown {unknown}")
     if args.baseline_tree:
         TREE["root"] = args.baseline_tree.resolve()
     lines, figures = [], []
     if not args.skip_merge:
         found = bench_merge(
-            args.data, args.merge_images, args.baseline, hnsw=args.hnsw, steps=steps
+            args.data,
+            args.merge_images,
+            args.baseline,
+            hnsw=args.hnsw,
+            steps=steps,
+            config=json.loads(args.merge_config),
         )
         lines += found[0]
         figures += found[1]
