@@ -94,8 +94,12 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     key = keys(words, bits)
     order = np.argsort(key, kind="stable")
-    same_key = key[order][1:] == key[order][:-1]
-    same = same_key & (words[order][1:] == words[order][:-1]).all(axis=1)
+    key = key[order]
+    same_key = key[1:] == key[:-1]
+    del key
+    ordered = words[order]
+    same = same_key & (ordered[1:] == ordered[:-1]).all(axis=1)
+    del ordered
     clash = np.flatnonzero(same_key & ~same)
     if len(clash):  # a run of one key with other codes in it: sort it by words
         runs = np.flatnonzero(np.r_[True, ~same_key])
@@ -111,23 +115,38 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return order[start], number
 
 
-def present(
+def locate(
     words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
 ) -> np.ndarray:
-    """Which of ``words`` (distinct codes) are among the codes ``among``."""
-    found = np.zeros(len(words), bool)
+    """Each of ``words``' row in ``among`` (distinct codes), -1 where it is
+    not there: keys looked up in ``among``'s sorted keys, then the words
+    compared (a key shared by other codes is resolved code by code)."""
+    at = np.full(len(words), -1, np.int64)
     if among is None or not len(among) or among_bits != bits or not len(words):
-        return found
+        return at
     theirs = keys(among, bits)
     order = np.argsort(theirs, kind="stable")
     ordered = theirs[order]
+    del theirs
     mine = keys(words, bits)
     lo = np.searchsorted(ordered, mine, "left")
     hi = np.searchsorted(ordered, mine, "right")
-    for k in np.flatnonzero(hi > lo):  # the same key: the same words?
+    one = np.flatnonzero(hi - lo == 1)
+    same = (among[order[lo[one]]] == words[one]).all(axis=1)
+    at[one[same]] = order[lo[one[same]]]
+    for k in np.flatnonzero(hi - lo > 1):  # a key collision: rare
         rows = order[lo[k] : hi[k]]
-        found[k] = bool((among[rows] == words[k]).all(axis=1).any())
-    return found
+        hit = rows[(among[rows] == words[k]).all(axis=1)]
+        if len(hit):
+            at[k] = hit[0]
+    return at
+
+
+def present(
+    words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
+) -> np.ndarray:
+    """Which of ``words`` are among the distinct codes ``among``."""
+    return locate(words, bits, among, among_bits) >= 0
 
 
 def _known(
@@ -196,19 +215,8 @@ def _kept_pairs(
     end_words = np.concatenate([a, b])[ends]
     n = len(a)
     pa_, pb_ = end_number[:n], end_number[n:]
-    here = present(end_words, bits, words, bits)
-    # each end's number among this night's codes
-    at = np.full(len(end_words), -1, np.int64)
-    mine = keys(words, bits)
-    order = np.argsort(mine, kind="stable")
-    hit = np.flatnonzero(here)
-    if len(hit):
-        theirs = keys(end_words[hit], bits)
-        lo = np.searchsorted(mine[order], theirs, "left")
-        hi = np.searchsorted(mine[order], theirs, "right")
-        for k, l0, h0 in zip(hit, lo, hi, strict=True):
-            rows = order[l0:h0]
-            at[k] = rows[(words[rows] == end_words[k]).all(axis=1)][0]
+    at = locate(end_words, bits, words, bits)  # each end's number tonight
+    here = at >= 0
     still = here[pa_] & here[pb_]
     kept = (at[pa_[still]], at[pb_[still]])
     lost = np.zeros(len(words), bool)
@@ -338,17 +346,10 @@ def _pair_codes(
             if not pairs.shape[1]:
                 continue
             mine, words = _words_of(texts, codes.bits)
-            order = np.argsort(keys(words, codes.bits), kind="stable")
-            ordered = keys(words, codes.bits)[order]
             needed = np.unique(pairs.ravel())
-            wanted = codes.words[first[needed]]
-            lo = np.searchsorted(ordered, keys(wanted, codes.bits), "left")
-            at = np.empty(len(needed), np.int64)
-            for k, start in enumerate(lo):  # the same key: the same words
-                run = order[start:]
-                at[k] = run[np.argmax((words[run[:8]] == wanted[k]).all(axis=1))]
-                if not (words[at[k]] == wanted[k]).all():
-                    raise ValueError("a near pair's code is not among the rows")
+            at = locate(codes.words[first[needed]], codes.bits, words, codes.bits)
+            if (at < 0).any():
+                raise ValueError("a near pair's code is not among the candidates")
             text = mine.take(pa.array(at))
             where = np.searchsorted(needed, pairs)
             tables.append(
