@@ -264,6 +264,8 @@ def candidate_scenes(
         mark("iscc_code", codes, np.flatnonzero(exact_rows(codes)))
     for kind, (column, setting, default) in NEAR.items():
         limit = int(config.get(setting, default))
+        if limit < 0:  # no near search (a benchmark's setting)
+            continue
         before = [] if old_index is None else index_codes(old_index, column)
         for codes in index_codes(index, column):
             known = _known(known_pairs, kind, limit, codes.bits)
