@@ -139,8 +139,7 @@ def write_index(
     ``same(part)`` holds (its partitions of ``scenes``, ``views`` and
     ``plane_images`` are the previous catalogue's) is linked from the
     previous index, not read: a night writes the index parts of the
-    partitions it rewrote. In the others, codes the previous part held are
-    taken from it, packed, and only new codes are decoded."""
+    partitions it rewrote."""
     out = Path(catalogue_dir) / INDEX_DIR
     old = None if previous is None else Path(previous) / INDEX_DIR
     if old is not None and _format_of(old) != INDEX_FORMAT:
@@ -155,7 +154,7 @@ def write_index(
         if old is not None and same is not None and same(part):
             _link_part(old, out, part)
             continue
-        write_part(out, part, files, reuse=old)
+        write_part(out, part, files)
 
 
 def _partitions(catalogue: Path) -> Iterator[tuple[str, dict[str, Path | None]]]:
@@ -172,29 +171,26 @@ def _partitions(catalogue: Path) -> Iterator[tuple[str, dict[str, Path | None]]]
         yield path.stem, {t: f if f.is_file() else None for t, f in files.items()}
 
 
-def write_part(
-    out: Path,
-    part: str,
-    files: dict[str, Path | None],
-    reuse: Path | None = None,
-) -> None:
+def write_part(out: Path, part: str, files: dict[str, Path | None]) -> None:
     """Index part ``part`` of every column from one partition's table files
-    (``files``: table name -> file, None if absent), one column in memory
-    at a time."""
-    base = ["image_id", "path", "scene_index", "status", "iscc_code"]
+    (``files``: table name -> file, None if absent): its scenes read once,
+    each view table once, every code decoded (decoding a partition's codes
+    costs less than reading the previous part's to copy them)."""
+    if files.get("scenes") is None:
+        return
+    scene_columns = [c for c, t in COLUMNS.items() if t == "scenes"]
+    base = ["image_id", "path", "scene_index", "status"]
+    scenes = pq.read_table(
+        files["scenes"], columns=[*base, *dict.fromkeys(["iscc_code", *scene_columns])]
+    )
     for column, table in COLUMNS.items():
-        if files.get("scenes") is None:
-            return
-        extra = [column] if table == "scenes" and column not in base else []
-        scenes = pq.read_table(files["scenes"], columns=[*base, *extra])
         views = None
         other = None if table == "scenes" else files.get(table)
         if other is not None:
             views = pq.read_table(other, columns=_other_columns(column))
-        rows = {column: column_rows(column, scenes, views)}
-        del scenes, views
-        write_rows(out, rows, part, reuse=reuse)
-        del rows
+        write_rows(out, {column: column_rows(column, scenes, views)}, part)
+        del views
+    del scenes
     pa.default_memory_pool().release_unused()
 
 
@@ -213,12 +209,9 @@ def _other_columns(column: str) -> list[str]:
     return ["image_id", "scene_index", "view_index", column]
 
 
-def write_rows(
-    out: Path, rows: dict[str, pa.Table], part: str = "all", reuse: Path | None = None
-) -> None:
+def write_rows(out: Path, rows: dict[str, pa.Table], part: str = "all") -> None:
     """The index files of ``rows`` (per column, see :func:`column_rows`)
-    under ``out``;
-    codes found in the index at ``reuse`` are copied from it, not decoded."""
+    under ``out``."""
     from biocodes.infra.atomic import atomic_path
 
     for column, table in rows.items():
@@ -226,8 +219,7 @@ def write_rows(
         folder.mkdir(parents=True, exist_ok=True)
         for bits, group in _by_length(table):
             stem = f"{part}-{bits}"
-            old = None if reuse is None else reuse / column / stem
-            words = _packed(group["code"], old)
+            words = code_words(group["code"])[0]
             with atomic_path(folder / f"{stem}.npy") as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, np.ascontiguousarray(words), allow_pickle=False)
@@ -235,32 +227,6 @@ def write_rows(
                 pq.write_table(group, tmp, row_group_size=ROW_GROUP, compression="zstd")
     if not (out / "FORMAT").exists():
         (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
-
-
-def _packed(codes: pa.ChunkedArray, old: Path | None) -> np.ndarray:
-    """The codes as uint64 words: those in the old index part ``old`` (a
-    path stem) taken from it, the rest decoded (a night decodes its new
-    codes only)."""
-    npy = None if old is None else old.with_name(old.name + ".npy")
-    if npy is None or not npy.is_file():
-        return code_words(codes)[0]
-    known = pq.read_table(old.with_name(old.name + ".rows.parquet"), columns=["code"])[
-        "code"
-    ]
-    where = pc.index_in(codes, known).to_numpy(zero_copy_only=False)
-    fresh = np.isnan(where) if where.dtype.kind == "f" else where < 0
-    previous = np.load(npy, mmap_mode="r")
-    words = np.zeros((len(codes), previous.shape[1]), dtype=np.uint64)
-    have = np.flatnonzero(~fresh)
-    words[have] = previous[where[have].astype(np.int64)]
-    new = np.flatnonzero(fresh)
-    if len(new):
-        words[new] = code_words(
-            pc.take(codes, pa.array(new, pa.int64())).combine_chunks()
-            if isinstance(codes, pa.ChunkedArray)
-            else codes.take(pa.array(new, pa.int64()))
-        )[0]
-    return words
 
 
 def _format_of(index: Path) -> int | None:
