@@ -191,3 +191,25 @@ def test_nightly_duplicates_equal_a_merge_from_scratch(tmp_path, monkeypatch):
         write_atomic(sorted_batches("scenes", table), state / "scenes.parquet")
     third = _merge(scale, states, tmp_path / "nightly", 3)
     assert third.equals(second)
+
+
+def test_distinct_codes_are_exact_when_keys_collide(monkeypatch):
+    """Codes are told apart by their words, not only by their 64-bit keys:
+    with every key made equal, the distinct codes and lookups are still
+    those of the words."""
+    from biocodes.repository import candidates
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, (40, 4), dtype=np.int64).view(np.uint64)
+    words = base[rng.integers(0, 40, 500)]
+    want_first, want_number = candidates.unique(words, 256)
+    monkeypatch.setattr(candidates, "keys", lambda w, bits: np.zeros(len(w), np.uint64))
+    first, number = candidates.unique(words, 256)
+    assert len(first) == len(want_first) == len(np.unique(words, axis=0))
+    # the same partition of the rows into codes
+    assert (words[first][number] == words).all()
+    assert len(np.unique(number)) == len(first)
+    at = candidates.locate(base, 256, words[first], 256)
+    assert (words[first][at] == base).all()
+    other = rng.integers(0, 2**63, (5, 4), dtype=np.int64).view(np.uint64)
+    assert (candidates.locate(other, 256, words[first], 256) == -1).all()
