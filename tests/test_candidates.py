@@ -202,7 +202,7 @@ def test_distinct_codes_are_exact_when_keys_collide(monkeypatch):
     rng = np.random.default_rng(3)
     base = rng.integers(0, 2**63, (40, 4), dtype=np.int64).view(np.uint64)
     words = base[rng.integers(0, 40, 500)]
-    want_first, want_number = candidates.unique(words, 256)
+    want_first, _ = candidates.unique(words, 256)
     monkeypatch.setattr(candidates, "keys", lambda w, bits: np.zeros(len(w), np.uint64))
     first, number = candidates.unique(words, 256)
     assert len(first) == len(want_first) == len(np.unique(words, axis=0))

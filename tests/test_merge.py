@@ -20,7 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from biocodes.repository import tables
-from biocodes.repository.catalogue import INPUTS_FILE, PAIRS_FILE, merge_run
+from biocodes.repository.catalogue import (
+    FAILING_DIR,
+    INPUTS_FILE,
+    PAIRS_FILE,
+    merge_run,
+)
 from biocodes.repository.tables import (
     SHARD_TABLES,
     SORT_KEYS,
@@ -133,9 +138,10 @@ def test_quiet_partitions_are_linked_and_equal_a_merge_from_scratch(
     rewritten = {n for n in second if inode(second[n]) != inode(third[n])}
     # the code index part of the partition whose views changed is written
     # again, no other (tests/test_codeindex.py checks what it holds)
-    tables = {n for n in rewritten if not n.startswith("_index/")}
+    # (the failed images of a rewritten partition are noted again: bookkeeping)
+    tables = {n for n in rewritten if not n.startswith(("_index/", FAILING_DIR))}
     assert tables == {"views/part-0001.parquet", INPUTS_FILE}
-    index = rewritten - tables
+    index = {n for n in rewritten - tables if n.startswith("_index/")}
     assert index and all("/part-0001-" in n for n in index), index
 
     fresh = tmp_path / "fresh"
@@ -179,7 +185,8 @@ def test_a_one_image_change_rewrites_its_partitions_only(synthetic, tmp_path):
     run = merge(scale, states, results, 2)
     after = files(results / "catalogue")
     rewritten = {n for n in before if inode(before[n]) != inode(after[n])}
-    rewritten = {n for n in rewritten if not n.startswith("_index/")}  # derived
+    # derived: the index, and the failed images of the rewritten partition
+    rewritten = {n for n in rewritten if not n.startswith(("_index/", FAILING_DIR))}
     # the two files shard 2's job wrote anew, and the derived tables: the
     # shard's other files are partitions as the merge writes them, linked
     # into the catalogue on the first night and kept
@@ -407,3 +414,37 @@ def test_a_catalogue_from_before_partitions_is_migrated(
     a, b = contents(old / "catalogue"), contents(new / "catalogue")
     for name in TABLES:
         assert a[name].equals(b[name]), name
+
+
+def test_a_linked_partition_says_its_failures_from_their_rows_alone(
+    synthetic, tmp_path
+):
+    """A quiet night's still-failing images come from the failed images'
+    rows kept beside the partition (not from reading it), dated from the
+    night they first failed, and are those a full comparison finds."""
+    scale, base = synthetic
+    states = states_copy(base / "quiet", tmp_path / "state")
+    results = tmp_path / "results"
+    merge(scale, states, results, 1)
+    failed = read_catalogue_table(results / "catalogue", "images")
+    failed = failed.filter(pc.equal(failed["status"], "error"))
+    failed = sorted(failed["image_id"].to_pylist())
+    assert failed
+
+    def night(run: int) -> pa.Table:
+        row = merge(scale, states, results, run)
+        changes = read_catalogue_table(results / "catalogue", "changes")
+        return changes.filter(pc.equal(changes["run_id"], row["run_id"])).sort_by(
+            "image_id"
+        )
+
+    second = night(2)
+    assert second["image_id"].to_pylist() == failed
+    assert set(second["change"].to_pylist()) == {"still_failing"}
+    assert set(second["failing_since"].to_pylist()) == {"20261201T000000Z"}
+    # the same rows when the kept rows are gone and partitions are compared
+    third = night(3)
+    shutil.rmtree(Path(os.path.realpath(results / "catalogue")) / FAILING_DIR)
+    fourth = night(4)
+    for a, b in ((second, third), (third, fourth)):
+        assert a.drop_columns(["run_id"]).equals(b.drop_columns(["run_id"]))

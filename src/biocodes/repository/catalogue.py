@@ -500,21 +500,24 @@ def merge_partitions(
     ]
     compare = sorted({*redo, *(k for k in failing if k < plan.shards)})
     found, gone = [], {}
-    known = ["failed", "still_failing"]
-    failures = failing_since(  # the history is read only on a night with work
-        read_catalogue_table(
-            out,
-            "changes",
-            ["run_id", "image_id", "change", "failing_since"],
-            pc.field("change").isin(known) & pc.field("image_id").is_valid(),
-        )
-        if compare
-        else SCHEMAS["changes"].empty_table()
+    # the history is read only on a night with work
+    failures = failing_since(
+        _last_failures(out) if compare else SCHEMAS["changes"].empty_table()
     )
+    (new / FAILING_DIR).mkdir(parents=True)
     for k in compare:  # the changes, from the columns they need
+        kept = out / FAILING_DIR / part_file(k)
+        if k not in redo and kept.is_file():
+            # linked: its failed images are still failing, nothing else
+            # changed: their rows alone say so (not the whole partition)
+            rows, gone[k] = changes_table(*[_failing_only(kept)] * 2, run_id, failures)
+            found.append(rows)
+            _link(kept, new / FAILING_DIR / part_file(k))
+            continue
         before, now = _compared(previous, Path(state_dirs[k]), k)
         rows, gone[k] = changes_table(before, now, run_id, failures)
         found.append(_with_planes(rows, previous, Path(state_dirs[k]), k))
+        _keep_failing(now["images"], new / FAILING_DIR / part_file(k))
     previous.forget()
     for name in SHARD_TABLES:  # one table of one partition in memory at a time
         for k in range(plan.shards):
@@ -544,6 +547,43 @@ def merge_partitions(
     ]
     changes = pa.concat_tables(found) if found else SCHEMAS["changes"].empty_table()
     return Merged(changes, figures)
+
+
+#: per partition, the compared columns of its failed images (see
+#: :func:`merge_partitions`): a linked partition's still failing images are
+#: found there, not by reading the partition
+FAILING_DIR = "_merge/failing"
+
+
+def _keep_failing(images: pa.Table, path: Path) -> None:
+    """The failed images' rows of a partition's ``images`` (compared
+    columns), if it has any."""
+    failed = images.filter(pc.fill_null(pc.equal(images["status"], "error"), False))
+    if failed.num_rows:
+        write_atomic(failed, path)
+
+
+def _failing_only(path: Path) -> dict[str, pa.Table]:
+    """A linked partition's failed images, as :func:`changes_table` reads a
+    partition (their scenes, if any, are unchanged: none are needed)."""
+    from biocodes.repository.history import SCENE_COLUMNS
+
+    scenes = SCHEMAS["scenes"].empty_table().select(SCENE_COLUMNS)
+    return {"images": pq.read_table(path), "scenes": scenes}
+
+
+def _last_failures(out: Path) -> pa.Table:
+    """The failed and still failing images of the last run: every night
+    records each failing image again (its partition is compared), with the
+    run it has failed since, so the last run's file is enough; a catalogue
+    of single-file tables is read whole."""
+    columns = ["run_id", "image_id", "change", "failing_since"]
+    wanted = pc.field("change").isin(["failed", "still_failing"])
+    wanted &= pc.field("image_id").is_valid()
+    runs = sorted((out / "changes").glob("run-*.parquet"))
+    if runs:
+        return read_table(runs[-1], "changes", columns, wanted)
+    return read_catalogue_table(out, "changes", columns, wanted)
 
 
 def _compared(
