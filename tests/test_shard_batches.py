@@ -29,6 +29,13 @@ def make_repo(root):
     synth.write_ome_zarr(
         root / "store.ome.zarr", synth.random_scene((1, 1, 1, 16, 16), seed=2)
     )
+    fields = {
+        (r, "1"): [
+            synth.random_scene((1, 1, 1, 16, 16), seed=3 + i + f) for f in (0, 1)
+        ]
+        for i, r in enumerate("AB")
+    }
+    synth.write_plate(root / "plate.ome.zarr", fields, zarr_format=2)
 
 
 def tables(state):
@@ -48,9 +55,9 @@ def test_batches_take_small_single_files_only(tmp_path):
     batches, rest = shard._batches(work, threads=1)
     batched = [r["path"] for b in batches for r, _ in b]
     assert sorted(batched) == sorted(
-        r["path"] for r, _ in work if r["path"] not in ("big.tif", "store.ome.zarr")
+        r["path"] for r, _ in work if r["path"] != "big.tif"
     )
-    assert sorted(r["path"] for r, _ in rest) == ["big.tif", "store.ome.zarr"]
+    assert [r["path"] for r, _ in rest] == ["big.tif"]
     assert all(1 <= len(b) <= shard.BATCH_IMAGES for b in batches)
     assert len(batches) >= 2  # several per worker, not one for the shard
 
@@ -60,18 +67,22 @@ def test_a_batch_gives_each_image_its_own_rows_and_failure(tmp_path):
     make_repo(root)
     manifest = tmp_path / "manifest.parquet"
     build_manifest(manifest, {"repo": str(root)}, 1)
-    batched = shard.run_shard(manifest, 0, tmp_path / "batched", LOCAL, False)
+    # the plate's 4 fields in pieces of one: its batch sends it back to split
+    split = {"plate_fields_per_task": 1}
+    batched = shard.run_shard(manifest, 0, tmp_path / "batched", LOCAL, False, **split)
     one_each = tmp_path / "one-each"
     saved = shard.BATCH_BYTES
     shard.BATCH_BYTES = -1  # no image is small: one task per image, as before
     try:
-        alone = shard.run_shard(manifest, 0, one_each, LOCAL, False)
+        alone = shard.run_shard(manifest, 0, one_each, LOCAL, False, **split)
     finally:
         shard.BATCH_BYTES = saved
-    assert batched == alone == {**alone, "images": 27, "read": 27}
+    assert batched == alone == {**alone, "images": 28, "read": 28}
     got, want = tables(tmp_path / "batched"), tables(one_each)
     assert got == want
     status = {r["path"]: r["status"] for r in got["images"]}
     assert status.pop("broken.tif") == "error"
     assert set(status.values()) == {"ok"}
+    plate = [s for s in got["scenes"] if s["path"] == "plate.ome.zarr"]
+    assert len(plate) == 4 and {s["status"] for s in plate} == {"ok"}
     assert [e["path"] for e in got["errors"]] == ["broken.tif"]

@@ -833,13 +833,19 @@ def hash_images(
             if isinstance(row, list):  # a batch of small images
                 results = _batch_outcome(future)
                 future.release()
+                items = list(zip(row, code, strict=True))
                 if results is None:  # a worker died on it: one task per image
-                    again = _submit(client, list(zip(row, code, strict=True)), task)
-                    futures.update(again)
-                    done.update(again)
-                    continue
-                for r, result in zip(row, results, strict=True):
-                    image_done(r, result)
+                    results = [SPLIT] * len(items)
+                again = [
+                    w for w, res in zip(items, results, strict=True) if res == SPLIT
+                ]
+                for (r, _c), result in zip(items, results, strict=True):
+                    if result != SPLIT:
+                        image_done(r, result)
+                if again:  # plates to split, or a dead worker's images
+                    more = _submit(client, again, task)
+                    futures.update(more)
+                    done.update(more)
                 continue
             result = _outcome(client, future, row, plate, fields)
             future.release()
@@ -861,12 +867,23 @@ BATCH_BYTES = 1 << 20
 BATCH_IMAGES = 32
 
 
-def hash_batch(items: list[tuple[dict, str | None]], task: _Task) -> list[dict | None]:
+#: a batch's result for a store that is a plate to hash in pieces (the shard
+#: job then splits it)
+SPLIT = "split"
+
+
+def hash_batch(
+    items: list[tuple[dict, str | None]], task: _Task
+) -> list[dict | str | None]:
     """The results of several small images, in order, as their own tasks
-    would give them (each image's failure is its error rows)."""
-    out = []
+    would give them (each image's failure is its error rows); :data:`SPLIT`
+    for a plate of more fields than a task takes. A store's plate check
+    (opening it) happens here, on a worker, not in the shard job."""
+    out: list[dict | str | None] = []
     for row, code in items:
-        if code is None:
+        if _plate_pieces(row, task.plate_fields_per_task, task.limits) is not None:
+            out.append(SPLIT)
+        elif code is None:
             args = (row, task.simprints, task.views, task.results_dir, None)
             out.append(fingerprint_image(*args, task.limits))
         else:
@@ -875,7 +892,7 @@ def hash_batch(items: list[tuple[dict, str | None]], task: _Task) -> list[dict |
     return out
 
 
-def _batch_outcome(future: Any) -> list[dict | None] | None:
+def _batch_outcome(future: Any) -> list[dict | str | None] | None:
     """A batch's results, or None if every worker that held it died (its
     images are then hashed one task each, so only the culprit fails)."""
     from distributed import KilledWorker
@@ -889,13 +906,10 @@ def _batch_outcome(future: Any) -> list[dict | None] | None:
 def _batches(
     work: list[tuple[dict, str | None]], threads: int
 ) -> tuple[list[list[tuple[dict, str | None]]], list[tuple[dict, str | None]]]:
-    """The small images' batches, and the rest (one task each)."""
+    """The small images' batches (single files and stores; not filesets),
+    and the rest (one task each)."""
     small = [
-        w
-        for w in work
-        if not w[0]["is_store"]
-        and not w[0].get("members")
-        and 0 <= w[0]["size"] <= BATCH_BYTES
+        w for w in work if not w[0].get("members") and 0 <= w[0]["size"] <= BATCH_BYTES
     ]
     if len(small) < 2:
         return [], work
