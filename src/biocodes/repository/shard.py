@@ -7,8 +7,9 @@ changed; an image whose size and mtime are unchanged keeps its rows without
 being opened. When only the mtime changed (or ``recheck`` is on) the raw-file
 ISCC-SUM decides: equal bytes keep the rows, other bytes are read again.
 
-One dask task per image: an image's failure becomes rows in ``errors`` and
-``status=error``, never an exception that stops the shard.
+One dask task per image (per batch of small ones): an image's failure
+becomes rows in ``errors`` and ``status=error``, never an exception that
+stops the shard.
 """
 
 from __future__ import annotations
@@ -803,9 +804,9 @@ def hash_images(
     threads: int,
 ) -> Hashed:
     """Hash on the cluster: one dask task per image (re-hash first where a
-    previous raw code is given), a large plate in pieces of fields; a worker
-    that died is the image's error row. No dask without work: a quiet shard
-    starts in a blink."""
+    previous raw code is given), small images in batches (:func:`_batches`),
+    a large plate in pieces of fields; a worker that died is the image's
+    error row. No dask without work: a quiet shard starts in a blink."""
     hashed = Hashed({name: [] for name in SHARD_TABLES}, [], {})
     if not work:
         return hashed
