@@ -82,3 +82,16 @@ def finish_run():
             run["summary"] = summary(f"{RESULTS}/catalogue")
         print(run["summary"])
         os.remove(RUN_STAMP)
+    _cancel_rate_timers()
+
+
+def _cancel_rate_timers():
+    """Cancel the timers Snakemake's job-rate limiter left (one per
+    scheduling pass, of its timespan, 1 s by default): they only wake a
+    scheduler that is done now, and the interpreter would wait for the last
+    one at exit, a second of every quiet night."""
+    import threading
+
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()

@@ -7,8 +7,9 @@ changed; an image whose size and mtime are unchanged keeps its rows without
 being opened. When only the mtime changed (or ``recheck`` is on) the raw-file
 ISCC-SUM decides: equal bytes keep the rows, other bytes are read again.
 
-One dask task per image: an image's failure becomes rows in ``errors`` and
-``status=error``, never an exception that stops the shard.
+One dask task per image (per batch of small ones): an image's failure
+becomes rows in ``errors`` and ``status=error``, never an exception that
+stops the shard.
 """
 
 from __future__ import annotations
@@ -803,9 +804,9 @@ def hash_images(
     threads: int,
 ) -> Hashed:
     """Hash on the cluster: one dask task per image (re-hash first where a
-    previous raw code is given), a large plate in pieces of fields; a worker
-    that died is the image's error row. No dask without work: a quiet shard
-    starts in a blink."""
+    previous raw code is given), small images in batches (:func:`_batches`),
+    a large plate in pieces of fields; a worker that died is the image's
+    error row. No dask without work: a quiet shard starts in a blink."""
     hashed = Hashed({name: [] for name in SHARD_TABLES}, [], {})
     if not work:
         return hashed
@@ -818,29 +819,125 @@ def hash_images(
             hashed.results[name].extend(items)
         hashed.counts[count] = hashed.counts.get(count, 0) + 1
 
+    def image_done(row: dict, result: dict | None) -> None:
+        if result is None:  # re-hashed: same bytes, rows kept
+            hashed.kept.append(row["image_id"])
+            hashed.counts["rehashed"] = hashed.counts.get("rehashed", 0) + 1
+        else:  # read (a re-hash that found other bytes too), or refused
+            take(result, "refused" if row.get("error") else "read")
+
     with dask_client(cluster, threads) as client:
-        futures = _submit(client, work, task)
-        for future in as_completed(futures):
-            row, _code, plate, fields = futures[future]
+        futures = _submit(client, work, task, threads)
+        done = as_completed(futures)
+        for future in done:
+            row, code, plate, fields = futures.pop(future)
+            if isinstance(row, list):  # a batch of small images
+                results = _batch_outcome(future)
+                future.release()
+                items = list(zip(row, code, strict=True))
+                if results is None:  # a worker died on it: one task per image
+                    results = [SPLIT] * len(items)
+                again = [
+                    w for w, res in zip(items, results, strict=True) if res == SPLIT
+                ]
+                for (r, _c), result in zip(items, results, strict=True):
+                    if result != SPLIT:
+                        image_done(r, result)
+                if again:  # plates to split, or a dead worker's images
+                    more = _submit(client, again, task)
+                    futures.update(more)
+                    done.update(more)
+                continue
             result = _outcome(client, future, row, plate, fields)
             future.release()
             if plate is not None:
                 result = plate.add(result)
                 if result is not None:
                     take(result, "read")
-            elif result is None:  # re-hashed: same bytes, rows kept
-                hashed.kept.append(row["image_id"])
-                hashed.counts["rehashed"] = hashed.counts.get("rehashed", 0) + 1
-            else:  # read (a re-hash that found other bytes too), or refused
-                take(result, "refused" if row.get("error") else "read")
+            else:
+                image_done(row, result)
     return hashed
 
 
-def _submit(client: Any, work: list[tuple[dict, str | None]], task: _Task) -> dict:
-    """One future per image (per piece of a split plate), with what its
-    result is taken with: ``(row, code, plate, fields)``."""
+#: an image of at most this many bytes is hashed in a batch with others: one
+#: dask task per small image costs the scheduler (in the shard job, on the
+#: same cores) about as much CPU as the image's own read
+BATCH_BYTES = 1 << 20
+#: at most this many images per batch (fewer when a shard has few: every
+#: worker gets several batches)
+BATCH_IMAGES = 32
+
+
+#: a batch's result for a store that is a plate to hash in pieces (the shard
+#: job then splits it)
+SPLIT = "split"
+
+
+def hash_batch(
+    items: list[tuple[dict, str | None]], task: _Task
+) -> list[dict | str | None]:
+    """The results of several small images, in order, as their own tasks
+    would give them (each image's failure is its error rows); :data:`SPLIT`
+    for a plate of more fields than a task takes. A store's plate check
+    (opening it) happens here, on a worker, not in the shard job."""
+    out: list[dict | str | None] = []
+    for row, code in items:
+        if _plate_pieces(row, task.plate_fields_per_task, task.limits) is not None:
+            out.append(SPLIT)
+        elif code is None:
+            args = (row, task.simprints, task.views, task.results_dir, None)
+            out.append(fingerprint_image(*args, task.limits))
+        else:
+            args = (row, code, task.simprints, task.views, task.results_dir)
+            out.append(_rehash_or_fingerprint(*args, task.limits))
+    return out
+
+
+def _batch_outcome(future: Any) -> list[dict | str | None] | None:
+    """A batch's results, or None if every worker that held it died (its
+    images are then hashed one task each, so only the culprit fails)."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker:
+        return None
+
+
+def _batches(
+    work: list[tuple[dict, str | None]], threads: int
+) -> tuple[list[list[tuple[dict, str | None]]], list[tuple[dict, str | None]]]:
+    """The small images' batches (single files and stores; not filesets),
+    and the rest (one task each)."""
+    small = [
+        w for w in work if not w[0].get("members") and 0 <= w[0]["size"] <= BATCH_BYTES
+    ]
+    if len(small) < 2:
+        return [], work
+    picked = {id(w) for w in small}
+    rest = [w for w in work if id(w) not in picked]
+    # several batches per worker, so the last ones do not leave cores idle
+    size = max(1, min(BATCH_IMAGES, len(small) // (8 * max(1, threads))))
+    return [small[i : i + size] for i in range(0, len(small), size)], rest
+
+
+def _submit(
+    client: Any,
+    work: list[tuple[dict, str | None]],
+    task: _Task,
+    threads: int | None = None,
+) -> dict:
+    """One future per image (per piece of a split plate), or, with
+    ``threads``, per batch of small images (see :func:`_batches`), with what
+    its result is taken with: ``(row, code, plate, fields)``, or for a batch
+    ``(rows, codes, None, None)``."""
     futures = {}
     limits = task.limits
+    batches, work = _batches(work, threads) if threads else ([], work)
+    for batch in batches:
+        first = batch[0][0]["image_id"]
+        f = client.submit(hash_batch, batch, task, key=f"batch-{first}", pure=False)
+        futures[f] = ([r for r, _ in batch], [c for _, c in batch], None, None)
     for row, code in work:
         iid = row["image_id"]
         pieces = _plate_pieces(row, task.plate_fields_per_task, limits)

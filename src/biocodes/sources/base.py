@@ -7,6 +7,7 @@ quirks (axis names, RGB samples, pyramids, page layouts) stay inside adapters.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -138,8 +139,11 @@ LOSSY_CODECS = frozenset(
 )
 
 
+@functools.cache
 def package_version(dist: str) -> str:
-    """``"name version"`` of an installed distribution, for ``decoder``."""
+    """``"name version"`` of an installed distribution, for ``decoder``.
+    Cached: a lookup walks site-packages (~8 ms), once or twice per image,
+    and an installed version does not change while a worker runs."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

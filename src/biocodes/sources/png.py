@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from biocodes.infra.errors import TruncatedError, UnreadableError, UnsupportedError
-from biocodes.sources.base import PlaneSource, SceneInfo, decoding, make_scene
+from biocodes.sources.base import (
+    PlaneSource,
+    SceneInfo,
+    decoding,
+    make_scene,
+    package_version,
+)
 
 MAGIC = b"\x89PNG\r\n\x1a\n"
 #: colour type -> samples per pixel (PNG spec §11.2.2, Table 11.1)
@@ -158,8 +164,6 @@ class PngSource(PlaneSource):
 
 
 def _decoder_name(h: PngHeader) -> str:
-    from importlib.metadata import version
-
     if h.libpng_keeps_samples:
-        return f"imagecodecs {version('imagecodecs')} (libpng)"
-    return f"pypng {version('pypng')}"
+        return f"{package_version('imagecodecs')} (libpng)"
+    return package_version("pypng")
