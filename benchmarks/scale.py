@@ -416,6 +416,7 @@ def synthetic_states(
 
     import pyarrow.parquet as pq
 
+    from biocodes.repository.codeindex import write_shard_index
     from biocodes.repository.tables import sorted_batches
 
     def write(k: int, tables: dict) -> None:
@@ -430,6 +431,7 @@ def synthetic_states(
             ) as writer:
                 for batch in batches:
                     writer.write_batch(batch)
+        write_shard_index(out / str(k))  # its code index part, as a job does
 
     repo = _repository(images, shards, seed)
     # Parquet writes release the GIL: one shard is written while the next

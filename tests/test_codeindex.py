@@ -272,3 +272,39 @@ def test_the_merge_writes_the_index_and_a_quiet_night_links_it(tmp_path):
             assert other.read_bytes() == path.read_bytes(), path
             compared += 1
     assert compared > 10
+
+
+def test_a_shard_jobs_index_part_is_linked_only_with_its_own_files(tmp_path):
+    """A shard job writes its partition's index part beside its tables;
+    the merge links it when it links those very files, and writes the part
+    itself when the shard's tables were written again after the index."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    from biocodes.repository.catalogue import merge_run
+    from biocodes.repository.tables import read_table, sorted_batches, write_atomic
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "scale", root / "benchmarks" / "scale.py"
+    )
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    scale.synthetic_states(tmp_path / "s", 300, 2)
+    states = [tmp_path / "s" / str(k) for k in range(2)]
+    # shard 1's scenes written again (a new file, same rows): its index
+    # part no longer vouches for them
+    scenes = read_table(states[1] / "scenes.parquet", "scenes")
+    (states[1] / "scenes.parquet").unlink()
+    write_atomic(sorted_batches("scenes", scenes), states[1] / "scenes.parquet")
+    assert codeindex.shard_index(states[0]) is not None
+    assert codeindex.shard_index(states[1]) is None
+    scale.synthetic_manifest(tmp_path / "m.parquet", 1)
+    merge_run(states, tmp_path / "catalogue", {}, tmp_path / "m.parquet")
+    index = Path(os.path.realpath(tmp_path / "catalogue")) / "_index" / "data_code"
+    ours = [states[k] / "_index" / "data_code" / "shard-256.npy" for k in range(2)]
+    theirs = [index / f"part-{k:04d}-256.npy" for k in range(2)]
+    assert os.stat(ours[0]).st_ino == os.stat(theirs[0]).st_ino
+    assert os.stat(ours[1]).st_ino != os.stat(theirs[1]).st_ino
+    assert ours[1].read_bytes() == theirs[1].read_bytes()  # same rows, same part

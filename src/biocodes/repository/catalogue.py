@@ -275,7 +275,7 @@ def merge_run(
     with atomic_dir(out_dir, keep=3) as new:
         (new / "_merge").mkdir()
         merged = merge_partitions(plan, out, new, state_dirs, run_id)
-        index_codes(plan, out, new)
+        index_codes(plan, out, new, state_dirs)
         index_duplicates(plan, out, new, config)
         run = record_run(out, new, run_id, started, config, manifest, merged, counts)
         plan.save(new, merged.figures)
@@ -666,13 +666,15 @@ def index_duplicates(plan: MergePlan, out: Path, new: Path, config: dict) -> Non
     write_atomic(sorted_batches("duplicates", duplicates), target)
 
 
-def index_codes(plan: MergePlan, out: Path, new: Path) -> None:
-    """The codes ``similar`` searches, packed (see
+def index_codes(
+    plan: MergePlan, out: Path, new: Path, state_dirs: Sequence[str | os.PathLike]
+) -> None:
+    """The codes ``similar`` and the duplicates search read, packed (see
     :mod:`biocodes.repository.codeindex`), one index part per partition:
-    a part whose partitions of the tables it indexes are the previous
-    catalogue's is linked; the others are written, with only new codes
-    decoded."""
-    from biocodes.repository.codeindex import write_index
+    linked from the previous catalogue when its partitions of the tables it
+    indexes are the previous ones, from the shard's state when they are
+    the shard's files (its job wrote the part beside them), else written."""
+    from biocodes.repository.codeindex import shard_index, write_index
 
     indexed = ("scenes", "views", "plane_images")
     same = {
@@ -680,7 +682,17 @@ def index_codes(plan: MergePlan, out: Path, new: Path) -> None:
         for k in range(plan.shards)
         if plan.partitioned and all((name, k) in plan.same for name in indexed)
     }
-    write_index(new, previous=out, same=same.__contains__)
+
+    def written(part: str) -> Path | None:
+        k = int(part.rsplit("-", 1)[1])
+        state = Path(state_dirs[k])
+        for name in indexed:
+            mine = new / name / part_file(k)
+            if os.stat(mine).st_ino != os.stat(state / f"{name}.parquet").st_ino:
+                return None
+        return shard_index(state)
+
+    write_index(new, previous=out, same=same.__contains__, written=written)
 
 
 def merged_already(out: Path, run_id: str) -> dict | None:

@@ -20,6 +20,7 @@ every part of a column.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -130,6 +131,7 @@ def write_index(
     catalogue_dir: str | os.PathLike,
     previous: str | os.PathLike | None = None,
     same: Callable[[str], bool] | None = None,
+    written: Callable[[str], Path | None] | None = None,
 ) -> None:
     """Write the catalogue's code index into ``catalogue_dir/_index``: one
     index part per partition of its tables (``part-NNNN``), or one part
@@ -138,8 +140,10 @@ def write_index(
     ``previous``: the catalogue before this merge. A part for which
     ``same(part)`` holds (its partitions of ``scenes``, ``views`` and
     ``plane_images`` are the previous catalogue's) is linked from the
-    previous index, not read: a night writes the index parts of the
-    partitions it rewrote."""
+    previous index, not read. ``written(part)``: the index a shard job
+    wrote beside its tables (see :func:`shard_index`) when the part's
+    partitions are that shard's files, linked too. So a night writes the
+    index parts of the partitions it rewrote itself."""
     out = Path(catalogue_dir) / INDEX_DIR
     old = None if previous is None else Path(previous) / INDEX_DIR
     if old is not None and _format_of(old) != INDEX_FORMAT:
@@ -150,9 +154,14 @@ def write_index(
         _link_file(old / "FORMAT", out / "FORMAT")
     else:
         (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
+    _part_files.cache_clear()  # folders are listed once per merge
     for part, files in _partitions(Path(catalogue_dir)):
         if old is not None and same is not None and same(part):
             _link_part(old, out, part)
+            continue
+        shard = None if written is None else written(part)
+        if shard is not None:
+            _link_part(shard, out, SHARD_PART, as_part=part)
             continue
         write_part(out, part, files)
 
@@ -194,12 +203,81 @@ def write_part(out: Path, part: str, files: dict[str, Path | None]) -> None:
     pa.default_memory_pool().release_unused()
 
 
-def _link_part(old: Path, out: Path, part: str) -> None:
-    """Every file of index part ``part`` hard-linked from ``old``."""
+def _link_part(old: Path, out: Path, part: str, as_part: str | None = None) -> None:
+    """Every file of index part ``part`` hard-linked from ``old`` (named
+    ``as_part`` in ``out``)."""
     for column in COLUMNS:
-        for path in sorted((old / column).glob(f"{part}-*")):
+        for path in _part_files(old / column).get(part, []):
             (out / column).mkdir(exist_ok=True)
-            _link_file(path, out / column / path.name)
+            name = path.name if as_part is None else as_part + path.name[len(part) :]
+            _link_file(path, out / column / name)
+
+
+@functools.lru_cache(maxsize=64)
+def _part_files(folder: Path) -> dict[str, list[Path]]:
+    """The files of an index column's folder by part (``part-0003-256.npy``
+    is part ``part-0003``): listed once, not once per part (10M images are
+    1,250 parts in each of five folders)."""
+    found: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            part = path.name.split(".", 1)[0].rsplit("-", 1)[0]
+            found.setdefault(part, []).append(path)
+    return found
+
+
+#: the part name of the index a shard job writes beside its tables
+SHARD_PART = "shard"
+#: the table files a shard's index part was made from
+SOURCE_FILE = "SOURCE.json"
+
+
+def write_shard_index(state: Path) -> None:
+    """The index part of a shard's tables, written by its job beside them
+    (``<state>/_index``) as the merge would write it, with the size, mtime
+    and inode of each table file it was made from: the merge links it when
+    it links those very files as the partition (see :func:`shard_index`)."""
+    import json
+
+    files = {t: state / f"{t}.parquet" for t in sorted({*COLUMNS.values()})}
+    out = state / INDEX_DIR
+    out.mkdir(exist_ok=True)
+    write_part(
+        out, SHARD_PART, {t: f if f.is_file() else None for t, f in files.items()}
+    )
+    (out / SOURCE_FILE).write_text(json.dumps(_sources(files)))
+    (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
+
+
+def _sources(files: dict[str, Path]) -> dict[str, list[int] | None]:
+    """Size, mtime and inode of each file (None if absent)."""
+    found: dict[str, list[int] | None] = {}
+    for name, path in files.items():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            found[name] = None
+            continue
+        found[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
+    return found
+
+
+def shard_index(state: Path) -> Path | None:
+    """A shard's own index part (:func:`write_shard_index`), if it was made
+    from the table files the state holds now, in this index format."""
+    import json
+
+    index = state / INDEX_DIR
+    if _format_of(index) != INDEX_FORMAT:
+        return None
+    try:
+        made_from = json.loads((index / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    files = {t: state / f"{t}.parquet" for t in made_from}
+    if set(made_from) != {*COLUMNS.values()} or _sources(files) != made_from:
+        return None
+    return index
 
 
 def _other_columns(column: str) -> list[str]:

@@ -1030,14 +1030,17 @@ def write_state(
     state_dir: Path, tables: Mapping[str, pa.Table], shards: int | None
 ) -> None:
     """Write the shard's tables (its partition of the catalogue, before the
-    merge), swapped in at once, exactly as the merge writes a partition: a
-    file the merge need not rewrite is linked into the catalogue."""
+    merge) and their code index part, swapped in at once, exactly as the
+    merge writes a partition: a file the merge need not rewrite is linked
+    into the catalogue."""
     from biocodes.infra.atomic import atomic_dir
+    from biocodes.repository.codeindex import write_shard_index
     from biocodes.repository.tables import sorted_batches
 
     with atomic_dir(state_dir) as new:
         for name in SHARD_TABLES:
             write_atomic(sorted_batches(name, tables[name]), new / f"{name}.parquet")
+        write_shard_index(new)  # on the cluster: the merge links it
         if shards is not None:
             (new / "layout.json").write_text(json.dumps({"shards": shards}))
 
