@@ -505,14 +505,23 @@ def merge_partitions(
         _last_failures(out) if compare else SCHEMAS["changes"].empty_table()
     )
     (new / FAILING_DIR).mkdir(parents=True)
+    # linked partitions: their failed images are still failing and nothing
+    # else changed, so their kept rows alone say so (not the partitions),
+    # all in one comparison
+    kept = {
+        k: out / FAILING_DIR / part_file(k)
+        for k in compare
+        if k not in redo and (out / FAILING_DIR / part_file(k)).is_file()
+    }
+    if kept:
+        failing_rows = _failing_only(list(kept.values()))
+        rows, _gone = changes_table(failing_rows, failing_rows, run_id, failures)
+        found.append(rows)
+    for k, path in kept.items():
+        gone[k] = pa.array([], pa.string())
+        _link(path, new / FAILING_DIR / part_file(k))
     for k in compare:  # the changes, from the columns they need
-        kept = out / FAILING_DIR / part_file(k)
-        if k not in redo and kept.is_file():
-            # linked: its failed images are still failing, nothing else
-            # changed: their rows alone say so (not the whole partition)
-            rows, gone[k] = changes_table(*[_failing_only(kept)] * 2, run_id, failures)
-            found.append(rows)
-            _link(kept, new / FAILING_DIR / part_file(k))
+        if k in kept:
             continue
         before, now = _compared(previous, Path(state_dirs[k]), k)
         rows, gone[k] = changes_table(before, now, run_id, failures)
@@ -563,13 +572,14 @@ def _keep_failing(images: pa.Table, path: Path) -> None:
         write_atomic(failed, path)
 
 
-def _failing_only(path: Path) -> dict[str, pa.Table]:
-    """A linked partition's failed images, as :func:`changes_table` reads a
+def _failing_only(paths: list[Path]) -> dict[str, pa.Table]:
+    """Linked partitions' failed images, as :func:`changes_table` reads a
     partition (their scenes, if any, are unchanged: none are needed)."""
     from biocodes.repository.history import SCENE_COLUMNS
 
     scenes = SCHEMAS["scenes"].empty_table().select(SCENE_COLUMNS)
-    return {"images": pq.read_table(path), "scenes": scenes}
+    images = pa.concat_tables(pq.read_table(p) for p in paths)
+    return {"images": images, "scenes": scenes}
 
 
 def _last_failures(out: Path) -> pa.Table:
