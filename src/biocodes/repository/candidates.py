@@ -255,9 +255,12 @@ def candidate_scenes(
     found: dict[str, list[tuple[Codes, np.ndarray, np.ndarray, np.ndarray]]] = {}
 
     def mark(column: str, codes: Codes, rows: np.ndarray) -> None:
-        for part in np.unique(codes.part[rows]):
-            mine = rows[codes.part[rows] == part]
-            key = (str(part), codes.bits)
+        names, number = np.unique(codes.part[rows], return_inverse=True)
+        order = np.argsort(number, kind="stable")
+        bounds = np.searchsorted(number[order], np.arange(len(names) + 1))
+        for p, name in enumerate(names):  # one pass, not one scan per part
+            mine = rows[order[bounds[p] : bounds[p + 1]]]
+            key = (str(name), codes.bits)
             take.setdefault(column, {}).setdefault(key, []).append(codes.local[mine])
 
     for codes in index_codes(index, "iscc_code"):  # one column at a time

@@ -499,11 +499,13 @@ def merge_partitions(
         k for k in range(len(plan.figures)) if plan.figures[k].get("images_error")
     ]
     compare = sorted({*redo, *(k for k in failing if k < plan.shards)})
-    found, gone = [], {}
+    found, gone, shares = [], {}, {}
     # the history is read only on a night with work
     failures = failing_since(
         _last_failures(out) if compare else SCHEMAS["changes"].empty_table()
     )
+    # each partition looks its failures up among its own (not all of them)
+    failing_shard = _shards_of(failures["image_id"], plan.shards)
     (new / FAILING_DIR).mkdir(parents=True)
     # linked partitions: their failed images are still failing and nothing
     # else changed, so their kept rows alone say so (not the partitions),
@@ -524,7 +526,9 @@ def merge_partitions(
         if k in kept:
             continue
         before, now = _compared(previous, Path(state_dirs[k]), k)
-        rows, gone[k] = changes_table(before, now, run_id, failures)
+        mine = failures.filter(pc.equal(failing_shard, k))
+        rows, gone[k] = changes_table(before, now, run_id, mine)
+        shares[k] = _partition_figures(now, run_id, len(gone[k]))
         found.append(_with_planes(rows, previous, Path(state_dirs[k]), k))
         _keep_failing(now["images"], new / FAILING_DIR / part_file(k))
     previous.forget()
@@ -551,7 +555,7 @@ def merge_partitions(
     figures = [
         {k: 0 if k in READ_FIGURES else v for k, v in plan.figures[k].items()}
         if k not in redo
-        else _partition_figures(Path(state_dirs[k]), run_id, len(gone[k]))
+        else shares[k]
         for k in range(plan.shards)
     ]
     changes = pa.concat_tables(found) if found else SCHEMAS["changes"].empty_table()
@@ -562,6 +566,13 @@ def merge_partitions(
 #: :func:`merge_partitions`): a linked partition's still failing images are
 #: found there, not by reading the partition
 FAILING_DIR = "_merge/failing"
+
+
+def _shards_of(ids: pa.ChunkedArray | pa.Array, shards: int) -> pa.Array:
+    """Each image id's shard in a layout of ``shards``."""
+    from biocodes.repository.manifest import shard_of
+
+    return pa.array([shard_of(i, shards) for i in ids.to_pylist()], pa.int64())
 
 
 def _keep_failing(images: pa.Table, path: Path) -> None:
@@ -605,7 +616,12 @@ def _compared(
 
     columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
     before = {n: previous.rows(n, k, c) for n, c in columns.items()}
-    now = {n: read_table(state / f"{n}.parquet", n, c) for n, c in columns.items()}
+    # the shard's side also gives the partition's figures (one read)
+    more = {"images": ["run_id"], "scenes": ["status", "nbytes"]}
+    now = {
+        n: read_table(state / f"{n}.parquet", n, [*c, *more[n]])
+        for n, c in columns.items()
+    }
     return before, now
 
 
@@ -627,16 +643,13 @@ def _with_planes(rows: pa.Table, previous: Previous, state: Path, k: int) -> pa.
     return with_planes_changed(rows, before, now)
 
 
-def _partition_figures(state: Path, run_id: str, removed: int) -> dict[str, int]:
-    """A partition's share of the ``runs`` figures (see :func:`run_figures`)."""
-    images = read_table(
-        state / "images.parquet", "images", ["image_id", "status", "run_id"]
-    )
-    scenes = read_table(
-        state / "scenes.parquet", "scenes", ["image_id", "status", "nbytes"]
-    )
+def _partition_figures(
+    now: dict[str, pa.Table], run_id: str, removed: int
+) -> dict[str, int]:
+    """A partition's share of the ``runs`` figures (see :func:`run_figures`),
+    from the shard's columns read for its changes."""
     empty = SCHEMAS["changes"].empty_table()
-    found = run_figures(images, scenes, empty, (), run_id, removed)
+    found = run_figures(now["images"], now["scenes"], empty, (), run_id, removed)
     return {k: found[k] for k in PARTITION_FIGURES}
 
 
