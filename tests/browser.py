@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,17 @@ def chromium() -> str:
 
 
 def _run(page: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [chromium(), *FLAGS, *args, page.resolve().as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    # a profile of its own: with the shared default one, a second Chromium
+    # started while another runs (two suites at once) hands its page to the
+    # first and prints another page's DOM
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        command = [chromium(), *FLAGS, f"--user-data-dir={profile}", *args]
+        proc = subprocess.run(
+            [*command, page.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
