@@ -60,3 +60,15 @@ def catalogue_files(catalogue: Path) -> dict[str, bytes]:
         for name in TABLES
         for p in table_files(root, name)
     }
+
+
+def scale_benchmark():
+    """benchmarks/scale.py as a module: its synthetic shard states are the
+    merge tests' inputs, built exactly as the benchmark builds them."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
+    spec = importlib.util.spec_from_file_location("scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

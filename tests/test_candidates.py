@@ -8,7 +8,6 @@ code joining an old group, and codes changing shard."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from catalogues import scale_benchmark
 
 from biocodes.repository import duplicates
 from biocodes.repository.catalogue import PAIRS_FILE, merge_run
@@ -27,17 +27,7 @@ from biocodes.repository.tables import (
     write_atomic,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARDS = 3
-
-
-def _scale():
-    spec = importlib.util.spec_from_file_location(
-        "scale", ROOT / "benchmarks" / "scale.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _flip(body: bytes, bits: list[int]) -> bytes:
@@ -111,7 +101,7 @@ def _merge(scale, states: list[Path], results: Path, run: int) -> pa.Table:
 
 
 def test_nightly_duplicates_equal_a_merge_from_scratch(tmp_path, monkeypatch):
-    scale = _scale()
+    scale = scale_benchmark()
     scale.synthetic_states(tmp_path / "base", 900, SHARDS)
     states = sorted((tmp_path / "base").iterdir(), key=lambda p: int(p.name))
     rng = np.random.default_rng(7)

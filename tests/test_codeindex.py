@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
-from catalogues import build_catalogue
+from catalogues import build_catalogue, scale_benchmark
 
 from biocodes import synth
 from biocodes.repository import codeindex
@@ -213,7 +213,6 @@ def test_the_merge_writes_the_index_and_a_quiet_night_links_it(tmp_path):
     """The merge writes one index part per partition of the live scenes'
     codes; a night links the parts of the partitions it did not rewrite (no
     byte written), and writes the others as a merge from scratch does."""
-    import importlib.util
     import os
     from pathlib import Path
 
@@ -222,12 +221,7 @@ def test_the_merge_writes_the_index_and_a_quiet_night_links_it(tmp_path):
 
     from biocodes.repository.catalogue import merge_run
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "scale", root / "benchmarks" / "scale.py"
-    )
-    scale = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale)
+    scale = scale_benchmark()
     scale.synthetic_states(tmp_path / "quiet", 300, 2)
     scale.synthetic_states(tmp_path / "changed", 300, 2, changed=0.05)
 
@@ -278,19 +272,13 @@ def test_a_shard_jobs_index_part_is_linked_only_with_its_own_files(tmp_path):
     """A shard job writes its partition's index part beside its tables;
     the merge links it when it links those very files, and writes the part
     itself when the shard's tables were written again after the index."""
-    import importlib.util
     import os
     from pathlib import Path
 
     from biocodes.repository.catalogue import merge_run
     from biocodes.repository.tables import read_table, sorted_batches, write_atomic
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "scale", root / "benchmarks" / "scale.py"
-    )
-    scale = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale)
+    scale = scale_benchmark()
     scale.synthetic_states(tmp_path / "s", 300, 2)
     states = [tmp_path / "s" / str(k) for k in range(2)]
     # shard 1's scenes written again (a new file, same rows): its index

@@ -7,7 +7,6 @@ migrated on its next merge."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from catalogues import scale_benchmark
 
 from biocodes.repository import tables
 from biocodes.repository.catalogue import (
@@ -41,20 +41,11 @@ SHARDS = 3
 BEFORE_PARTITIONS = "792b6fc"  # (with plane digests, before partitions)
 
 
-def _scale():
-    spec = importlib.util.spec_from_file_location(
-        "scale", ROOT / "benchmarks" / "scale.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """Shard states of 600 synthetic images in 3 shards, and the same with
     5% of the images changed (the benchmark's generator)."""
-    scale = _scale()
+    scale = scale_benchmark()
     base = tmp_path_factory.mktemp("synthetic")
     scale.synthetic_states(base / "quiet", 600, SHARDS)
     scale.synthetic_states(base / "changed", 600, SHARDS, changed=0.05)

@@ -6,7 +6,6 @@ shards, and the same seed writes the same bytes."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 from pathlib import Path
 
 import iscc_core as ic
@@ -14,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from catalogues import scale_benchmark
 from iscc_lib import SumHasher
 
 from biocodes.repository.manifest import image_id, shard_of
@@ -23,23 +23,13 @@ from biocodes.repository.tables import SCHEMAS, SHARD_TABLES, read_table, sort_t
 WIDE_SUM = ic.iscc_decode(SumHasher().finalize(256, wide=True, add_units=True)["iscc"])[
     :2
 ]
-ROOT = Path(__file__).resolve().parents[1]
 SHARDS = 4
 IMAGES = 3000
 
 
-def _scale():
-    spec = importlib.util.spec_from_file_location(
-        "scale", ROOT / "benchmarks" / "scale.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    scale = _scale()
+    scale = scale_benchmark()
     base = tmp_path_factory.mktemp("scale")
     scale.synthetic_states(base / "quiet", IMAGES, SHARDS)
     scale.synthetic_states(base / "changed", IMAGES, SHARDS, changed=0.05)
@@ -55,7 +45,7 @@ def table(base: Path, states: str, name: str) -> pa.Table:
 
 
 def test_base32_is_base64s_text():
-    scale = _scale()
+    scale = scale_benchmark()
     rng = np.random.default_rng(1)
     for length in (*range(1, 41), 66):
         raw = rng.integers(0, 256, (50, length), dtype=np.uint8)
@@ -167,7 +157,7 @@ def test_the_same_seed_writes_the_same_bytes(built, tmp_path):
 
 
 def test_shards_without_images_have_empty_tables(tmp_path):
-    scale = _scale()
+    scale = scale_benchmark()
     scale.synthetic_states(tmp_path / "few", 5, 8, changed=0.5)
     counts = []
     for k in range(8):
