@@ -492,12 +492,12 @@ NEAR_CHILD = (
 import json, sys, time
 from pathlib import Path
 import numpy as np
-from biocodes.repository.candidates import index_codes, present, unique
+from biocodes.repository.candidates import packed_codes, present, unique
 from biocodes.repository.duplicates import _pairs_within
 new, old = Path(sys.argv[1]) / "_index", Path(sys.argv[2]) / "_index"
 out = {"seconds": 0.0, "fresh": 0, "codes": 0, "pairs": 0}
 for column, limit in (("data_code", 24), ("iscc_mixed", 8)):
-    (now,), (before,) = index_codes(new, column), index_codes(old, column)
+    (now,), (before,) = packed_codes(new, column), packed_codes(old, column)
     first, _ = unique(now.words, now.bits)
     words = now.words[first]
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from biocodes.repository.codeindex import INDEX_DIR, INDEX_FORMAT, _format_of
+from biocodes.repository.codeindex import INDEX_DIR, is_current
 from biocodes.repository.duplicates import (
     PAIRS_SCHEMA,
     _components,
@@ -56,7 +56,7 @@ class Codes:
     local: np.ndarray
 
 
-def index_codes(index: Path, column: str) -> list[Codes]:
+def packed_codes(index: Path, column: str) -> list[Codes]:
     """The index's codes of ``column``, one :class:`Codes` per length, read
     from its memory-mapped parts (the words are copied, once)."""
     by_bits: dict[int, list[tuple[str, np.ndarray]]] = {}
@@ -210,10 +210,10 @@ def _kept_pairs(
     group (by last night's pairs) that lost a code. A dense bucket keeps
     only the pairs that connect it, so such a group may hang together
     through pairs never kept."""
-    a, b = known
-    ends, end_number = unique(np.concatenate([a, b]), bits)
-    end_words = np.concatenate([a, b])[ends]
-    n = len(a)
+    both = np.concatenate(known)
+    ends, end_number = unique(both, bits)
+    end_words = both[ends]
+    n = len(known[0])
     pa_, pb_ = end_number[:n], end_number[n:]
     at = locate(end_words, bits, words, bits)  # each end's number tonight
     here = at >= 0
@@ -246,10 +246,10 @@ def candidate_scenes(
     :func:`~biocodes.repository.duplicates.duplicate_table`. None if the
     catalogue has no code index of this format."""
     index = catalogue / INDEX_DIR
-    if _format_of(index) != INDEX_FORMAT:
+    if not is_current(index):
         return None
     old_index = None if previous is None else previous / INDEX_DIR
-    if old_index is not None and _format_of(old_index) != INDEX_FORMAT:
+    if old_index is not None and not is_current(old_index):
         old_index = None
     take: dict[str, dict[tuple[str, int], list[np.ndarray]]] = {}
     found: dict[str, list[tuple[Codes, np.ndarray, np.ndarray, np.ndarray]]] = {}
@@ -263,14 +263,14 @@ def candidate_scenes(
             key = (str(name), codes.bits)
             take.setdefault(column, {}).setdefault(key, []).append(codes.local[mine])
 
-    for codes in index_codes(index, "iscc_code"):  # one column at a time
+    for codes in packed_codes(index, "iscc_code"):  # one column at a time
         mark("iscc_code", codes, np.flatnonzero(exact_rows(codes)))
     for kind, (column, setting, default) in NEAR.items():
         limit = int(config.get(setting, default))
         if limit < 0:  # no near search (a benchmark's setting)
             continue
-        before = [] if old_index is None else index_codes(old_index, column)
-        for codes in index_codes(index, column):
+        before = [] if old_index is None else packed_codes(old_index, column)
+        for codes in packed_codes(index, column):
             known = _known(known_pairs, kind, limit, codes.bits)
             first, number, pairs = near_pairs(codes, limit, before, known)
             paired = np.zeros(len(first), bool)

@@ -146,7 +146,7 @@ def write_index(
     index parts of the partitions it rewrote itself."""
     out = Path(catalogue_dir) / INDEX_DIR
     old = None if previous is None else Path(previous) / INDEX_DIR
-    if old is not None and _format_of(old) != INDEX_FORMAT:
+    if old is not None and not is_current(old):
         old = None
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
@@ -268,7 +268,7 @@ def shard_index(state: Path) -> Path | None:
     import json
 
     index = state / INDEX_DIR
-    if _format_of(index) != INDEX_FORMAT:
+    if not is_current(index):
         return None
     try:
         made_from = json.loads((index / SOURCE_FILE).read_text())
@@ -305,6 +305,12 @@ def write_rows(out: Path, rows: dict[str, pa.Table], part: str = "all") -> None:
                 pq.write_table(group, tmp, row_group_size=ROW_GROUP, compression="zstd")
     if not (out / "FORMAT").exists():
         (out / "FORMAT").write_text(f"{INDEX_FORMAT}\n")
+
+
+def is_current(index: Path) -> bool:
+    """Whether the index folder ``index`` is complete and of this format
+    (an older one is rebuilt, never read)."""
+    return _format_of(index) == INDEX_FORMAT
 
 
 def _format_of(index: Path) -> int | None:
@@ -359,7 +365,7 @@ def open_parts(catalogue_dir: str | os.PathLike, column: str) -> list[Part]:
     catalogue has one, else built in memory from its tables (a catalogue
     merged before the index existed; nothing is written)."""
     base = Path(catalogue_dir) / INDEX_DIR
-    if _format_of(base) == INDEX_FORMAT:
+    if is_current(base):
         parts = []
         for npy in sorted((base / column).glob("*.npy")):
             bits = int(npy.stem.rsplit("-", 1)[1])
