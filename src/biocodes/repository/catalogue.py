@@ -360,6 +360,8 @@ def plan_merge(
     import hashlib
     import json
 
+    from biocodes.repository.duplicates import near_distances
+
     def stat(path: Path) -> list | None:
         try:
             st = os.stat(path)  # through the state's symlink
@@ -385,8 +387,7 @@ def plan_merge(
                 for n in SHARD_TABLES
             }
         )
-    dup = config.get("duplicates", {})
-    distances = [dup.get("data_distance", 24), dup.get("mixed_distance", 8)]
+    distances = list(near_distances(config.get("duplicates", {})).values())
     inputs = [[d["images"], d["scenes"]] for d in digests]
     text = json.dumps([base, str(SCHEMAS["duplicates"]), inputs, distances])
     duplicates = hashlib.sha256(text.encode()).hexdigest()
@@ -661,7 +662,7 @@ def index_duplicates(plan: MergePlan, out: Path, new: Path, config: dict) -> Non
     :mod:`biocodes.repository.candidates`), and grouped by
     :func:`biocodes.repository.duplicates.duplicate_table`."""
     from biocodes.repository.candidates import candidate_scenes
-    from biocodes.repository.duplicates import duplicate_table
+    from biocodes.repository.duplicates import duplicate_table, near_distances
 
     (new / "duplicates").mkdir()
     target = new / "duplicates" / part_file(0)
@@ -670,19 +671,13 @@ def index_duplicates(plan: MergePlan, out: Path, new: Path, config: dict) -> Non
             _link(f, new / "duplicates" / f.name)
         _link(out / PAIRS_FILE, new / PAIRS_FILE)
         return
-    dup = config.get("duplicates", {})
+    dup = near_distances(config.get("duplicates", {}))
     known = pq.read_table(out / PAIRS_FILE) if (out / PAIRS_FILE).is_file() else None
     found = candidate_scenes(new, out, dup, known)
     if found is None:  # no index (cannot happen after index_codes)
         raise RuntimeError(f"{new}: the code index was not written")
     scenes, images, given = found
-    duplicates, pairs = duplicate_table(
-        scenes,
-        images,
-        data_distance=dup.get("data_distance", 24),
-        mixed_distance=dup.get("mixed_distance", 8),
-        given=given,
-    )
+    duplicates, pairs = duplicate_table(scenes, images, **dup, given=given)
     del scenes, images
     pq.write_table(pairs, new / PAIRS_FILE, compression="zstd")
     del pairs

@@ -27,6 +27,17 @@ def code_bits(code: str) -> tuple[int, int]:
     return int.from_bytes(body, "big"), len(body) * 8
 
 
+def near_distances(settings: Mapping) -> dict[str, int]:
+    """The ``duplicates`` settings' distances, in bits, of the near kinds:
+    ``data_distance`` (Data-Code) and ``mixed_distance`` (ISCC-MIXED); -1
+    (no near search) for both where ``near`` is false."""
+    near = settings.get("near", True)
+    return {
+        "data_distance": int(settings.get("data_distance", 24)) if near else -1,
+        "mixed_distance": int(settings.get("mixed_distance", 8)) if near else -1,
+    }
+
+
 def near_pairs(
     codes: Sequence[tuple[int, int]], max_distance: int
 ) -> list[tuple[int, int, int]]:
