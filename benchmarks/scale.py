@@ -447,13 +447,37 @@ def synthetic_states(
             job.result()
 
 
+def synthetic_run_id(run: int) -> str:
+    """The run id of the benchmark's ``run``-th merge."""
+    return f"2026120{run}T000000Z"
+
+
+def synthetic_changes(states: Path, changed: Path, shards: int, run: int) -> None:
+    """What each shard job of ``changed`` (the night after ``states``)
+    writes beside its tables: its partition's changes against its last
+    tables (:func:`biocodes.repository.catalogue.write_partition_changes`),
+    for the ``run``-th merge."""
+    from biocodes.repository.catalogue import file_identity, write_partition_changes
+    from biocodes.repository.tables import read_table
+
+    for k in range(shards):
+        last, now = states / str(k), changed / str(k)
+        both = [
+            {n: read_table(d / f"{n}.parquet", n) for n in ("images", "scenes")}
+            for d in (last, now)
+        ]
+        source = {n: file_identity(last / f"{n}.parquet") for n in ("images", "scenes")}
+        shutil.rmtree(now / "partition_changes", ignore_errors=True)
+        write_partition_changes(now, source, *both, synthetic_run_id(run))
+
+
 def synthetic_manifest(path: Path, run: int) -> None:
     """A manifest holding only the run id and start time the merge reads."""
     import pyarrow as pa
 
     from biocodes.repository.tables import write_atomic
 
-    meta = {"run_id": f"2026120{run}T000000Z", "started": f"2026-12-0{run}T00:00:00"}
+    meta = {"run_id": synthetic_run_id(run), "started": f"2026-12-0{run}T00:00:00"}
     write_atomic(
         pa.table({"image_id": pa.array([], pa.string())}).replace_schema_metadata(meta),
         path,
@@ -531,12 +555,14 @@ BUILD_CHILD = (
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from scale import synthetic_states
+from scale import synthetic_changes, synthetic_states
 base, images, shards = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 t0 = time.perf_counter()
 synthetic_states(base / "states", images, shards)
 t1 = time.perf_counter()
 synthetic_states(base / "states-1pct", images, shards, changed=0.01)
+# as its shard jobs would: the 1% night (the third merge) after "states"
+synthetic_changes(base / "states", base / "states-1pct", shards, 3)
 print(json.dumps({"states": t1 - t0, "states-1pct": time.perf_counter() - t1,
     "rss_mib": peak_mib()}))
 """
