@@ -523,6 +523,7 @@ def merge_partitions(
     for k, path in kept.items():
         gone[k] = pa.array([], pa.string())
         _link(path, new / FAILING_DIR / part_file(k))
+    undated = []  # the shard jobs' changes, dated all at once
     for k in compare:  # the changes, from the columns they need
         if k in kept:
             continue
@@ -530,8 +531,7 @@ def merge_partitions(
         shard = shard_changes(state, out, k, run_id) if plan.partitioned else None
         if shard is not None:  # the shard's job compared it with these files
             folder = state / CHANGES_DIR
-            rows = read_table(folder / "changes.parquet", "changes")
-            found.append(dated(rows, run_id, failures))
+            undated.append(read_table(folder / "changes.parquet", "changes"))
             gone[k] = pa.array(shard["gone"], pa.string())
             shares[k] = shard["figures"]
             if (folder / "failing.parquet").is_file():
@@ -543,6 +543,8 @@ def merge_partitions(
         shares[k] = _partition_figures(now, run_id, len(gone[k]))
         found.append(_with_planes(rows, previous, Path(state_dirs[k]), k))
         _keep_failing(now["images"], new / FAILING_DIR / part_file(k))
+    if undated:
+        found.append(dated(pa.concat_tables(undated), run_id, failures))
     previous.forget()
     for name in SHARD_TABLES:  # one table of one partition in memory at a time
         for k in range(plan.shards):
