@@ -457,8 +457,8 @@ def synthetic_changes(states: Path, changed: Path, shards: int, run: int) -> Non
     writes beside its tables: its partition's changes against its last
     tables (:func:`biocodes.repository.catalogue.write_partition_changes`),
     for the ``run``-th merge."""
-    from biocodes.repository.catalogue import file_identity, write_partition_changes
-    from biocodes.repository.tables import read_table
+    from biocodes.repository.catalogue import write_partition_changes
+    from biocodes.repository.tables import file_identity, read_table
 
     for k in range(shards):
         last, now = states / str(k), changed / str(k)

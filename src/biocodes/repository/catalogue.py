@@ -13,7 +13,7 @@ in at once: a reader never sees half of it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from biocodes.repository.tables import (
     SCHEMAS,
     SHARD_TABLES,
     TABLES,
+    file_identity,
     is_partition,
     part_file,
     read_catalogue,
@@ -539,9 +540,10 @@ def merge_partitions(
             continue
         before, now = _compared(previous, state, k)
         mine = failures.filter(pc.equal(failing_shard, k))
-        rows, gone[k] = changes_table(before, now, run_id, mine)
-        shares[k] = _partition_figures(now, run_id, len(gone[k]))
-        found.append(_with_planes(rows, previous, Path(state_dirs[k]), k))
+
+        planes = _stored_planes(previous, state, k)
+        rows, gone[k], shares[k] = partition_changes(before, now, run_id, mine, planes)
+        found.append(rows)
         _keep_failing(now["images"], new / FAILING_DIR / part_file(k))
     if undated:
         found.append(dated(pa.concat_tables(undated), run_id, failures))
@@ -581,13 +583,29 @@ def merge_partitions(
 CHANGES_DIR = "partition_changes"
 
 
-def file_identity(path: Path) -> list[int] | None:
-    """A file's size, mtime and inode: equal for a hard link of it."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+def partition_changes(
+    before: dict[str, pa.Table],
+    now: dict[str, pa.Table],
+    run_id: str,
+    failures: pa.Table | None,
+    planes: Callable[[pa.Array], tuple[pa.Table, pa.Table]],
+) -> tuple[pa.Table, pa.Array, dict[str, int]]:
+    """One partition's ``changes`` rows, its gone images and its figures,
+    from the compared columns of its two versions (``now`` with the shard's
+    ``run_id``, ``status`` and ``nbytes`` for the figures); ``planes`` gives
+    the plane digests, before and now, of the images whose codes changed
+    (only theirs are read)."""
+    from biocodes.repository.history import (
+        changed_ids,
+        changes_table,
+        with_planes_changed,
+    )
+
+    rows, gone = changes_table(before, now, run_id, failures)
+    changed = changed_ids(rows)
+    if len(changed):
+        rows = with_planes_changed(rows, *planes(changed))
+    return rows, gone, _partition_figures(now, run_id, len(gone))
 
 
 def write_partition_changes(
@@ -598,10 +616,10 @@ def write_partition_changes(
     run_id: str,
 ) -> None:
     """In a shard job, beside its new tables (``now``): its partition's
-    changes against its last tables (``before``, read from
-    ``previous_state``), as the merge would find them, so the merge need
-    not read both versions of every changed partition (at ten million
-    images a 1% night changes every partition): the ``changes`` rows (their
+    changes against its last tables (``before``), as the merge would find
+    them (:func:`partition_changes`), so the merge need not read both
+    versions of every changed partition (at ten million images a 1% night
+    changes every partition): the ``changes`` rows (their
     ``failing_since`` is dated by the merge, which has the history), the
     gone images, the partition's figures and its failed images' rows.
     ``source``: the :func:`file_identity` of the ``images`` and ``scenes``
@@ -610,30 +628,22 @@ def write_partition_changes(
     :func:`shard_changes`."""
     import json
 
-    from biocodes.repository.history import (
-        IMAGE_COLUMNS,
-        PLANE_COLUMNS,
-        SCENE_COLUMNS,
-        changed_ids,
-        changes_table,
-        with_planes_changed,
-    )
+    from biocodes.repository.history import IMAGE_COLUMNS, PLANE_COLUMNS, SCENE_COLUMNS
 
     columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
     more = {"images": ["run_id"], "scenes": ["status", "nbytes"]}
     old = {n: before[n].select(c) for n, c in columns.items()}
     new = {n: now[n].select([*c, *more[n]]) for n, c in columns.items()}
-    rows, gone = changes_table(old, new, run_id)
-    changed = changed_ids(rows)
-    if len(changed):
 
-        def planes(scenes: pa.Table) -> pa.Table:
-            mine = scenes.filter(pc.is_in(scenes["image_id"], changed))
-            return mine.select(PLANE_COLUMNS)
+    def planes(changed: pa.Array) -> tuple[pa.Table, pa.Table]:
+        def mine(scenes: pa.Table) -> pa.Table:
+            return scenes.filter(pc.is_in(scenes["image_id"], changed))
 
-        rows = with_planes_changed(
-            rows, planes(before["scenes"]), planes(now["scenes"])
+        return mine(before["scenes"]).select(PLANE_COLUMNS), mine(now["scenes"]).select(
+            PLANE_COLUMNS
         )
+
+    rows, gone, figures = partition_changes(old, new, run_id, None, planes)
     folder = new_state / CHANGES_DIR
     folder.mkdir()
     write_atomic(rows, folder / "changes.parquet")
@@ -641,7 +651,7 @@ def write_partition_changes(
     meta = {
         "run_id": run_id,
         "source": source,
-        "figures": _partition_figures(new, run_id, len(gone)),
+        "figures": figures,
         "gone": gone.to_pylist(),
     }
     (folder / "partition.json").write_text(json.dumps(meta, sort_keys=True))
@@ -731,22 +741,20 @@ def _compared(
     return before, now
 
 
-def _with_planes(rows: pa.Table, previous: Previous, state: Path, k: int) -> pa.Table:
-    """``changes`` rows with ``planes_changed``: the plane digests of the
-    images whose codes changed, before and now (only theirs are read)."""
-    from biocodes.repository.history import (
-        PLANE_COLUMNS,
-        changed_ids,
-        with_planes_changed,
-    )
+def _stored_planes(
+    previous: Previous, state: Path, k: int
+) -> Callable[[pa.Array], tuple[pa.Table, pa.Table]]:
+    """The plane digests of some images of partition ``k``, in the previous
+    catalogue and in the shard's file (only theirs are read)."""
+    from biocodes.repository.history import PLANE_COLUMNS
 
-    changed = changed_ids(rows)
-    if not len(changed):
-        return rows
-    found = pc.field("image_id").isin(changed)
-    before = previous.rows("scenes", k, PLANE_COLUMNS, found)
-    now = read_table(state / "scenes.parquet", "scenes", PLANE_COLUMNS, found)
-    return with_planes_changed(rows, before, now)
+    def planes(changed: pa.Array) -> tuple[pa.Table, pa.Table]:
+        wanted = pc.field("image_id").isin(changed)
+        before = previous.rows("scenes", k, PLANE_COLUMNS, wanted)
+        now = read_table(state / "scenes.parquet", "scenes", PLANE_COLUMNS, wanted)
+        return before, now
+
+    return planes
 
 
 def _partition_figures(

@@ -251,15 +251,9 @@ def write_shard_index(state: Path) -> None:
 
 def _sources(files: dict[str, Path]) -> dict[str, list[int] | None]:
     """Size, mtime and inode of each file (None if absent)."""
-    found: dict[str, list[int] | None] = {}
-    for name, path in files.items():
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            found[name] = None
-            continue
-        found[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
-    return found
+    from biocodes.repository.tables import file_identity
+
+    return {name: file_identity(path) for name, path in files.items()}
 
 
 def shard_index(state: Path) -> Path | None:

@@ -1041,9 +1041,9 @@ def write_state(
     from ``state_dir``, and the run id), also the partition's changes
     against them (:func:`~biocodes.repository.catalogue.write_partition_changes`)."""
     from biocodes.infra.atomic import atomic_dir
-    from biocodes.repository.catalogue import file_identity, write_partition_changes
+    from biocodes.repository.catalogue import write_partition_changes
     from biocodes.repository.codeindex import write_shard_index
-    from biocodes.repository.tables import sorted_batches
+    from biocodes.repository.tables import file_identity, sorted_batches
 
     # the files the last tables came from, before they are swapped out
     source = {

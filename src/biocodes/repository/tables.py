@@ -307,6 +307,17 @@ def sorted_batches(name: str, table: pa.Table) -> pa.RecordBatchReader:
 PARTITION_MARK = "biocodes.partition"
 
 
+def file_identity(path: str | os.PathLike) -> list[int] | None:
+    """A file's size, mtime and inode (None if absent): equal for a hard
+    link of it, so a file made from another is trusted only while that
+    other is still the very file it was made from."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def is_partition(path: str | os.PathLike, name: str) -> bool:
     """Whether the Parquet file at ``path`` is a partition of table ``name``
     exactly as the merge would write it from its rows (see
