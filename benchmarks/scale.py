@@ -496,13 +496,16 @@ def peak_mib():
 MERGE_CHILD = (
     PEAK
     + """
-import json, sys, time
+import inspect, json, sys, time
 from pathlib import Path
 from biocodes.repository.catalogue import merge_run
-states, out, manifest, shards, config = sys.argv[1:6]
+states, out, manifest, shards, config, threads = sys.argv[1:7]
 dirs = [Path(states) / str(k) for k in range(int(shards))]
+# a checkout from before the threads of the near search: it has none
+takes = "threads" in inspect.signature(merge_run).parameters
+kw = {"threads": int(threads)} if takes else {}
 t0 = time.perf_counter()
-run = merge_run(dirs, out, json.loads(config), manifest)
+run = merge_run(dirs, out, json.loads(config), manifest, **kw)
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "rss_mib": peak_mib(),
     "images": run["images"], "scenes": run["scenes"],
@@ -518,12 +521,13 @@ from pathlib import Path
 import numpy as np
 from biocodes.repository.candidates import near_pairs, packed_codes
 new, old = Path(sys.argv[1]) / "_index", Path(sys.argv[2]) / "_index"
+threads = int(sys.argv[3])
 out = {"seconds": 0.0, "codes": 0, "pairs": 0}
 none = np.zeros((0, 1), np.uint64)
 for column, limit in (("data_code", 24), ("iscc_mixed", 8)):
     t0 = time.perf_counter()  # all the merge does for one near column
     (now,), before = packed_codes(new, column), packed_codes(old, column)
-    first, _number, pairs = near_pairs(now, limit, before, known=(none, none))
+    first, _number, pairs = near_pairs(now, limit, before, (none, none), threads)
     out["seconds"] += time.perf_counter() - t0
     out["codes"] += len(first)
     out["pairs"] += pairs.shape[1]
@@ -582,10 +586,23 @@ def child(src: Path, script: str, *args: object) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: threads of the merge's near-duplicate search (the workflow's default
+#: ``threads``; ``--merge-threads``)
+MERGE_THREADS = 2
+
+
 def merge_child(
-    src: Path, states: Path, out: Path, manifest: Path, shards: int, config: dict
+    src: Path,
+    states: Path,
+    out: Path,
+    manifest: Path,
+    shards: int,
+    config: dict,
+    threads: int = MERGE_THREADS,
 ):
-    return child(src, MERGE_CHILD, states, out, manifest, shards, json.dumps(config))
+    return child(
+        src, MERGE_CHILD, states, out, manifest, shards, json.dumps(config), threads
+    )
 
 
 def figure(measure: str, step: str, images: int, seconds: float, rss: float) -> str:
@@ -626,7 +643,13 @@ STEPS = ("first", "no-change", "1pct", "similar")
 EXTRA_STEPS = ("near",)
 
 
-def bench_near(src: Path, results: Path, images: int, figures: list[str]) -> list[str]:
+def bench_near(
+    src: Path,
+    results: Path,
+    images: int,
+    figures: list[str],
+    threads: int = MERGE_THREADS,
+) -> list[str]:
     """All that near-duplicate search adds to a 1%-changed night's merge,
     on the indexes of the last two catalogues, in a fresh process: both
     indexes' Data-Codes and ISCC-MIXED read, their distinct codes, which
@@ -634,7 +657,7 @@ def bench_near(src: Path, results: Path, images: int, figures: list[str]) -> lis
     last night's pairs are known; none are here: a merge without near
     search left none)."""
     versions = sorted((results / "catalogue.versions").iterdir())
-    r = child(src, NEAR_CHILD, versions[-1], versions[-2])
+    r = child(src, NEAR_CHILD, versions[-1], versions[-2], threads)
     figures.append(
         figure("near search", "1% changed", images, r["seconds"], r["rss_mib"])
     )
@@ -652,6 +675,7 @@ def bench_merge(
     hnsw: bool = False,
     steps: tuple[str, ...] = STEPS,
     config: dict | None = None,
+    threads: int = MERGE_THREADS,
 ) -> tuple[list[str], list[str]]:
     """Build the synthetic states once (``done`` marks them built), then run
     the chosen ``steps``: without ``first``, the merges go on from the
@@ -694,7 +718,13 @@ def bench_merge(
                 continue
             synthetic_manifest(results / "m.parquet", run)
             r = merge_child(
-                src, st, results / "catalogue", results / "m.parquet", shards, config
+                src,
+                st,
+                results / "catalogue",
+                results / "m.parquet",
+                shards,
+                config,
+                threads,
             )
             lines.append(
                 f"merge {label:6s} {what:10s}: {r['seconds']:6.1f} s, peak RSS "
@@ -712,7 +742,7 @@ def bench_merge(
             )
         catalogue = results / "catalogue"
         if "near" in steps and label == "after":
-            lines += bench_near(src, results, images, figures)
+            lines += bench_near(src, results, images, figures, threads)
         if "similar" not in steps:
             continue
         codes = query_codes(catalogue, queries if label == "after" else 2)
@@ -939,6 +969,12 @@ def main() -> int:
         '{"data_distance": -1, "mixed_distance": -1}} (no near search)',
     )
     parser.add_argument(
+        "--merge-threads",
+        type=int,
+        default=MERGE_THREADS,
+        help="threads of the merges' near-duplicate search (the workflow's `threads`)",
+    )
+    parser.add_argument(
         "--baseline-tree", type=Path, help="run the repository part with this checkout"
     )
     parser.add_argument(
@@ -963,6 +999,7 @@ def main() -> int:
             hnsw=args.hnsw,
             steps=steps,
             config=json.loads(args.merge_config),
+            threads=args.merge_threads,
         )
         lines += found[0]
         figures += found[1]

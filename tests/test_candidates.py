@@ -131,9 +131,9 @@ def test_nightly_duplicates_equal_a_merge_from_scratch(tmp_path, monkeypatch):
     searched: list[int] = []
     real = duplicates._pairs_within
 
-    def counting(words, bits, limit, query=None, stats=None):
+    def counting(words, bits, limit, query=None, stats=None, threads=1):
         searched.append(len(words) if query is None else int(np.sum(query)))
-        return real(words, bits, limit, query=query, stats=stats)
+        return real(words, bits, limit, query=query, stats=stats, threads=threads)
 
     monkeypatch.setattr(
         "biocodes.repository.candidates._pairs_within", counting, raising=True

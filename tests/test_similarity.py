@@ -53,12 +53,14 @@ def test_groups_span_files_and_exact_groups_are_not_repeated():
     assert duplicate_rows([s("d", 0, "Y"), s("d", 1, "Y")], images) == []
 
 
-@pytest.mark.parametrize("table_bits", [0, 24])
-def test_a_query_finds_exactly_the_pairs_of_the_queried_codes(table_bits, monkeypatch):
+@pytest.mark.parametrize("table_bits,threads", [(0, 1), (24, 1), (24, 2)])
+def test_a_query_finds_exactly_the_pairs_of_the_queried_codes(
+    table_bits, threads, monkeypatch
+):
     """Both ways of finding a band key's codes (a table of where each key
-    starts; binary search in the ordered keys, used for wide bands) and the
-    screening on one word give exactly a brute force's pairs, for codes of
-    one, two and four words."""
+    starts; binary search in the ordered keys, used for wide bands), the
+    screening on one word and bands searched on two threads give exactly a
+    brute force's pairs, for codes of one, two and four words."""
     import numpy as np
 
     from biocodes.repository import duplicates
@@ -81,7 +83,7 @@ def test_a_query_finds_exactly_the_pairs_of_the_queried_codes(table_bits, monkey
             dtype=np.uint64,
         )
         query = np.array([rng.random() < 0.1 for _ in codes])
-        i, j, dist = _pairs_within(words, bits, d, query=query)
+        i, j, dist = _pairs_within(words, bits, d, query=query, threads=threads)
         found = sorted(zip(i.tolist(), j.tolist(), dist.tolist()))
         want = [
             p

@@ -17,6 +17,7 @@ rule catalogue:
         f"{RESULTS}/logs/catalogue.log",
     conda:
         "../../envs/biocodes.yaml"
+    threads: config["threads"]
     params:
         catalogue=f"{RESULTS}/catalogue",
         states=f"{RESULTS}/state",

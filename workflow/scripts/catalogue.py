@@ -20,6 +20,7 @@ run = merge_run(
     snakemake.params.config,
     manifest=snakemake.input.manifest,
     counts=counts,
+    threads=snakemake.threads,
 )
 shards = len(states)
 retire_states(snakemake.params.states, shards)

@@ -177,6 +177,7 @@ def near_pairs(
     limit: int,
     before: list[Codes],
     known: tuple[np.ndarray, np.ndarray] | None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first rows of the distinct codes, each row's distinct number, the
     pairs (i, j) of distinct numbers within ``limit`` bits).
@@ -184,7 +185,7 @@ def near_pairs(
     Only codes the previous catalogue (``before``: its index's codes of the
     same column) did not hold, and codes whose group lost a member, are
     compared with all; last night's pairs (``known``) hold where both codes
-    are still here."""
+    are still here. The search runs on ``threads`` threads."""
     first, number = unique(codes.words, codes.bits)
     words = codes.words[first]
     old = next((c for c in before if c.bits == codes.bits), None)
@@ -196,7 +197,7 @@ def near_pairs(
         kept, lost = _kept_pairs(words, codes.bits, known)
         fresh |= lost
     query = None if fresh.all() else fresh  # a first night: all pairs
-    i, j, _ = _pairs_within(words, codes.bits, limit, query=query)
+    i, j, _ = _pairs_within(words, codes.bits, limit, query=query, threads=threads)
     i = np.concatenate([i, kept[0]])
     j = np.concatenate([j, kept[1]])
     # a group searched again finds some of last night's pairs again
@@ -241,6 +242,7 @@ def candidate_scenes(
     previous: Path | None,
     config: Mapping,
     known_pairs: pa.Table | None,
+    threads: int = 1,
 ) -> tuple[pa.Table, pa.Table, dict[str, pa.Table]] | None:
     """(scenes, images, pairs per near kind): the live scenes that can be in
     a duplicate group (:data:`SCENE_COLUMNS`), their images' ``image_id``,
@@ -274,7 +276,7 @@ def candidate_scenes(
         before = [] if old_index is None else packed_codes(old_index, column)
         for codes in packed_codes(index, column):
             known = _known(known_pairs, kind, limit, codes.bits)
-            first, number, pairs = near_pairs(codes, limit, before, known)
+            first, number, pairs = near_pairs(codes, limit, before, known, threads)
             paired = np.zeros(len(first), bool)
             paired[pairs.ravel()] = True
             rows = np.flatnonzero(paired[number])

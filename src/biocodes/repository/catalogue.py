@@ -245,6 +245,7 @@ def merge_run(
     config: dict,
     manifest: str | os.PathLike,
     counts: Sequence[dict[str, int]] = (),
+    threads: int = 1,
 ) -> dict:
     """Merge the shards' tables with the previous catalogue into a new one.
 
@@ -260,7 +261,8 @@ def merge_run(
     (:func:`biocodes.infra.atomic.atomic_dir`), so a reader or a crash never
     sees half of it. A catalogue of single-file tables (before partitions),
     or of another shard count, is read whole once and rewritten in
-    partitions. Returns the new ``runs`` row.
+    partitions. ``threads``: of the near-duplicate search. Returns the new
+    ``runs`` row.
     """
     from biocodes.infra.atomic import atomic_dir
 
@@ -277,7 +279,7 @@ def merge_run(
         (new / "_merge").mkdir()
         merged = merge_partitions(plan, out, new, state_dirs, run_id)
         index_codes(plan, out, new, state_dirs)
-        index_duplicates(plan, out, new, config)
+        index_duplicates(plan, out, new, config, threads)
         run = record_run(out, new, run_id, started, config, manifest, merged, counts)
         plan.save(new, merged.figures)
         link_old_names(new)
@@ -767,7 +769,9 @@ def _partition_figures(
     return {k: found[k] for k in PARTITION_FIGURES}
 
 
-def index_duplicates(plan: MergePlan, out: Path, new: Path, config: dict) -> None:
+def index_duplicates(
+    plan: MergePlan, out: Path, new: Path, config: dict, threads: int = 1
+) -> None:
     """The ``duplicates`` table (derived: one partition) and the near pairs
     behind it: linked when no partition changed; else the scenes that can
     be in a group are found on the new code index, searching only codes the
@@ -786,7 +790,7 @@ def index_duplicates(plan: MergePlan, out: Path, new: Path, config: dict) -> Non
         return
     dup = near_distances(config.get("duplicates", {}))
     known = pq.read_table(out / PAIRS_FILE) if (out / PAIRS_FILE).is_file() else None
-    found = candidate_scenes(new, out, dup, known)
+    found = candidate_scenes(new, out, dup, known, threads)
     if found is None:  # no index (cannot happen after index_codes)
         raise RuntimeError(f"{new}: the code index was not written")
     scenes, images, given = found

@@ -163,6 +163,7 @@ def _pairs_within(
     max_distance: int,
     query: np.ndarray | None = None,
     stats: dict[str, int] | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i < j, distance) with Hamming distance <= max_distance: every such
     pair, except inside a band bucket of more than :data:`BUCKET` codes,
@@ -170,8 +171,8 @@ def _pairs_within(
     :func:`_dense_bucket`), so the groups are exact and the cost stays
     linear in a bucket of many near-identical codes; with ``query`` (a
     boolean mask), only pairs with a queried member, at a cost that follows
-    the number queried. ``stats["candidates"]`` counts the code pairs
-    compared."""
+    the number queried (on ``threads`` threads). ``stats["candidates"]``
+    counts the code pairs compared."""
     if stats is None:
         stats = {}
     stats.setdefault("candidates", 0)
@@ -181,7 +182,7 @@ def _pairs_within(
     if n < 2 or max_distance < 0 or (asked is not None and not len(asked)):
         return empty, empty, empty
     if asked is not None:
-        found = _query_search(words, bits, max_distance, asked, stats)
+        found = _query_search(words, bits, max_distance, asked, stats, threads)
     else:
         found = []
         bands, radius = _plan(n, bits, max_distance, n * n / 2)
@@ -203,11 +204,17 @@ def _bands(
     """(width in bits, keys) of each of ``bands`` bands cut from ``bits``-bit
     codes held as big-endian uint64 words (pigeonhole: codes within ``d``
     bits differ in at most ``d // bands`` bits of some band)."""
-    edges = [bits * k // bands for k in range(bands + 1)]
-    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
     for b in range(bands):
-        lo, hi = edges[b] + skip, edges[b + 1] + skip
-        yield hi - lo, _band(words, lo, hi)
+        yield _band_at(words, bits, bands, b)
+
+
+def _band_at(
+    words: np.ndarray, bits: int, bands: int, b: int
+) -> tuple[int, np.ndarray]:
+    """(width in bits, keys) of band ``b`` of ``bands`` (see :func:`_bands`)."""
+    skip = words.shape[1] * 64 - bits  # leading zero bits of the padded words
+    lo, hi = bits * b // bands + skip, bits * (b + 1) // bands + skip
+    return hi - lo, _band(words, lo, hi)
 
 
 def _band(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -253,6 +260,7 @@ def _query_search(
     max_distance: int,
     asked: np.ndarray,
     stats: dict[str, int],
+    threads: int = 1,
 ) -> list[np.ndarray]:
     """Pairs (as i * n + j, i < j) with a queried member (``asked``: row
     numbers) and codes within ``max_distance`` bits. Codes within ``d`` bits
@@ -260,36 +268,61 @@ def _query_search(
     band the codes are put in key order once (:class:`_Buckets`), and the
     queried keys with up to that many bits flipped are looked up in them.
     The cost follows the codes queried (a night's new codes) and the
-    candidates they meet, not masks times all codes."""
-    n = len(words)
-    bands, radius = _query_plan(n, len(asked), bits, max_distance)
-    skip = words.shape[1] * 64 - bits
+    candidates they meet, not masks times all codes. Bands are searched on
+    ``threads`` threads (numpy's sorts, gathers and bit counts run without
+    the GIL; each band in flight holds ~24 bytes a code)."""
+    bands, radius = _query_plan(len(words), len(asked), bits, max_distance)
+
+    def band(b: int) -> tuple[list[np.ndarray], int]:
+        mine = {"candidates": 0}
+        found = _band_pairs(words, bits, bands, b, radius, max_distance, asked, mine)
+        return found, mine["candidates"]
+
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            done = list(pool.map(band, range(bands)))
+    else:
+        done = [band(b) for b in range(bands)]
+    stats["candidates"] += sum(c for _found, c in done)
+    return [pairs for found, _c in done for pairs in found]
+
+
+def _band_pairs(
+    words: np.ndarray,
+    bits: int,
+    bands: int,
+    b: int,
+    radius: int,
+    max_distance: int,
+    asked: np.ndarray,
+    stats: dict[str, int],
+) -> list[np.ndarray]:
+    """The pairs of :func:`_query_search` found through band ``b``."""
+    width, keys = _band_at(words, bits, bands, b)
+    # the word screened first: the one farthest from this band's bits
+    w = words.shape[1]
+    screen = ((bits * b // bands + w * 64 - bits) // 64 + w // 2) % w
+    buckets = _Buckets(keys, width, words[:, screen])
+    flips = np.array(
+        [
+            sum(1 << bit for bit in chosen)
+            for k in range(radius + 1)
+            for chosen in combinations(range(width), k)
+        ],
+        dtype=np.int64,
+    )
+    step = max(1, PAIR_BATCH // (4 * len(flips)))
     out: list[np.ndarray] = []
-    for b, (width, keys) in enumerate(_bands(words, bits, bands)):
-        # the word screened first: the one farthest from this band's bits
-        w = words.shape[1]
-        screen = ((bits * b // bands + skip) // 64 + w // 2) % w
-        buckets = _Buckets(keys, width, words[:, screen])
-        flips = np.array(
-            [
-                sum(1 << bit for bit in chosen)
-                for k in range(radius + 1)
-                for chosen in combinations(range(width), k)
-            ],
-            dtype=np.int64,
+    for start in range(0, len(asked), step):
+        rows = asked[start : start + step]
+        near = (keys[rows][:, None] ^ flips[None, :]).ravel()
+        first, count = buckets.find(near)
+        owner = np.repeat(rows, len(flips))
+        out.extend(
+            _checked(owner, first, count, buckets, words, screen, max_distance, stats)
         )
-        step = max(1, PAIR_BATCH // (4 * len(flips)))
-        for start in range(0, len(asked), step):
-            rows = asked[start : start + step]
-            near = (keys[rows][:, None] ^ flips[None, :]).ravel()
-            first, count = buckets.find(near)
-            owner = np.repeat(rows, len(flips))
-            out.extend(
-                _checked(
-                    owner, first, count, buckets, words, screen, max_distance, stats
-                )
-            )
-        del keys, buckets
     return out
 
 
