@@ -432,3 +432,46 @@ def test_fifos_never_block_the_scan_or_a_set(tmp_path, scene):
     ]
     proc = run_cli("biocode", "--json", root / "pipe.ome.tif")
     assert json.loads(proc.stdout)["error"]["type"] == "unreadable"
+
+
+def test_the_scan_does_not_open_a_file_it_found_alone_and_that_kept_its_state(
+    tmp_path, scene, monkeypatch
+):
+    """Whether a file starts a fileset is in its own bytes: a file the last
+    scan listed as an image on its own, with the same size and mtime, is not
+    opened again (its first bytes read, its XML parsed); a fileset's files,
+    and a file whose mtime moved, are."""
+    from biocodes.repository.manifest import plain_files
+    from biocodes.sources import fileset
+
+    root = tmp_path / "repo"
+    synth.write_ome_tiff_fileset(root / "m", scene, parts=2)
+    one = synth.write_ome_tiff(root / "one.ome.tif", scene)
+    synth.write_png(root / "a.png", np.zeros((4, 4), np.uint8))
+    parts = tmp_path / "parts"  # the shards' parts of the last manifest
+    build_manifest(parts / "0.parquet", {"repo": str(root)}, 1)
+    before = read_manifest(parts / "0.parquet")
+    plain = plain_files(parts)
+    assert sorted(p for p, _size, _mtime in plain) == [
+        str(root / "a.png"),
+        str(one),
+    ]
+
+    calls = []
+    resolve = fileset.resolve
+
+    def counting(path):
+        calls.append(os.path.basename(path))
+        return resolve(path)
+
+    monkeypatch.setattr(fileset, "resolve", counting)
+    again = tmp_path / "again.parquet"
+    build_manifest(again, {"repo": str(root)}, 1, plain=plain)
+    assert set(calls) == {"part0.ome.tif", "part1.ome.tif"}
+    assert read_manifest(again) == before
+
+    st = one.stat()
+    os.utime(one, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    calls.clear()
+    build_manifest(again, {"repo": str(root)}, 1, plain=plain)
+    assert set(calls) == {"one.ome.tif", "part0.ome.tif", "part1.ome.tif"}

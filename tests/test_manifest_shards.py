@@ -228,6 +228,61 @@ def test_the_scan_and_a_quiet_shard_import_nothing_heavy(tmp_path):
         assert json.loads(proc.stdout.splitlines()[-1]) == [], step
 
 
+QUIET_NIGHT = """
+import json, sys
+from biocodes.repository.config import without_pandas
+
+without_pandas()
+from biocodes.repository.catalogue import merge_run, summary
+from biocodes.repository.manifest import build_manifest, plain_files
+from biocodes.repository.report import write_report
+from biocodes.repository.shard import write_shard_manifests
+from biocodes.views.build import view_options
+
+root, results = sys.argv[1:3]
+manifest, parts = f"{results}/manifest.parquet", f"{results}/parts"
+views = view_options({"enabled": True}, f"{results}/thumbnails")
+build_manifest(manifest, {"repo": root}, 1, plain=plain_files(parts))
+write_shard_manifests(manifest, parts, f"{results}/state", 1, False, views)
+cfg = {"roots": {"repo": root}, "results": results}
+merge_run([f"{results}/state/0"], f"{results}/catalogue", cfg, manifest)
+write_report(f"{results}/catalogue", f"{results}/report.html")
+print(summary(f"{results}/catalogue"), file=sys.stderr)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "pandas")))
+"""
+
+
+def test_a_quiet_nights_scan_and_merge_import_no_pandas(tmp_path):
+    """The scan and the merge-and-report jobs refuse pandas (pyarrow would
+    import it, ~0.4 s a job, only to ask whether values are pandas objects):
+    a quiet night's scan, merge, report and summary work without it."""
+    import json
+    import subprocess
+    import sys
+
+    from catalogues import build_catalogue
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    synth.write_png(
+        root / "a.png", synth.random_scene((1, 1, 1, 8, 8), "uint8")[0, 0, 0]
+    )
+    synth.write_ome_tiff(
+        root / "b.ome.tif", synth.random_scene((1, 1, 2, 8, 8), "uint8")
+    )
+    results = tmp_path / "results"
+    build_catalogue({"repo": root}, results)
+    proc = subprocess.run(
+        [sys.executable, "-c", QUIET_NIGHT, root, results],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+    assert "2 images" in proc.stderr and (results / "report.html").exists()
+
+
 def test_sizes_parse_as_dask_parses_them():
     from dask.utils import format_bytes, parse_bytes
 

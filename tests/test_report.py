@@ -307,3 +307,120 @@ def test_report_stays_readable_at_100k_images(tmp_path):
     assert "Run history (last 60 of 100 runs)" in html
     assert html.count("<circle") == 60 * 4
     assert html.count("<tr") < 400
+
+
+def test_the_report_reads_into_python_only_the_rows_it_shows(tmp_path, monkeypatch):
+    """The grid's scenes are sorted and cut in Arrow, the views are read for
+    the cards and duplicates shown, the changes for this run: a catalogue
+    of millions of scenes is not read into Python objects to show 500. The
+    page is the one the whole tables gave."""
+    from biocodes.repository import tables
+
+    rows = {name: [] for name in TABLES}
+    for r in ("r1", "r2"):
+        rows["runs"].append(
+            {
+                "run_id": r,
+                "started": datetime(2026, 11, 30, int(r[1]), tzinfo=UTC),
+                "finished": datetime(2026, 11, 30, int(r[1]), 5, tzinfo=UTC),
+                "config_sha256": "0" * 64,
+                "versions": json.dumps({"biocodes": "0"}),
+                "imagewalk_spec": "IMAGEWALK",
+            }
+        )
+    statuses = ["ok", "error", "removed", None]
+    for i in reversed(range(40)):  # written out of order
+        iid = f"id{i:02d}"
+        rows["scenes"].append(
+            {
+                "image_id": iid,
+                "path": f"p{i % 20:02d}.tif",  # two scenes per path
+                "scene_index": i // 20,
+                "dtype": "uint8",
+                "status": statuses[i % 4],
+                "iscc_code": f"ISCC:SUM{i:02d}",
+                "chunks_absent": i if i % 8 == 3 else None,
+            }
+            | {k: 1 for k in ("size_t", "size_c", "size_z", "size_y", "size_x")}
+        )
+        rows["views"].append(
+            {
+                "image_id": iid,
+                "scene_index": i // 20,
+                "view_index": 0,
+                "strategy": "mip",
+                "iscc_image": f"ISCC:VIEW{i:02d}",
+            }
+        )
+        rows["changes"].append(
+            {
+                "run_id": "r1" if i % 2 else "r2",
+                "image_id": iid,
+                "root": "lab",
+                "path": f"p{i % 20:02d}.tif",
+                "change": "added" if i % 2 else "touched",
+                "codes_changed": False,
+            }
+        )
+    out = tmp_path / "catalogue"
+    for name, items in rows.items():
+        write_atomic(to_table(name, items), out / f"{name}.parquet")
+
+    whole = []
+    read = tables.read_catalogue
+
+    def counting(catalogue_dir, name):
+        whole.append(name)
+        return read(catalogue_dir, name)
+
+    monkeypatch.setattr(tables, "read_catalogue", counting)
+    html = render(out, max_scenes=4)
+    assert sorted(set(whole)) == ["duplicates", "errors", "runs"]
+    # ok or unknown status: i % 4 in (0, 3), 20 scenes; the first four by
+    # path and scene: p00 (id00, id20), p03 (id03, id23)
+    assert "Scenes (first 4 of 20)" in html
+    cards = [c.split("</div>")[0] for c in html.split('class="path">')[1:]]
+    assert cards == ["p00.tif", "p00.tif", "p03.tif", "p03.tif"]
+    for i in (0, 20, 3, 23):
+        assert f"ISCC:SUM{i:02d}" in html and f"ISCC:VIEW{i:02d}" in html
+    assert "ISCC:VIEW04" not in html and "ISCC:VIEW07" not in html
+    # absent chunks: every listed scene with them (3, 11, 19, 27, 35), not
+    # only those in the grid
+    assert "Scenes with absent chunks (5)" in html
+    # this run's changes only: r2's 20 touched
+    assert "This run's changes (20)" in html and ">added<" not in html
+
+
+def test_a_thumbnail_that_did_not_change_is_not_encoded_again(tmp_path, monkeypatch):
+    """The next page takes the last page's encoding of a thumbnail whose
+    file kept its size and mtime (a quiet night encodes none), and encodes
+    one that changed; the page is the one a fresh encoding gives."""
+    from biocodes.repository.report import Embedder
+
+    cat = catalogue(tmp_path)
+    thumbs = []
+    for i in range(3):
+        thumb = tmp_path / f"thumbnails/0/id{i}/a b#.png"
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        synth.write_png(thumb, np.full((64, 64), 100 + 40 * i, np.uint8))
+        thumbs.append(thumb)
+    first = write_report(cat, tmp_path / "report.html").read_text()
+    assert first.count("data:image/jpeg") == 3
+
+    encoded = []
+    jpeg = Embedder._jpeg
+
+    def counting(self, rel, px):
+        encoded.append(rel)
+        return jpeg(self, rel, px)
+
+    monkeypatch.setattr(Embedder, "_jpeg", counting)
+    again = write_report(cat, tmp_path / "report.html").read_text()
+    assert encoded == [] and again == first
+
+    synth.write_png(thumbs[1], np.full((64, 64), 7, np.uint8))
+    st = thumbs[1].stat()
+    os.utime(thumbs[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    changed = write_report(cat, tmp_path / "report.html").read_text()
+    assert encoded == ["thumbnails/0/id1/a b#.png"]
+    assert render(cat) == changed != first  # as encoded afresh

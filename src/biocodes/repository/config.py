@@ -171,3 +171,26 @@ def settle_roots(
     check_overlaps(roots, results)
     config["roots"] = roots
     return roots
+
+
+class _NoPandas:
+    """A module finder that refuses pandas (see :func:`without_pandas`)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"no pandas in this job: {name}", name=name)
+        return None
+
+
+def without_pandas() -> None:
+    """Let this process never import pandas, for a workflow job that has no
+    use for it (the scan, the merge and report): pyarrow imports pandas on
+    its first conversion of Python values (~0.3-0.5 s, every job of every
+    night) only to ask whether they are pandas objects, and takes a failed
+    import as pandas not installed. Call before anything imports pyarrow."""
+    import sys
+
+    if "pandas" not in sys.modules and not any(
+        isinstance(f, _NoPandas) for f in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _NoPandas())

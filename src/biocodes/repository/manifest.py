@@ -15,7 +15,7 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -187,12 +187,20 @@ def _row(
 
 
 def group_filesets(
-    rows: list[ManifestRow], policy: Confinement, shards: int
+    rows: list[ManifestRow],
+    policy: Confinement,
+    shards: int,
+    plain: Container[tuple[str, int, int]] = (),
 ) -> list[ManifestRow]:
     """One row per fileset instead of one per member file (see
     :mod:`biocodes.sources.fileset`): the row of its entry, with its members
     listed. A member outside the roots, or a missing member or entry, makes
-    the set an error row that names it; files of no set are kept as they are."""
+    the set an error row that names it; files of no set are kept as they are.
+
+    ``plain``: (abspath, size, mtime_ns) of files an earlier scan found to be
+    images on their own (:func:`plain_files`). Whether a file starts a
+    fileset is in its own bytes, so such a file with the same size and mtime
+    is not opened again (the same trust the shard jobs give size and mtime)."""
     import json
 
     from biocodes.sources.fileset import member_state, resolve
@@ -202,7 +210,8 @@ def group_filesets(
     for r in rows:
         fileset = None
         refused = r.error_type in ("outside_roots", "bad_symlink")
-        if not refused and not r.is_store:
+        known = r.error is None and (r.abspath, r.size, r.mtime_ns) in plain
+        if not refused and not r.is_store and not known:
             try:
                 fileset = resolve(r.abspath)
             except BiocodeError as exc:
@@ -261,9 +270,11 @@ def scan_root(
     exclude: Sequence[str] = (),
     confinement: Confinement | None = None,
     skipped: Counter | None = None,
+    plain: Container[tuple[str, int, int]] = (),
 ) -> Iterator[ManifestRow]:
     """Yield the images under one root (directories first, then their files;
-    the files of a fileset as one image, see :func:`group_filesets`).
+    the files of a fileset as one image, see :func:`group_filesets`, which
+    ``plain`` is passed to).
 
     Symlinked files are checked against ``confinement`` (default: this root
     only, no following); symlinked directories are descended only with
@@ -303,7 +314,7 @@ def scan_root(
                 continue
             why = policy.why_not(full) if full.is_symlink() else None
             found.append(_row(label, rel, full, is_store, shards, why, plain=True))
-    yield from group_filesets(found, policy, shards)
+    yield from group_filesets(found, policy, shards, plain)
 
 
 def _suffix(name: str) -> str:
@@ -373,8 +384,10 @@ def scan(
     follow_symlinks: bool = False,
     limits: Limits | None = None,
     skipped: Counter | None = None,
+    plain: Container[tuple[str, int, int]] = (),
 ) -> list[dict]:
-    """All images of all roots, as dict rows, sorted by root and path."""
+    """All images of all roots, as dict rows, sorted by root and path
+    (``plain``: see :func:`group_filesets`)."""
     policy = Confinement(roots, follow_symlinks)
     rows = []
     for label in sorted(roots):
@@ -382,7 +395,7 @@ def scan(
             found = scan_remote_root(label, roots[label], shards, exclude, limits)
         else:
             found = scan_root(
-                label, roots[label], shards, include, exclude, policy, skipped
+                label, roots[label], shards, include, exclude, policy, skipped, plain
             )
         rows += [dict(vars(r)) for r in found]
     rows.sort(key=lambda r: (r["root"], r["path"]))
@@ -486,6 +499,7 @@ def build_manifest(
     limits: Limits | None = None,
     settle: int = 0,
     settle_exempt: Sequence[str] = (),
+    plain: Container[tuple[str, int, int]] = (),
 ) -> int:
     """Scan (or read the user's list) and write the manifest Parquet
     atomically, stamped with the run and the skipped files by suffix.
@@ -497,7 +511,9 @@ def build_manifest(
     Roots in ``settle_exempt`` (the example, generated just before) are
     read at once. ``shards``: the count, or a function deciding it from the
     number of images found (see :func:`biocodes.repository.layout.decide_shards`);
-    the count is stamped on the manifest (:func:`manifest_shards`)."""
+    the count is stamped on the manifest (:func:`manifest_shards`).
+    ``plain``: files known to be images on their own (see
+    :func:`group_filesets`; a user's list is always looked at whole)."""
     import json
     import time
 
@@ -510,7 +526,9 @@ def build_manifest(
     rows = (
         from_file(manifest_file, count, roots, follow_symlinks, limits)
         if manifest_file
-        else scan(roots, count, include, exclude, follow_symlinks, limits, skipped)
+        else scan(
+            roots, count, include, exclude, follow_symlinks, limits, skipped, plain
+        )
     )
     if not isinstance(shards, int):  # decided from this scan
         count = shards(len(rows))
@@ -531,6 +549,37 @@ def build_manifest(
     meta["shards"] = str(count)
     write_atomic(table.replace_schema_metadata(meta), out)
     return len(rows)
+
+
+def plain_files(parts_dir: str | os.PathLike) -> frozenset[tuple[str, int, int]]:
+    """(abspath, size, mtime_ns) of the files the last scan listed as images
+    on their own (not a store, not a fileset, no error), from the shards'
+    parts of its manifest (see :func:`biocodes.repository.shard.write_shard_manifests`):
+    what :func:`group_filesets` need not open again."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    found: set[tuple[str, int, int]] = set()
+    columns = ["abspath", "size", "mtime_ns", "is_store", "members", "error"]
+    for part in sorted(Path(parts_dir).glob("*.parquet")):
+        try:
+            table = pq.read_table(part, columns=columns)
+        except (OSError, ValueError, KeyError):  # unreadable or another schema
+            continue
+        alone = pc.and_(
+            pc.and_(pc.invert(table["is_store"]), pc.is_null(table["members"])),
+            pc.is_null(table["error"]),
+        )
+        table = table.filter(pc.fill_null(alone, False))
+        found.update(
+            zip(
+                map(os.fsdecode, table["abspath"].to_pylist()),
+                table["size"].to_pylist(),
+                table["mtime_ns"].to_pylist(),
+                strict=True,
+            )
+        )
+    return frozenset(found)
 
 
 def manifest_shards(path: str | os.PathLike) -> int:

@@ -98,20 +98,33 @@ def _img(src: str, alt: str, cls: str = "") -> str:
 #: (about 2-8 kB), so about 5 MB at 100k images; past the budget a picture
 #: is a link to results/thumbnails and the page says where to open it
 EMBED_BUDGET = 16_000_000
+DATA_URI = "data:image/jpeg;base64,"
 
 
 class Embedder:
     """Thumbnails as small ``data:`` URIs, so the page works copied alone
     (e-mailed, moved): each is scaled to the size it is shown at and
     encoded as JPEG (deterministic). Past ``budget`` bytes, or for a file
-    that is not there, the relative link is kept and counted."""
+    that is not there, the relative link is kept and counted.
 
-    def __init__(self, results_dir: Path, budget: int = EMBED_BUDGET) -> None:
+    ``known``: URIs encoded for an earlier page, by :meth:`key` (the
+    thumbnail's path, size and mtime, and the size shown): a thumbnail that
+    did not change is not decoded and encoded again each night
+    (:meth:`encoded` gives this page's, for the next)."""
+
+    def __init__(
+        self,
+        results_dir: Path,
+        budget: int = EMBED_BUDGET,
+        known: dict[str, str] | None = None,
+    ) -> None:
         self.results_dir = results_dir
         self.budget = budget
         self.used = 0
         self.linked = 0
         self._done: dict[tuple[str, int], str] = {}
+        self._known = known or {}
+        self._encoded: dict[str, str] = {}
 
     def __call__(self, rel: str, px: int) -> str:
         key = (rel, px)
@@ -119,15 +132,40 @@ class Embedder:
             self._done[key] = self._encode(rel, px)
         return self._done[key]
 
+    def key(self, rel: str, px: int) -> str | None:
+        """What an encoding depends on, or None for a file not there."""
+        try:
+            st = os.stat(self.results_dir / rel)
+        except (OSError, ValueError):
+            return None
+        return f"{px} {st.st_size} {st.st_mtime_ns} {rel}"
+
+    def encoded(self) -> dict[str, str]:
+        """The URIs of this page, by :meth:`key`."""
+        return dict(sorted(self._encoded.items()))
+
     def _encode(self, rel: str, px: int) -> str:
+        if self.used >= self.budget:
+            self.linked += 1
+            return rel
+        key = self.key(rel, px)
+        uri = self._known.get(key) if key else None
+        if uri is None:
+            uri = self._jpeg(rel, px)
+        if uri is None:
+            self.linked += 1
+            return rel
+        if key:
+            self._encoded[key] = uri
+        self.used += len(uri) - len(DATA_URI)
+        return uri
+
+    def _jpeg(self, rel: str, px: int) -> str | None:
         import base64
         import io
 
         from PIL import Image
 
-        if self.used >= self.budget:
-            self.linked += 1
-            return rel
         try:
             with Image.open(self.results_dir / rel) as im:
                 im.thumbnail((px, px), Image.Resampling.LANCZOS)
@@ -136,11 +174,8 @@ class Embedder:
                 buf = io.BytesIO()
                 im.save(buf, "JPEG", quality=80, optimize=True)
         except (OSError, ValueError):  # gone, or not a picture
-            self.linked += 1
-            return rel
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-        self.used += len(data)
-        return f"data:image/jpeg;base64,{data}"
+            return None
+        return DATA_URI + base64.b64encode(buf.getvalue()).decode("ascii")
 
     def note(self) -> str:
         """What the page says when some pictures are links."""
@@ -580,12 +615,16 @@ def render(
     max_list: int = 200,
     max_groups: int = 30,
     embed_budget: int = EMBED_BUDGET,
+    embed: Embedder | None = None,
 ) -> str:
     """The report page for a catalogue, as a string. ``max_scenes`` caps the
     grid, ``max_list`` the changes table, ``max_groups`` the duplicate groups
     shown per kind; the page says what each left out. Thumbnails are
-    embedded (see :class:`Embedder`) up to ``embed_budget`` bytes."""
-    from biocodes.repository.tables import read_catalogue
+    embedded (see :class:`Embedder`) up to ``embed_budget`` bytes, by
+    ``embed`` if given."""
+    import pyarrow.compute as pc
+
+    from biocodes.repository.tables import read_catalogue, read_catalogue_table
 
     def rows(name: str) -> list[dict]:
         return read_catalogue(catalogue_dir, name)
@@ -593,22 +632,29 @@ def render(
     runs = rows("runs")
     run = runs[-1]
     errors = rows("errors")
-    # thumbnail paths are relative to the results folder (the catalogue's
-    # parent: results/catalogue is a link into results/catalogue.versions)
-    embed = Embedder(Path(os.path.abspath(catalogue_dir)).parent, embed_budget)
-    # a plate's failed field has no pixels to show: it is listed in errors
-    scenes = [s for s in rows("scenes") if s["status"] != "error"]
+    if embed is None:
+        embed = Embedder(_results_dir(catalogue_dir), embed_budget)
+    # a plate's failed field has no pixels to show (it is listed in errors),
+    # a removed image none either; of the rest only the rows shown become
+    # Python objects: the grid's first max_scenes and those with absent chunks
+    shown, total, absent = _shown_scenes(catalogue_dir, max_scenes)
+    dups = rows("duplicates")
+    ids = {s["image_id"] for s in shown} | {d["image_id"] for d in dups}
     by_scene: dict[tuple, list[dict]] = {}
-    for v in rows("views"):
+    for v in read_catalogue_table(
+        catalogue_dir,
+        "views",
+        ["image_id", "scene_index", "strategy", "iscc_image", "thumbnail"],
+        pc.field("image_id").isin(sorted(ids)),
+    ).to_pylist():
         by_scene.setdefault((v["image_id"], v["scene_index"]), []).append(v)
     thumbs = {
         key: next((v["thumbnail"] for v in items if v.get("thumbnail")), None)
         for key, items in by_scene.items()
     }
-    changes = [c for c in rows("changes") if c["run_id"] == run["run_id"]]
-    scenes = [s for s in scenes if s["status"] != "removed"]
-    scenes.sort(key=lambda s: (s["path"], s["scene_index"]))
-    shown = scenes[:max_scenes]
+    changes = read_catalogue_table(
+        catalogue_dir, "changes", filter=pc.field("run_id") == run["run_id"]
+    ).to_pylist()
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>biocodes report {escape(run['run_id'])}</title>",
@@ -619,10 +665,10 @@ def render(
         history_svg(runs),
         *_changes(changes, max_list, walk_rules_change(runs)),
         *_failures(errors, per_type=5, partial=failing_images(catalogue_dir)[1]),
-        *_absent_chunks(scenes, max_list),
-        *_duplicates(rows("duplicates"), thumbs, max_groups, 8, embed),
+        *_absent_chunks(absent, max_list),
+        *_duplicates(dups, thumbs, max_groups, 8, embed),
     ]
-    more = f" (first {len(shown)} of {len(scenes)})" if len(shown) < len(scenes) else ""
+    more = f" (first {len(shown)} of {total})" if len(shown) < total else ""
     cards = [
         _card(s, by_scene.get((s["image_id"], s["scene_index"]), []), embed)
         for s in shown
@@ -637,13 +683,75 @@ def render(
     return "\n".join(p for p in parts if p)
 
 
+#: the scenes columns the report shows
+SCENE_COLUMNS = (
+    "image_id",
+    "path",
+    "scene_index",
+    "scene_name",
+    "size_t",
+    "size_c",
+    "size_z",
+    "size_y",
+    "size_x",
+    "dtype",
+    "iscc_code",
+    "iscc_mixed",
+    "chunks_absent",
+)
+
+
+def _shown_scenes(
+    catalogue_dir: str | os.PathLike, max_scenes: int
+) -> tuple[list[dict], int, list[dict]]:
+    """The grid's scenes (the first ``max_scenes`` by path and scene), how
+    many there are, and the scenes with absent chunks: sorted and filtered
+    in Arrow, so a catalogue of millions of scenes becomes a few hundred
+    Python rows, not every scene."""
+    import pyarrow.compute as pc
+
+    from biocodes.repository.tables import read_catalogue_table
+
+    listed = ~pc.field("status").isin(["error", "removed"])
+    table = read_catalogue_table(
+        catalogue_dir, "scenes", [*SCENE_COLUMNS, "status"], listed
+    ).drop_columns(["status"])
+    # stable, as the sort of Python rows was: equal keys keep the files' order
+    order = pc.sort_indices(
+        table.select(["path", "scene_index"]),
+        [("path", "ascending"), ("scene_index", "ascending")],
+    )
+    shown = table.take(order[:max_scenes])
+    absent = table.filter(pc.fill_null(pc.greater(table["chunks_absent"], 0), False))
+    return shown.to_pylist(), table.num_rows, absent.to_pylist()
+
+
+def _results_dir(catalogue_dir: str | os.PathLike) -> Path:
+    """The folder thumbnail paths are relative to: the catalogue's parent
+    (results/catalogue is a link into results/catalogue.versions)."""
+    return Path(os.path.abspath(catalogue_dir)).parent
+
+
 def write_report(
     catalogue_dir: str | os.PathLike, out: str | os.PathLike, max_scenes: int = 500
 ) -> Path:
     """Write the report page atomically. Thumbnail paths in the catalogue are
-    relative to the results directory, so ``out`` belongs there."""
+    relative to the results directory, so ``out`` belongs there. The
+    thumbnails' encodings are kept beside it (``.<name>.thumbnails.json``)
+    for the next page: a quiet night encodes none again."""
     from biocodes.infra.atomic import atomic_path
 
+    out = Path(out)
+    kept = out.with_name(f".{out.name}.thumbnails.json")
+    try:
+        known = json.loads(kept.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    embed = Embedder(_results_dir(catalogue_dir), EMBED_BUDGET, known)
     with atomic_path(out) as tmp:
-        tmp.write_text(render(catalogue_dir, max_scenes), encoding="utf-8")
-    return Path(out)
+        tmp.write_text(render(catalogue_dir, max_scenes, embed=embed), encoding="utf-8")
+    with atomic_path(kept) as tmp:
+        tmp.write_text(json.dumps(embed.encoded()), encoding="ascii")
+    return out
