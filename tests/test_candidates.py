@@ -96,7 +96,10 @@ def _merge(
 ) -> pa.Table:
     results.mkdir(exist_ok=True)
     scale.synthetic_manifest(results / "m.parquet", run)
-    merge_run(states, results / "catalogue", config or {}, results / "m.parquet")
+    # two threads: the near search's bands and sorts run side by side
+    merge_run(
+        states, results / "catalogue", config or {}, results / "m.parquet", threads=2
+    )
     table = read_catalogue_table(results / "catalogue", "duplicates")
     keys = [*SORT_KEYS["duplicates"], "code", "distance"]
     return table.sort_by([(c, "ascending") for c in keys])

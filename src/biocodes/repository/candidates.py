@@ -117,20 +117,29 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return order[start], number
 
 
+def sorted_keys(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows in key order, their keys in that order) of codes' 64-bit keys."""
+    key = keys(words, bits)
+    order = np.argsort(key, kind="stable")
+    return order, key[order]
+
+
 def locate(
-    words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
+    words: np.ndarray,
+    bits: int,
+    among: np.ndarray | None,
+    among_bits: int,
+    among_keys: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Each of ``words``' row in ``among`` (a row of it holding that code),
     -1 where it is not there: keys looked up in ``among``'s sorted keys,
     then the words of the first row of that key compared (a key shared by
-    other codes is resolved code by code). ``among`` may repeat codes."""
+    other codes is resolved code by code). ``among`` may repeat codes;
+    ``among_keys``: its :func:`sorted_keys`, if known."""
     at = np.full(len(words), -1, np.int64)
     if among is None or not len(among) or among_bits != bits or not len(words):
         return at
-    theirs = keys(among, bits)
-    order = np.argsort(theirs, kind="stable")
-    ordered = theirs[order]
-    del theirs
+    order, ordered = among_keys or sorted_keys(among, bits)
     mine = keys(words, bits)
     lo = np.searchsorted(ordered, mine, "left")
     hi = np.searchsorted(ordered, mine, "right")
@@ -144,13 +153,6 @@ def locate(
         if len(hit):
             at[k] = hit[0]
     return at
-
-
-def present(
-    words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
-) -> np.ndarray:
-    """Which of ``words`` are among the codes ``among``."""
-    return locate(words, bits, among, among_bits) >= 0
 
 
 def _known(
@@ -185,15 +187,28 @@ def near_pairs(
     Only codes the previous catalogue (``before``: its index's codes of the
     same column) did not hold, and codes whose group lost a member, are
     compared with all; last night's pairs (``known``) hold where both codes
-    are still here. The search runs on ``threads`` threads."""
-    first, number = unique(codes.words, codes.bits)
-    words = codes.words[first]
+    are still here. The search runs on ``threads`` threads, and with more
+    than one the previous codes' keys are sorted while the distinct codes
+    are found."""
     old = next((c for c in before if c.bits == codes.bits), None)
-    if known is None or old is None:
+    if known is None:  # all codes are searched: which are new does not matter
+        old = None
+    if old is not None and threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(sorted_keys, old.words, old.bits)
+            first, number = unique(codes.words, codes.bits)
+            theirs = later.result()
+    else:
+        first, number = unique(codes.words, codes.bits)
+        theirs = None if old is None else sorted_keys(old.words, old.bits)
+    words = codes.words[first]
+    if old is None:
         fresh = np.ones(len(words), bool)
         kept = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     else:
-        fresh = ~present(words, codes.bits, old.words, codes.bits)
+        fresh = locate(words, codes.bits, old.words, codes.bits, theirs) < 0
         kept, lost = _kept_pairs(words, codes.bits, known)
         fresh |= lost
     query = None if fresh.all() else fresh  # a first night: all pairs
