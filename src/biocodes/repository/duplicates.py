@@ -197,19 +197,24 @@ def _full_search(
     """Pairs (as i * n + j, i < j, repeats possible) within ``max_distance``
     among all codes: a multi-index search (:func:`_plan`) on the bits that
     are not the same in all codes (a constant bit would make its band's
-    keys fewer and its buckets larger: ISCC-MIXED's first 9 bits are), each
+    keys fewer and its buckets larger: ISCC-MIXED's first 9 bits are), far
+    from uniform bits dealt out among the bands (:func:`_dealt`), each
     band's keys with each subset of ``radius`` bits masked in turn, and the
     codes of equal keys compared (:func:`_equal_key_pairs`). With
     ``budget`` (a number of candidate pairs), None instead when the search
     would compare that many or no bit is constant (see :func:`_spread`)."""
     n = len(words)
-    compact, width = _varying_bits(words, bits)
+    columns = _varying_columns(words)
+    width = len(columns)
     if budget is not None and width >= bits:
         return None
     if width <= max_distance and n > BUCKET:  # every pair is within the distance
         return [np.arange(1, n, dtype=np.int64)]  # (0, j): connected through 0
-    words, bits = compact, width
-    bands, radius = _plan(n, bits, max_distance, n * n / 2)
+    bands, radius = _plan(n, width, max_distance, n * n / 2)
+    columns = _dealt(words, columns, bands)
+    if width < bits or (np.diff(columns) != 1).any():
+        words = _gathered(words, columns)
+    bits = width
     if budget is not None and _search_cost(words, bits, bands, radius) >= budget:
         return None
     found: list[np.ndarray] = []
@@ -480,30 +485,63 @@ def _spread(
     return [np.minimum(a, b) * n + np.maximum(a, b)]
 
 
-def _varying_bits(words: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
-    """Codes of ``bits`` bits (the trailing bits of big-endian uint64 words)
-    cut down to the bits not the same in all of them, as the trailing bits
-    of new words, and how many: the distances between the codes are
-    unchanged. The words themselves when every bit varies."""
-    n, k = words.shape
-    differ = np.zeros(k, np.uint64)
-    for start in range(0, n, DECODE_BATCH):  # bounded temporaries
+def _varying_columns(words: np.ndarray) -> np.ndarray:
+    """Positions (from the most significant bit of the words) of the bits
+    not the same in all codes."""
+    differ = np.zeros(words.shape[1], np.uint64)
+    for start in range(0, len(words), DECODE_BATCH):  # bounded temporaries
         chunk = words[start : start + DECODE_BATCH] ^ words[0]
         differ |= np.bitwise_or.reduce(chunk, axis=0)
-    varying = np.flatnonzero(np.unpackbits(differ.astype(">u8").view(np.uint8)))
-    width = len(varying)
-    if width >= bits:
-        return words, bits
+    return np.flatnonzero(np.unpackbits(differ.astype(">u8").view(np.uint8)))
+
+
+#: rows whose bits are counted to deal far from uniform bits among the bands
+SAMPLE = 65_536
+#: a bit set in fewer than this share of codes (or more than 1 minus it) is
+#: far from uniform (see :func:`_dealt`)
+SKEWED = 0.2
+
+
+def _dealt(words: np.ndarray, columns: np.ndarray, bands: int) -> np.ndarray:
+    """``columns`` (bit positions) in the order the bands take them (each
+    band a run of ``len(columns) * k // bands`` to the next): unchanged
+    unless some bits are far from uniform (set in few codes or in nearly
+    all, counted in an even sample of the codes), which are then dealt out
+    one band after another, so no band's keys are mostly bits that say
+    little (its buckets would hold most codes)."""
+    step = max(1, len(words) // SAMPLE)
+    sample = words[::step].astype(">u8")
+    matrix = np.unpackbits(sample.view(np.uint8).reshape(len(sample), -1), axis=1)
+    share = matrix[:, columns].mean(axis=0)
+    skew = np.abs(share - 0.5)
+    if not (skew > 0.5 - SKEWED).any():
+        return columns
+    width = len(columns)
+    edges = [width * k // bands for k in range(bands + 1)]
+    room = np.diff(edges)
+    slots: list[list[int]] = [[] for _ in range(bands)]
+    band = 0
+    for c in columns[np.argsort(-skew, kind="stable")]:  # most skewed first
+        while len(slots[band]) == room[band]:
+            band = (band + 1) % bands
+        slots[band].append(int(c))
+        band = (band + 1) % bands
+    return np.array([c for slot in slots for c in sorted(slot)], dtype=np.int64)
+
+
+def _gathered(words: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """New codes of the bits at ``columns`` of ``words``, in that order, as
+    the trailing bits of big-endian uint64 words: distances unchanged."""
+    n, width = len(words), len(columns)
     out = np.empty((n, max(1, -(-width // 64))), np.uint64)
     pad = out.shape[1] * 64 - width
-    for start in range(0, n, DECODE_BATCH):
+    for start in range(0, n, DECODE_BATCH):  # bounded temporaries
         chunk = words[start : start + DECODE_BATCH].astype(">u8")
         matrix = np.unpackbits(chunk.view(np.uint8).reshape(len(chunk), -1), axis=1)
         padded = np.zeros((len(chunk), pad + width), np.uint8)
-        padded[:, pad:] = matrix[:, varying]
-        packed = np.packbits(padded, axis=1)
-        out[start : start + len(chunk)] = packed.view(">u8")
-    return out, width
+        padded[:, pad:] = matrix[:, columns]
+        out[start : start + len(chunk)] = np.packbits(padded, axis=1).view(">u8")
+    return out
 
 
 def _across(
