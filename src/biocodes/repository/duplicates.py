@@ -215,6 +215,15 @@ def _full_search(
     if width < bits or (np.diff(columns) != 1).any():
         words = _gathered(words, columns)
     bits = width
+    if radius and max_distance < bits:
+        # each mask of a band repeats its buckets: codes whose bits are not
+        # independent (a band with few keys) fill the same large bucket once
+        # per mask; exact bands compare each such bucket once
+        exact = max_distance + 1
+        if _sampled_cost(words, bits, exact, 0) < _sampled_cost(
+            words, bits, bands, radius
+        ):
+            bands, radius = exact, 0
     if budget is not None and _search_cost(words, bits, bands, radius) >= budget:
         return None
     found: list[np.ndarray] = []
@@ -229,12 +238,18 @@ def _full_search(
 
 
 def _search_cost(
-    words: np.ndarray, bits: int, bands: int, radius: int, lookup: float = 3.0
+    words: np.ndarray,
+    bits: int,
+    bands: int,
+    radius: int,
+    lookup: float = 3.0,
+    scale: float = 1.0,
 ) -> float:
     """What a search planned as ``bands`` and ``radius`` costs on these codes,
     in candidate pairs: the key lookups (as :func:`_plan` counts them) and
     every pair of equal keys (a bucket of more than :data:`BUCKET` counted
-    as all its pairs, an upper bound), counted, not assumed uniform."""
+    as all its pairs, an upper bound), counted, not assumed uniform. With
+    ``scale``, for codes ``scale`` times as many as these (a sample)."""
     n = len(words)
     cost = 0.0
     for width, keys in _bands(words, bits, bands):
@@ -242,8 +257,17 @@ def _search_cost(
         for masked in combinations(range(width), radius):
             mask = ~sum(int(weights[m]) for m in masked)
             _, sizes = np.unique(keys & mask, return_counts=True)
-            cost += n * lookup + float((sizes * (sizes - 1) // 2).sum())
+            pairs = float((sizes * (sizes - 1) // 2).sum())
+            cost += n * lookup * scale + pairs * scale * scale
     return cost
+
+
+def _sampled_cost(words: np.ndarray, bits: int, bands: int, radius: int) -> float:
+    """:func:`_search_cost` counted on an even sample of at most
+    :data:`PLAN_SAMPLE` codes."""
+    step = max(1, -(-len(words) // PLAN_SAMPLE))
+    sample = words[::step]
+    return _search_cost(sample, bits, bands, radius, scale=len(words) / len(sample))
 
 
 def _bands(
@@ -497,6 +521,9 @@ def _varying_columns(words: np.ndarray) -> np.ndarray:
 
 #: rows whose bits are counted to deal far from uniform bits among the bands
 SAMPLE = 65_536
+#: codes a plan's cost is counted on (:func:`_sampled_cost`; a million
+#: 64-bit codes are planned as 630 masks, each a sort of the sample)
+PLAN_SAMPLE = 16_384
 #: a bit set in fewer than this share of codes (or more than 1 minus it) is
 #: far from uniform (see :func:`_dealt`)
 SKEWED = 0.2
