@@ -91,10 +91,12 @@ def _text(states: list[Path], number: int) -> str:
     return codes[number]
 
 
-def _merge(scale, states: list[Path], results: Path, run: int) -> pa.Table:
+def _merge(
+    scale, states: list[Path], results: Path, run: int, config: dict | None = None
+) -> pa.Table:
     results.mkdir(exist_ok=True)
     scale.synthetic_manifest(results / "m.parquet", run)
-    merge_run(states, results / "catalogue", {}, results / "m.parquet")
+    merge_run(states, results / "catalogue", config or {}, results / "m.parquet")
     table = read_catalogue_table(results / "catalogue", "duplicates")
     keys = [*SORT_KEYS["duplicates"], "code", "distance"]
     return table.sort_by([(c, "ascending") for c in keys])
@@ -201,5 +203,26 @@ def test_distinct_codes_are_exact_when_keys_collide(monkeypatch):
     assert len(np.unique(number)) == len(first)
     at = candidates.locate(base, 256, words[first], 256)
     assert (words[first][at] == base).all()
+    # among codes that repeat (a previous index's rows), too
+    at = candidates.locate(base, 256, words, 256)
+    assert (words[at] == base).all()
     other = rng.integers(0, 2**63, (5, 4), dtype=np.int64).view(np.uint64)
     assert (candidates.locate(other, 256, words[first], 256) == -1).all()
+
+
+def test_near_search_can_be_switched_off(tmp_path):
+    """``duplicates.near: false`` keeps the exact groups only (no near
+    search: hours at tens of millions of scenes); switched on again, the
+    next night searches every code and equals a merge from scratch."""
+    scale = scale_benchmark()
+    scale.synthetic_states(tmp_path / "base", 900, SHARDS)
+    states = sorted((tmp_path / "base").iterdir(), key=lambda p: int(p.name))
+    off = {"duplicates": {"near": False}}
+    first = _merge(scale, states, tmp_path / "nightly", 1, off)
+    assert set(first["kind"].to_pylist()) == {"exact"}
+    pairs = pq.read_table(tmp_path / "nightly" / "catalogue" / PAIRS_FILE)
+    assert pairs.num_rows == 0
+    second = _merge(scale, states, tmp_path / "nightly", 2)
+    assert {"exact", "near_data", "near_mixed"} <= set(second["kind"].to_pylist())
+    assert second.equals(_merge(scale, states, tmp_path / "scratch", 2))
+    assert first.equals(second.filter(pc.equal(second["kind"], "exact")))

@@ -439,3 +439,71 @@ def test_a_linked_partition_says_its_failures_from_their_rows_alone(
     fourth = night(4)
     for a, b in ((second, third), (third, fourth)):
         assert a.drop_columns(["run_id"]).equals(b.drop_columns(["run_id"]))
+
+
+def _as_shard_jobs(
+    states: list[Path], now: Path, run_id: str | None, gone: str | None = None
+) -> None:
+    """Write the tables of ``now``'s shards into ``states`` as shard jobs do
+    (:func:`~biocodes.repository.shard.write_state`): with ``run_id``, each
+    also finds its partition's changes against its last tables; ``gone``:
+    an image left out (removed from the repository)."""
+    from biocodes.repository.shard import write_state
+
+    for state in states:
+        before = {n: read_table(state / f"{n}.parquet", n) for n in SHARD_TABLES}
+        tables = {}
+        for n in SHARD_TABLES:
+            table = read_table(now / state.name / f"{n}.parquet", n)
+            tables[n] = table.filter(pc.field("image_id") != gone) if gone else table
+        write_state(state, tables, SHARDS, None if run_id is None else (before, run_id))
+
+
+def test_shard_jobs_find_their_partitions_changes(synthetic, tmp_path, monkeypatch):
+    """A shard job compares its new tables with its last ones (the files the
+    catalogue linked); the merge takes those changes instead of reading
+    both versions of the partition, and the catalogue is the one it makes
+    by comparing them itself. Where the catalogue's partition is not the
+    job's last files (rewritten to carry a removed image), the merge
+    compares."""
+    from biocodes.repository import catalogue
+
+    scale, base = synthetic
+    by_job, by_merge = tmp_path / "job", tmp_path / "merge"
+    states = {}
+    for results in (by_job, by_merge):
+        states[results] = states_copy(base / "quiet", results / "states")
+        merge(scale, states[results], results, 1)
+    gone = read_table(base / "quiet" / "0" / "images.parquet", "images")
+    gone = gone["image_id"][3].as_py()
+    compared: list[int] = []
+    real = catalogue._compared
+
+    def counted(previous, state, k):
+        compared.append(k)
+        return real(previous, state, k)
+
+    monkeypatch.setattr(catalogue, "_compared", counted)
+    # night 2: 5% changed (every partition), one image gone
+    _as_shard_jobs(states[by_job], base / "changed", "20261202T000000Z", gone)
+    merge(scale, states[by_job], by_job, 2)
+    assert compared == []  # every partition's changes came from its job
+    _as_shard_jobs(states[by_merge], base / "changed", None, gone)
+    merge(scale, states[by_merge], by_merge, 2)
+    assert sorted(compared) == list(range(SHARDS))
+    assert contents(by_job / "catalogue") == contents(by_merge / "catalogue")
+    changes = read_catalogue_table(by_job / "catalogue", "changes")
+    kinds = set(
+        changes.filter(pc.equal(changes["run_id"], "20261202T000000Z"))[
+            "change"
+        ].to_pylist()
+    )
+    assert {"changed", "removed", "still_failing"} <= kinds
+    # night 3: partition 0 was rewritten (it carries the removed image)
+    compared.clear()
+    _as_shard_jobs(states[by_job], base / "quiet", "20261203T000000Z")
+    merge(scale, states[by_job], by_job, 3)
+    assert compared == [0]
+    _as_shard_jobs(states[by_merge], base / "quiet", None)
+    merge(scale, states[by_merge], by_merge, 3)
+    assert contents(by_job / "catalogue") == contents(by_merge / "catalogue")

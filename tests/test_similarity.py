@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from biocodes.repository.duplicates import duplicate_rows, near_pairs
 
 
@@ -51,13 +53,20 @@ def test_groups_span_files_and_exact_groups_are_not_repeated():
     assert duplicate_rows([s("d", 0, "Y"), s("d", 1, "Y")], images) == []
 
 
-def test_a_query_finds_exactly_the_pairs_of_the_queried_codes():
+@pytest.mark.parametrize("table_bits", [0, 24])
+def test_a_query_finds_exactly_the_pairs_of_the_queried_codes(table_bits, monkeypatch):
+    """Both ways of finding a band key's codes (a table of where each key
+    starts; binary search in the ordered keys, used for wide bands) and the
+    screening on one word give exactly a brute force's pairs, for codes of
+    one, two and four words."""
     import numpy as np
 
+    from biocodes.repository import duplicates
     from biocodes.repository.duplicates import _pairs_within
 
+    monkeypatch.setattr(duplicates, "TABLE_BITS", table_bits)
     rng = random.Random(4)
-    for bits, d in ((64, 8), (256, 24)):
+    for bits, d in ((64, 8), (128, 12), (256, 24)):
         base = [rng.getrandbits(bits) for _ in range(80)]
         codes = [
             v ^ sum(1 << f for f in rng.sample(range(bits), rng.randint(0, d + 2)))

@@ -48,10 +48,12 @@ IMAGE_COLUMNS = ["image_id", "root", "format"]
 @dataclass
 class Codes:
     """One column's codes of one length, as the index packs them: row ``r``
-    is the ``local[r]``-th code of that length in index part ``part[r]``."""
+    is the ``local[r]``-th code of that length in index part
+    ``parts[part[r]]``."""
 
     words: np.ndarray
     bits: int
+    parts: list[str]
     part: np.ndarray
     local: np.ndarray
 
@@ -67,10 +69,9 @@ def packed_codes(index: Path, column: str) -> list[Codes]:
     for bits, parts in sorted(by_bits.items()):
         sizes = [len(w) for _p, w in parts]
         words = np.concatenate([np.asarray(w) for _p, w in parts]) if parts else None
-        names = np.array([p for p, _w in parts])
-        part = np.repeat(np.arange(len(parts)), sizes)
+        part = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
         local = np.arange(sum(sizes)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        found.append(Codes(words, bits, names[part], local))
+        found.append(Codes(words, bits, [p for p, _w in parts], part, local))
     return found
 
 
@@ -97,9 +98,9 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     key = key[order]
     same_key = key[1:] == key[:-1]
     del key
-    ordered = words[order]
-    same = same_key & (ordered[1:] == ordered[:-1]).all(axis=1)
-    del ordered
+    same = same_key.copy()  # words compared only where keys are equal
+    at = np.flatnonzero(same_key)
+    same[at] = (words[order[at]] == words[order[at + 1]]).all(axis=1)
     clash = np.flatnonzero(same_key & ~same)
     if len(clash):  # a run of one key with other codes in it: sort it by words
         runs = np.flatnonzero(np.r_[True, ~same_key])
@@ -108,7 +109,8 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
             rows = order[start:end]
             sub = np.lexsort(words[rows].T[::-1])
             order[start:end] = rows[sub]
-        same = same_key & (words[order][1:] == words[order][:-1]).all(axis=1)
+        same = same_key.copy()
+        same[at] = (words[order[at]] == words[order[at + 1]]).all(axis=1)
     start = np.r_[True, ~same]
     number = np.empty(n, np.int64)
     number[order] = np.cumsum(start) - 1
@@ -118,9 +120,10 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 def locate(
     words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
 ) -> np.ndarray:
-    """Each of ``words``' row in ``among`` (distinct codes), -1 where it is
-    not there: keys looked up in ``among``'s sorted keys, then the words
-    compared (a key shared by other codes is resolved code by code)."""
+    """Each of ``words``' row in ``among`` (a row of it holding that code),
+    -1 where it is not there: keys looked up in ``among``'s sorted keys,
+    then the words of the first row of that key compared (a key shared by
+    other codes is resolved code by code). ``among`` may repeat codes."""
     at = np.full(len(words), -1, np.int64)
     if among is None or not len(among) or among_bits != bits or not len(words):
         return at
@@ -131,10 +134,11 @@ def locate(
     mine = keys(words, bits)
     lo = np.searchsorted(ordered, mine, "left")
     hi = np.searchsorted(ordered, mine, "right")
-    one = np.flatnonzero(hi - lo == 1)
-    same = (among[order[lo[one]]] == words[one]).all(axis=1)
-    at[one[same]] = order[lo[one[same]]]
-    for k in np.flatnonzero(hi - lo > 1):  # a key collision: rare
+    has = np.flatnonzero(hi > lo)
+    same = (among[order[lo[has]]] == words[has]).all(axis=1)
+    at[has[same]] = order[lo[has[same]]]
+    clash = has[~same]
+    for k in clash[hi[clash] - lo[clash] > 1]:  # a key collision: rare
         rows = order[lo[k] : hi[k]]
         hit = rows[(among[rows] == words[k]).all(axis=1)]
         if len(hit):
@@ -145,7 +149,7 @@ def locate(
 def present(
     words: np.ndarray, bits: int, among: np.ndarray | None, among_bits: int
 ) -> np.ndarray:
-    """Which of ``words`` are among the distinct codes ``among``."""
+    """Which of ``words`` are among the codes ``among``."""
     return locate(words, bits, among, among_bits) >= 0
 
 
@@ -184,13 +188,11 @@ def near_pairs(
     first, number = unique(codes.words, codes.bits)
     words = codes.words[first]
     old = next((c for c in before if c.bits == codes.bits), None)
-    old_first = None if old is None else unique(old.words, old.bits)[0]
-    old_words = None if old is None else old.words[old_first]
-    if known is None or old_words is None:
+    if known is None or old is None:
         fresh = np.ones(len(words), bool)
         kept = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     else:
-        fresh = ~present(words, codes.bits, old_words, codes.bits)
+        fresh = ~present(words, codes.bits, old.words, codes.bits)
         kept, lost = _kept_pairs(words, codes.bits, known)
         fresh |= lost
     query = None if fresh.all() else fresh  # a first night: all pairs
@@ -255,12 +257,12 @@ def candidate_scenes(
     found: dict[str, list[tuple[Codes, np.ndarray, np.ndarray, np.ndarray]]] = {}
 
     def mark(column: str, codes: Codes, rows: np.ndarray) -> None:
-        names, number = np.unique(codes.part[rows], return_inverse=True)
+        held, number = np.unique(codes.part[rows], return_inverse=True)
         order = np.argsort(number, kind="stable")
-        bounds = np.searchsorted(number[order], np.arange(len(names) + 1))
-        for p, name in enumerate(names):  # one pass, not one scan per part
+        bounds = np.searchsorted(number[order], np.arange(len(held) + 1))
+        for p, part in enumerate(held):  # one pass, not one scan per part
             mine = rows[order[bounds[p] : bounds[p + 1]]]
-            key = (str(name), codes.bits)
+            key = (codes.parts[part], codes.bits)
             take.setdefault(column, {}).setdefault(key, []).append(codes.local[mine])
 
     for codes in packed_codes(index, "iscc_code"):  # one column at a time

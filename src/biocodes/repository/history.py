@@ -137,6 +137,37 @@ def _absent_changed(
     return differ
 
 
+def _since(
+    ids: pa.ChunkedArray | pa.Array,
+    kinds: pa.Array | pa.ChunkedArray,
+    run_id: str,
+    failures: pa.Table | None,
+) -> pa.Array:
+    """``failing_since`` of changes rows: this run for a new failure, the
+    run it first failed in (``failures``, see :func:`failing_since`) for a
+    known one, else null."""
+    since = pa.nulls(len(ids), pa.string())
+    if failures is not None and failures.num_rows:
+        where = pc.index_in(ids, value_set=failures["image_id"])
+        since = failures["failing_since"].combine_chunks().take(where)
+    return pc.if_else(
+        pc.equal(kinds, "failed"),
+        pa.scalar(run_id),
+        pc.if_else(
+            pc.equal(kinds, "still_failing"), since, pa.scalar(None, pa.string())
+        ),
+    )
+
+
+def dated(rows: pa.Table, run_id: str, failures: pa.Table | None) -> pa.Table:
+    """``changes`` rows found without the history (by a shard job: see
+    :func:`biocodes.repository.catalogue.write_partition_changes`) with
+    their ``failing_since`` from ``failures``."""
+    since = _since(rows["image_id"], rows["change"], run_id, failures)
+    at = rows.schema.get_field_index("failing_since")
+    return rows.set_column(at, rows.schema.field(at), since)
+
+
 def changes_table(
     previous: dict[str, pa.Table],
     current: dict[str, pa.Table],
@@ -208,17 +239,7 @@ def changes_table(
     pick = pa.array(noted)
     t = cur.filter(pick)
     kinds = pa.array(change[noted], pa.string())
-    since = pa.nulls(t.num_rows, pa.string())
-    if failures is not None and failures.num_rows:
-        where = pc.index_in(t["image_id"], value_set=failures["image_id"])
-        since = failures["failing_since"].combine_chunks().take(where)
-    since = pc.if_else(
-        pc.equal(kinds, "failed"),
-        pa.scalar(run_id),
-        pc.if_else(
-            pc.equal(kinds, "still_failing"), since, pa.scalar(None, pa.string())
-        ),
-    )
+    since = _since(t["image_id"], kinds, run_id, failures)
     rows = pa.table(
         {
             "run_id": pa.array([run_id] * t.num_rows, pa.string()),

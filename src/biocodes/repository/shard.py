@@ -671,7 +671,9 @@ def run_shard(
     tables = shard_tables(plan, before, hashed, rows)
     kept = plan.kept_now.num_rows + len(hashed.kept)
     if not (own and not plan.work and kept == before["images"].num_rows):
-        write_state(state_dir, tables, shards)  # else: its files as they are
+        # its own last tables: the job finds its partition's changes too
+        compared = (before, run_id) if own else None
+        write_state(state_dir, tables, shards, compared)  # else: kept as they are
     # the part's digest covers its rows (these rows) and the settings and
     # shard count the scan assumed: vouch for it only if they are this job's
     digest = meta.get(SHARD_DIGEST, b"").decode()
@@ -1027,20 +1029,33 @@ def shard_tables(
 
 
 def write_state(
-    state_dir: Path, tables: Mapping[str, pa.Table], shards: int | None
+    state_dir: Path,
+    tables: Mapping[str, pa.Table],
+    shards: int | None,
+    compared: tuple[Mapping[str, pa.Table], str] | None = None,
 ) -> None:
     """Write the shard's tables (its partition of the catalogue, before the
     merge) and their code index part, swapped in at once, exactly as the
     merge writes a partition: a file the merge need not rewrite is linked
-    into the catalogue."""
+    into the catalogue. With ``compared`` (the shard's last tables, read
+    from ``state_dir``, and the run id), also the partition's changes
+    against them (:func:`~biocodes.repository.catalogue.write_partition_changes`)."""
     from biocodes.infra.atomic import atomic_dir
+    from biocodes.repository.catalogue import file_identity, write_partition_changes
     from biocodes.repository.codeindex import write_shard_index
     from biocodes.repository.tables import sorted_batches
 
+    # the files the last tables came from, before they are swapped out
+    source = {
+        n: file_identity(state_dir / f"{n}.parquet") for n in ("images", "scenes")
+    }
     with atomic_dir(state_dir) as new:
         for name in SHARD_TABLES:
             write_atomic(sorted_batches(name, tables[name]), new / f"{name}.parquet")
         write_shard_index(new)  # on the cluster: the merge links it
+        if compared is not None:
+            before, run_id = compared
+            write_partition_changes(new, source, dict(before), dict(tables), run_id)
         if shards is not None:
             (new / "layout.json").write_text(json.dumps({"shards": shards}))
 
