@@ -135,6 +135,13 @@ def _distance(words: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _plan(
     n: int, bits: int, max_distance: int, pairs: float, lookup: float = 3.0
 ) -> tuple[int, int]:
+    """Bands and per-band radius of the cheapest search (:func:`_plan_cost`)."""
+    return _plan_cost(n, bits, max_distance, pairs, lookup)[1:]
+
+
+def _plan_cost(
+    n: int, bits: int, max_distance: int, pairs: float, lookup: float = 3.0
+) -> tuple[float, int, int]:
     """Bands and per-band radius for a multi-index search: codes within ``d``
     bits agree up to ``d // bands`` bits in at least one band (pigeonhole).
     ``d + 1`` exact bands suit a few thousand codes; at a million, wider bands
@@ -142,7 +149,7 @@ def _plan(
     candidates. The cost model counts key lookups over ``n`` codes (a sort:
     ``lookup`` candidate checks each) and the expected candidates among
     ``pairs`` random pairs. A search for a few queried codes among all is
-    planned by :func:`_query_plan`."""
+    planned by :func:`_query_plan`. Returns (cost, bands, radius)."""
     best = None
     for bands in range(max(1, -(-bits // 62)), bits + 1):
         radius = max_distance // bands
@@ -154,7 +161,7 @@ def _plan(
         if best is None or cost < best[0]:
             best = (cost, bands, radius)
     assert best is not None
-    return best[1], best[2]
+    return best
 
 
 def _pairs_within(
@@ -184,18 +191,95 @@ def _pairs_within(
     if asked is not None:
         found = _query_search(words, bits, max_distance, asked, stats, threads)
     else:
-        found = []
-        bands, radius = _plan(n, bits, max_distance, n * n / 2)
-        for width, keys in _bands(words, bits, bands):
-            weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
-            for masked in combinations(range(width), radius):
-                mask = ~sum(int(weights[m]) for m in masked)
-                found.extend(_equal_key_pairs(keys & mask, words, max_distance, stats))
+        found = _full_search(words, bits, max_distance, stats) or []
     if not found:
         return empty, empty, empty
     pairs_found = np.unique(np.concatenate(found))
     i, j = pairs_found // n, pairs_found % n
     return i, j, _distance(words, i, j)
+
+
+def _full_search(
+    words: np.ndarray,
+    bits: int,
+    max_distance: int,
+    stats: dict[str, int],
+    budget: float | None = None,
+) -> list[np.ndarray] | None:
+    """Pairs (as i * n + j, i < j, repeats possible) within ``max_distance``
+    among all codes: a multi-index search (:func:`_plan`) on the bits that
+    are not the same in all codes (a constant bit would make its band's
+    keys fewer and its buckets larger: ISCC-MIXED's first 9 bits are), far
+    from uniform bits dealt out among the bands (:func:`_dealt`), each
+    band's keys with each subset of ``radius`` bits masked in turn, and the
+    codes of equal keys compared (:func:`_equal_key_pairs`). With
+    ``budget`` (a number of candidate pairs), None instead when the search
+    would compare that many or no bit is constant (see :func:`_spread`)."""
+    n = len(words)
+    columns = _varying_columns(words)
+    width = len(columns)
+    if budget is not None and width >= bits:
+        return None
+    if width <= max_distance and n > BUCKET:  # every pair is within the distance
+        return [np.arange(1, n, dtype=np.int64)]  # (0, j): connected through 0
+    bands, radius = _plan(n, width, max_distance, n * n / 2)
+    columns = _dealt(words, columns, bands)
+    if width < bits or (np.diff(columns) != 1).any():
+        words = _gathered(words, columns)
+    bits = width
+    if radius and max_distance < bits:
+        # each mask of a band repeats its buckets: codes whose bits are not
+        # independent (a band with few keys) fill the same large bucket once
+        # per mask; exact bands compare each such bucket once
+        exact = max_distance + 1
+        if _sampled_cost(words, bits, exact, 0) < _sampled_cost(
+            words, bits, bands, radius
+        ):
+            bands, radius = exact, 0
+    if budget is not None and _search_cost(words, bits, bands, radius) >= budget:
+        return None
+    found: list[np.ndarray] = []
+    for width, keys in _bands(words, bits, bands):
+        weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
+        for masked in combinations(range(width), radius):
+            mask = ~sum(int(weights[m]) for m in masked)
+            found.extend(
+                _equal_key_pairs(keys & mask, words, max_distance, stats, bits=bits)
+            )
+    return found
+
+
+def _search_cost(
+    words: np.ndarray,
+    bits: int,
+    bands: int,
+    radius: int,
+    lookup: float = 3.0,
+    scale: float = 1.0,
+) -> float:
+    """What a search planned as ``bands`` and ``radius`` costs on these codes,
+    in candidate pairs: the key lookups (as :func:`_plan` counts them) and
+    every pair of equal keys (a bucket of more than :data:`BUCKET` counted
+    as all its pairs, an upper bound), counted, not assumed uniform. With
+    ``scale``, for codes ``scale`` times as many as these (a sample)."""
+    n = len(words)
+    cost = 0.0
+    for width, keys in _bands(words, bits, bands):
+        weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
+        for masked in combinations(range(width), radius):
+            mask = ~sum(int(weights[m]) for m in masked)
+            _, sizes = np.unique(keys & mask, return_counts=True)
+            pairs = float((sizes * (sizes - 1) // 2).sum())
+            cost += n * lookup * scale + pairs * scale * scale
+    return cost
+
+
+def _sampled_cost(words: np.ndarray, bits: int, bands: int, radius: int) -> float:
+    """:func:`_search_cost` counted on an even sample of at most
+    :data:`PLAN_SAMPLE` codes."""
+    step = max(1, -(-len(words) // PLAN_SAMPLE))
+    sample = words[::step]
+    return _search_cost(sample, bits, bands, radius, scale=len(words) / len(sample))
 
 
 def _bands(
@@ -446,7 +530,11 @@ def _batches(count: np.ndarray) -> Iterator[tuple[int, int]]:
 
 
 def _dense_bucket(
-    members: np.ndarray, words: np.ndarray, max_distance: int, stats: dict[str, int]
+    members: np.ndarray,
+    words: np.ndarray,
+    max_distance: int,
+    stats: dict[str, int],
+    bits: int | None = None,
 ) -> list[np.ndarray]:
     """Pairs within ``max_distance`` among ``members`` (rows of ``words``)
     that connect them exactly as all such pairs would, at a cost linear in
@@ -459,8 +547,9 @@ def _dense_bucket(
     the ball member's plus the limit (triangle inequality), so only those
     pairs are compared; the rest is searched again with a new leader. A
     leader near nothing is dropped; after :data:`LONERS` of them in a row
-    (codes spread out, not clustered) the rest is compared pair by pair, as
-    a small bucket is."""
+    (codes spread out, not clustered) the rest is searched on the bits its
+    codes do not share (:func:`_spread`). ``bits``: the codes' length (at
+    most the words' bits)."""
     n = len(words)
     out = []
     rest = members
@@ -483,11 +572,100 @@ def _dense_bucket(
             out.extend(_across(ball, near, others, far, words, max_distance, stats))
         rest = others
     if len(rest) > 1:
-        out.extend(
-            _equal_key_pairs(
-                np.zeros(len(rest), np.int64), words, max_distance, stats, rest, True
-            )
-        )
+        out.extend(_spread(rest, words, max_distance, stats, bits))
+    return out
+
+
+def _spread(
+    members: np.ndarray,
+    words: np.ndarray,
+    max_distance: int,
+    stats: dict[str, int],
+    bits: int | None = None,
+) -> list[np.ndarray]:
+    """Pairs within ``max_distance`` among ``members`` (rows of ``words``,
+    codes of ``bits`` bits) that connect them as all such pairs would, in a
+    bucket of codes spread out rather than clustered. Its codes share their
+    band key, so those bits say nothing about their distances: the bits
+    they do not all share are searched again as codes of their own (a
+    multi-index search on fewer bits, pigeonhole again, its buckets
+    counted first), instead of pair by pair. Pair by pair when that is
+    cheaper, or when no bit is left out (the search would not end)."""
+    n, m = len(words), len(members)
+    bits = words.shape[1] * 64 if bits is None else bits
+    pairwise = m * (m - 1) / 2
+    found = None
+    if m > BUCKET:
+        found = _full_search(words[members], bits, max_distance, stats, pairwise)
+    if found is None:
+        zeros = np.zeros(m, np.int64)
+        return _equal_key_pairs(zeros, words, max_distance, stats, members, True)
+    if not found:
+        return []
+    inner = np.unique(np.concatenate(found))
+    a, b = members[inner // m], members[inner % m]
+    return [np.minimum(a, b) * n + np.maximum(a, b)]
+
+
+def _varying_columns(words: np.ndarray) -> np.ndarray:
+    """Positions (from the most significant bit of the words) of the bits
+    not the same in all codes."""
+    differ = np.zeros(words.shape[1], np.uint64)
+    for start in range(0, len(words), DECODE_BATCH):  # bounded temporaries
+        chunk = words[start : start + DECODE_BATCH] ^ words[0]
+        differ |= np.bitwise_or.reduce(chunk, axis=0)
+    return np.flatnonzero(np.unpackbits(differ.astype(">u8").view(np.uint8)))
+
+
+#: rows whose bits are counted to deal far from uniform bits among the bands
+SAMPLE = 65_536
+#: codes a plan's cost is counted on (:func:`_sampled_cost`; a million
+#: 64-bit codes are planned as 630 masks, each a sort of the sample)
+PLAN_SAMPLE = 16_384
+#: a bit set in fewer than this share of codes (or more than 1 minus it) is
+#: far from uniform (see :func:`_dealt`)
+SKEWED = 0.2
+
+
+def _dealt(words: np.ndarray, columns: np.ndarray, bands: int) -> np.ndarray:
+    """``columns`` (bit positions) in the order the bands take them (each
+    band a run of ``len(columns) * k // bands`` to the next): unchanged
+    unless some bits are far from uniform (set in few codes or in nearly
+    all, counted in an even sample of the codes), which are then dealt out
+    one band after another, so no band's keys are mostly bits that say
+    little (its buckets would hold most codes)."""
+    step = max(1, len(words) // SAMPLE)
+    sample = words[::step].astype(">u8")
+    matrix = np.unpackbits(sample.view(np.uint8).reshape(len(sample), -1), axis=1)
+    share = matrix[:, columns].mean(axis=0)
+    skew = np.abs(share - 0.5)
+    if not (skew > 0.5 - SKEWED).any():
+        return columns
+    width = len(columns)
+    edges = [width * k // bands for k in range(bands + 1)]
+    room = np.diff(edges)
+    slots: list[list[int]] = [[] for _ in range(bands)]
+    band = 0
+    for c in columns[np.argsort(-skew, kind="stable")]:  # most skewed first
+        while len(slots[band]) == room[band]:
+            band = (band + 1) % bands
+        slots[band].append(int(c))
+        band = (band + 1) % bands
+    return np.array([c for slot in slots for c in sorted(slot)], dtype=np.int64)
+
+
+def _gathered(words: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """New codes of the bits at ``columns`` of ``words``, in that order, as
+    the trailing bits of big-endian uint64 words: distances unchanged."""
+    n, width = len(words), len(columns)
+    out = np.empty((n, max(1, -(-width // 64))), np.uint64)
+    pad = out.shape[1] * 64 - width
+    for start in range(0, n, DECODE_BATCH):  # bounded temporaries
+        chunk = words[start : start + DECODE_BATCH].astype(">u8")
+        matrix = np.unpackbits(chunk.view(np.uint8).reshape(len(chunk), -1), axis=1)
+        padded = np.zeros((len(chunk), pad + width), np.uint8)
+        padded[:, pad:] = matrix[:, columns]
+        out[start : start + len(chunk)] = np.packbits(padded, axis=1).view(">u8")
     return out
 
 
@@ -531,12 +709,13 @@ def _equal_key_pairs(
     stats: dict[str, int],
     rows: np.ndarray | None = None,
     pairwise: bool = False,
+    bits: int | None = None,
 ) -> list[np.ndarray]:
     """Pairs (as i * n + j, i < j) of rows with equal keys and codes within
     ``max_distance``, generated and checked in bounded batches; a bucket of
     more than :data:`BUCKET` rows goes to :func:`_dense_bucket` (unless
     ``pairwise``). ``rows``: the rows of ``words`` the keys belong to
-    (default: all)."""
+    (default: all); ``bits``: the codes' length (see :func:`_spread`)."""
     n = len(words)
     if rows is None:
         rows = np.arange(len(keys))
@@ -552,7 +731,8 @@ def _equal_key_pairs(
     dense = sizes > BUCKET
     if dense.any() and not pairwise:
         for st, sz in zip(starts[dense], sizes[dense], strict=True):
-            out.extend(_dense_bucket(order[st : st + sz], words, max_distance, stats))
+            bucket = order[st : st + sz]
+            out.extend(_dense_bucket(bucket, words, max_distance, stats, bits))
         starts, sizes = starts[~dense], sizes[~dense]
         if not len(starts):
             return out
