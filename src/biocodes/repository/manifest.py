@@ -604,7 +604,8 @@ def new_run() -> dict[str, str]:
     """A run's id and start time. The scan starts every run, so it stamps both
     on the manifest and every later step reads them from there. With
     ``SOURCE_DATE_EPOCH`` set (the reproducible-builds convention) both come
-    from it, so two runs over the same files write byte-identical catalogues."""
+    from it, so two runs over the same files write byte-identical catalogues.
+    Run ids sort in the order the runs started."""
     from datetime import UTC, datetime
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
@@ -613,5 +614,7 @@ def new_run() -> dict[str, str]:
         run_id = f"{now:%Y%m%dT%H%M%SZ}"
     else:
         now = datetime.now(UTC)
-        run_id = f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
+        # sorts as the runs started, two in one second too (the catalogue
+        # takes the last run by its id); the random part keeps ids unique
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{now:%f}-{os.urandom(2).hex()}"
     return {"run_id": run_id, "started": now.isoformat(timespec="seconds")}
