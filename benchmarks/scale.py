@@ -1010,7 +1010,7 @@ def main() -> int:
         "--merge-config",
         default="{}",
         help='JSON config of the synthetic merges, e.g. {"duplicates": '
-        '{"data_distance": -1, "mixed_distance": -1}} (no near search)',
+        '{"near": false}} (no near search)',
     )
     parser.add_argument(
         "--merge-threads",
