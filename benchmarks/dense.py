@@ -22,14 +22,13 @@ timed test: ratios in one run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from scale import child  # one fresh interpreter per side, as scale.py runs them
+
 ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
 
 CHILD = r"""
 import hashlib, json, sys, time
@@ -82,19 +81,6 @@ print(json.dumps(out))
 """
 
 
-def child(src: Path, catalogue: Path, rounds: int) -> dict:
-    """One side's figures, in a fresh interpreter with ``src`` first."""
-    proc = subprocess.run(
-        [PY, "-c", CHILD, str(catalogue), str(rounds)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(src)},
-    )
-    if proc.returncode:
-        sys.exit(f"benchmark child failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("catalogue", type=Path)
@@ -104,7 +90,9 @@ def main() -> int:
     sides = [("after", ROOT / "src")]
     if args.baseline:
         sides.insert(0, ("before", args.baseline))
-    found = {label: child(src, args.catalogue, args.rounds) for label, src in sides}
+    found = {
+        label: child(src, CHILD, args.catalogue, args.rounds) for label, src in sides
+    }
     for label, r in found.items():
         for what, f in r.items():
             extra = ", ".join(f"{k} {v}" for k, v in f.items() if k != "seconds")
