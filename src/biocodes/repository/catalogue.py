@@ -630,20 +630,18 @@ def write_partition_changes(
     :func:`shard_changes`."""
     import json
 
-    from biocodes.repository.history import IMAGE_COLUMNS, PLANE_COLUMNS, SCENE_COLUMNS
+    from biocodes.repository.history import PLANE_COLUMNS
 
-    columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
-    more = {"images": ["run_id"], "scenes": ["status", "nbytes"]}
-    old = {n: before[n].select(c) for n, c in columns.items()}
-    new = {n: now[n].select([*c, *more[n]]) for n, c in columns.items()}
+    was, will = _compared_columns()
+    old = {n: before[n].select(c) for n, c in was.items()}
+    new = {n: now[n].select(c) for n, c in will.items()}
 
     def planes(changed: pa.Array) -> tuple[pa.Table, pa.Table]:
-        def mine(scenes: pa.Table) -> pa.Table:
-            return scenes.filter(pc.is_in(scenes["image_id"], changed))
-
-        return mine(before["scenes"]).select(PLANE_COLUMNS), mine(now["scenes"]).select(
-            PLANE_COLUMNS
-        )
+        theirs = [
+            t.filter(pc.is_in(t["image_id"], changed)).select(PLANE_COLUMNS)
+            for t in (before["scenes"], now["scenes"])
+        ]
+        return theirs[0], theirs[1]
 
     rows, gone, figures = partition_changes(old, new, run_id, None, planes)
     folder = new_state / CHANGES_DIR
@@ -730,17 +728,23 @@ def _compared(
 ) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
     """The columns of ``images`` and ``scenes`` the changes are found in:
     the previous catalogue's partition and the shard's files."""
+    was, will = _compared_columns()
+    before = {n: previous.rows(n, k, c) for n, c in was.items()}
+    now = {n: read_table(state / f"{n}.parquet", n, c) for n, c in will.items()}
+    return before, now
+
+
+def _compared_columns() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The columns of ``images`` and ``scenes`` compared for a partition's
+    changes: before, and now (these also give the partition's figures)."""
     from biocodes.repository.history import IMAGE_COLUMNS, SCENE_COLUMNS
 
-    columns = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
-    before = {n: previous.rows(n, k, c) for n, c in columns.items()}
-    # the shard's side also gives the partition's figures (one read)
-    more = {"images": ["run_id"], "scenes": ["status", "nbytes"]}
-    now = {
-        n: read_table(state / f"{n}.parquet", n, [*c, *more[n]])
-        for n, c in columns.items()
+    was = {"images": IMAGE_COLUMNS, "scenes": SCENE_COLUMNS}
+    will = {
+        "images": [*IMAGE_COLUMNS, "run_id"],
+        "scenes": [*SCENE_COLUMNS, "status", "nbytes"],
     }
-    return before, now
+    return was, will
 
 
 def _stored_planes(
