@@ -98,9 +98,7 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     key = key[order]
     same_key = key[1:] == key[:-1]
     del key
-    same = same_key.copy()  # words compared only where keys are equal
-    at = np.flatnonzero(same_key)
-    same[at] = (words[order[at]] == words[order[at + 1]]).all(axis=1)
+    same = _same_neighbours(words, order, same_key)
     clash = np.flatnonzero(same_key & ~same)
     if len(clash):  # a run of one key with other codes in it: sort it by words
         runs = np.flatnonzero(np.r_[True, ~same_key])
@@ -109,12 +107,22 @@ def unique(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
             rows = order[start:end]
             sub = np.lexsort(words[rows].T[::-1])
             order[start:end] = rows[sub]
-        same = same_key.copy()
-        same[at] = (words[order[at]] == words[order[at + 1]]).all(axis=1)
+        same = _same_neighbours(words, order, same_key)
     start = np.r_[True, ~same]
     number = np.empty(n, np.int64)
     number[order] = np.cumsum(start) - 1
     return order[start], number
+
+
+def _same_neighbours(
+    words: np.ndarray, order: np.ndarray, same_key: np.ndarray
+) -> np.ndarray:
+    """Whether each code in ``order`` holds the words of the next one,
+    compared only where their keys are equal (``same_key``)."""
+    same = same_key.copy()
+    at = np.flatnonzero(same_key)
+    same[at] = (words[order[at]] == words[order[at + 1]]).all(axis=1)
+    return same
 
 
 def sorted_keys(words: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +294,7 @@ def candidate_scenes(
         mark("iscc_code", codes, np.flatnonzero(exact_rows(codes)))
     for kind, (column, setting, default) in NEAR.items():
         limit = int(config.get(setting, default))
-        if limit < 0:  # no near search (a benchmark's setting)
+        if limit < 0:  # no near search (duplicates.near: false)
             continue
         before = [] if old_index is None else packed_codes(old_index, column)
         for codes in packed_codes(index, column):
