@@ -239,14 +239,20 @@ def _full_search(
     if budget is not None and _search_cost(words, bits, bands, radius) >= budget:
         return None
     found: list[np.ndarray] = []
+    for keys in _masked_keys(words, bits, bands, radius):
+        found.extend(_equal_key_pairs(keys, words, max_distance, stats, bits=bits))
+    return found
+
+
+def _masked_keys(
+    words: np.ndarray, bits: int, bands: int, radius: int
+) -> Iterator[np.ndarray]:
+    """Each band's keys with each subset of ``radius`` of its bits masked in
+    turn (codes within ``radius`` bits in a band share one of these)."""
     for width, keys in _bands(words, bits, bands):
         weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
         for masked in combinations(range(width), radius):
-            mask = ~sum(int(weights[m]) for m in masked)
-            found.extend(
-                _equal_key_pairs(keys & mask, words, max_distance, stats, bits=bits)
-            )
-    return found
+            yield keys & ~sum(int(weights[m]) for m in masked)
 
 
 def _search_cost(
@@ -264,13 +270,10 @@ def _search_cost(
     ``scale``, for codes ``scale`` times as many as these (a sample)."""
     n = len(words)
     cost = 0.0
-    for width, keys in _bands(words, bits, bands):
-        weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
-        for masked in combinations(range(width), radius):
-            mask = ~sum(int(weights[m]) for m in masked)
-            _, sizes = np.unique(keys & mask, return_counts=True)
-            pairs = float((sizes * (sizes - 1) // 2).sum())
-            cost += n * lookup * scale + pairs * scale * scale
+    for keys in _masked_keys(words, bits, bands, radius):
+        _, sizes = np.unique(keys, return_counts=True)
+        pairs = float((sizes * (sizes - 1) // 2).sum())
+        cost += n * lookup * scale + pairs * scale * scale
     return cost
 
 
